@@ -1,0 +1,171 @@
+"""vLLM's Prometheus metrics, under vLLM's own names, on an injected ``CollectorRegistry``.
+
+The gateway scrapes these exactly as it would scrape a real vLLM, so names, types and the
+``model_name`` label match vLLM. Values are plain ints and floats bumped from the event loop
+and turned into metric families only at scrape time (a custom collector): prometheus_client's
+own Counter/Histogram take a lock per call, and the zero-latency benchmark path must stay cheap.
+Gauges are read from the engine at scrape time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+# vLLM's bucket boundaries (vllm/engine/metrics.py), so dashboards built for vLLM still fit.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0,
+               7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
+               60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+FINISHED_REASONS = ("stop", "length")
+_GAUGES = (
+    ("vllm:num_requests_running", "Requests in the running batch."),
+    ("vllm:num_requests_waiting", "Requests waiting to be admitted."),
+    ("vllm:kv_cache_usage_perc", "KV-cache usage; 1 means 100 percent."),
+)
+
+
+class LoadSource(Protocol):
+    """What the gauges read at scrape time (the engine)."""
+
+    @property
+    def num_running(self) -> int: ...
+
+    @property
+    def num_waiting(self) -> int: ...
+
+    @property
+    def kv_cache_usage(self) -> float: ...
+
+
+class Histogram:
+    """Prometheus histogram data: per-bucket counts (not cumulative) and the sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float, count: int = 1) -> None:
+        """Record ``count`` observations of ``value`` (count > 1: identical gaps, in one go)."""
+        self.counts[bisect_left(self.bounds, value)] += count
+        self.total += value * count
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative = 0
+        out: list[tuple[str, float]] = []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        return out
+
+
+class SimulatorMetrics:
+    """The counters and histograms of one simulated server."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self.success = dict.fromkeys(FINISHED_REASONS, 0)
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+        self.e2e = Histogram(E2E_BUCKETS)
+
+    def record_success(self, finish_reason: str) -> None:
+        # vLLM reports tool calls as a plain stop.
+        self.success["length" if finish_reason == "length" else "stop"] += 1
+
+    def record_instant(
+        self, prompt_tokens: int, completion_tokens: int, finish_reason: str, seconds: float
+    ) -> None:
+        """A request answered without the engine (zero latency): every token at once."""
+        self.prompt_tokens += prompt_tokens
+        self.generation_tokens += completion_tokens
+        self.ttft.observe(seconds)
+        if completion_tokens > 1:
+            self.itl.observe(0.0, completion_tokens - 1)
+        self.e2e.observe(seconds)
+        self.record_success(finish_reason)
+
+
+class SimulatorCollector(Collector):
+    """Turns ``SimulatorMetrics`` and the engine's load into vLLM's metric families."""
+
+    def __init__(self, model_name: str, metrics: SimulatorMetrics, load: LoadSource) -> None:
+        self._labels = [model_name]
+        self._metrics = metrics
+        self._load = load
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only: lets the registry detect duplicates without reading the engine.
+        yield from self._families(with_values=False)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(with_values=True)
+
+    def _families(self, with_values: bool) -> Iterator[Metric]:
+        yield from self._gauges(with_values)
+        yield from self._counters(with_values)
+        yield from self._histograms(with_values)
+
+    def _gauges(self, with_values: bool) -> Iterator[Metric]:
+        load = self._load
+        values = (load.num_running, load.num_waiting, load.kv_cache_usage) if with_values else ()
+        for i, (name, doc) in enumerate(_GAUGES):
+            family = GaugeMetricFamily(name, doc, labels=["model_name"])
+            if with_values:
+                family.add_metric(self._labels, values[i])
+            yield family
+
+    def _counters(self, with_values: bool) -> Iterator[Metric]:
+        m = self._metrics
+        prompt = CounterMetricFamily(
+            "vllm:prompt_tokens", "Prefill tokens processed.", labels=["model_name"]
+        )
+        generation = CounterMetricFamily(
+            "vllm:generation_tokens", "Generation tokens processed.", labels=["model_name"]
+        )
+        success = CounterMetricFamily(
+            "vllm:request_success",
+            "Successfully finished requests.",
+            labels=["model_name", "finished_reason"],
+        )
+        if with_values:
+            prompt.add_metric(self._labels, m.prompt_tokens)
+            generation.add_metric(self._labels, m.generation_tokens)
+            for reason, count in m.success.items():
+                success.add_metric([*self._labels, reason], count)
+        yield from (prompt, generation, success)
+
+    def _histograms(self, with_values: bool) -> Iterator[Metric]:
+        m = self._metrics
+        for name, doc, histogram in (
+            ("vllm:time_to_first_token_seconds", "Time to first token.", m.ttft),
+            ("vllm:inter_token_latency_seconds", "Time between tokens.", m.itl),
+            ("vllm:e2e_request_latency_seconds", "End-to-end request latency.", m.e2e),
+        ):
+            family = HistogramMetricFamily(name, doc, labels=["model_name"])
+            if with_values:
+                family.add_metric(self._labels, histogram.buckets(), histogram.total)
+            yield family
+
+
+def register_metrics(
+    registry: CollectorRegistry, model_name: str, metrics: SimulatorMetrics, load: LoadSource
+) -> SimulatorCollector:
+    collector = SimulatorCollector(model_name, metrics, load)
+    registry.register(collector)
+    return collector

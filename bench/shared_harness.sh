@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs the shared gateway harness (../shared/bench/run_bench.py) against `switchyard serve`
+# with one worker, then renders its table beside the harness's LiteLLM and baseline results.
+#
+# The harness starts its fake backend on BACKEND_PORT; this script writes a temporary config
+# whose one model `fake-model` points there, and the harness starts the gateway (pinned to
+# core 0) with it. Writes bench/results/switchyard.json and bench/results/shared_harness.md.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: bench/shared_harness.sh [--report-only] [RUN_BENCH_ARGS...]
+
+Benchmarks `switchyard serve` (one worker) with the shared harness at ../shared/bench and
+renders the comparison with LiteLLM and the two lean baseline proxies.
+
+  --report-only      skip the run; only render bench/results/shared_harness.md
+  RUN_BENCH_ARGS     passed on to run_bench.py (e.g. --repeats 2 --duration 5)
+
+Environment:
+  SHARED_BENCH   harness directory        (default: <repo>/../shared/bench)
+  PYTHON         interpreter              (default: <repo>/.venv/bin/python)
+  GATEWAY_PORT   gateway port             (default: 4610)
+  BACKEND_PORT   fake backend port        (default: 18610)
+  OUT            result JSON              (default: bench/results/switchyard.json)
+Takes about 8 minutes with the harness defaults (3 repetitions x 10 s per run).
+USAGE
+}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+GATEWAY_PORT=${GATEWAY_PORT:-4610}
+BACKEND_PORT=${BACKEND_PORT:-18610}
+OUT=${OUT:-$ROOT/bench/results/switchyard.json}
+REPORT=$ROOT/bench/results/shared_harness.md
+
+REPORT_ONLY=0
+ARGS=()
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    --report-only) REPORT_ONLY=1 ;;
+    *) ARGS+=("$arg") ;;
+  esac
+done
+
+[ -f "$SHARED/run_bench.py" ] || { echo "shared harness not found at $SHARED" >&2; exit 2; }
+mkdir -p "$(dirname "$OUT")"
+
+if [ "$REPORT_ONLY" = 0 ]; then
+  CONFIG=$(mktemp --suffix=.yaml /tmp/switchyard-bench-XXXXXX)
+  trap 'rm -f "$CONFIG"' EXIT
+  cat >"$CONFIG" <<YAML
+server: {host: 127.0.0.1, port: $GATEWAY_PORT, workers: 1, log_level: warning}
+models:
+  - name: fake-model
+    price_input_per_mtok: 1
+    price_output_per_mtok: 2
+    endpoints: [{url: "http://127.0.0.1:$BACKEND_PORT/v1"}]
+YAML
+  VERSION_CMD="$PYTHON -c 'import importlib.metadata as m; print(\"switchyard\", m.version(\"switchyard\"), \"aiohttp\", m.version(\"aiohttp\"), \"uvicorn\", m.version(\"uvicorn\"))'"
+  "$PYTHON" "$SHARED/run_bench.py" \
+    --gateway-name switchyard --gateway-port "$GATEWAY_PORT" --backend-port "$BACKEND_PORT" \
+    --gateway-cmd "$ROOT/.venv/bin/switchyard serve --config $CONFIG --port {port} --workers 1" \
+    --gateway-version-cmd "$VERSION_CMD" \
+    --python "$PYTHON" --out "$OUT" "${ARGS[@]}"
+fi
+
+"$PYTHON" "$SHARED/report.py" "$SHARED/results/litellm.json" "$SHARED/results/baseline-httpx.json" \
+  "$SHARED/results/baseline-aiohttp.json" "$OUT" >"$REPORT"
+echo "wrote $REPORT"

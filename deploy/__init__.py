@@ -1,0 +1,1 @@
+"""Deploy: GPU and model catalogs, the placement planner, Helm values, dashboards and rules."""

@@ -1,0 +1,1 @@
+"""The Switchyard gateway: the ASGI app, settings, HTTP API, error model, metrics and CLI."""

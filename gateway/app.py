@@ -1,0 +1,59 @@
+"""``create_app(settings)``: the one place the gateway is assembled."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from gateway.errors import install_error_handlers
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Proxy, proxy_routes
+from gateway.requestid import RequestIdMiddleware
+from gateway.settings import Settings, load_settings
+from gateway.system import system_routes
+from gateway.upstreams import Upstreams
+
+CONFIG_ENV = "SWITCHYARD_CONFIG_FILE"  # hands the config path to uvicorn worker processes
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    upstreams = Upstreams(settings)
+    metrics.watch_breakers(lambda: upstreams.pools)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await upstreams.start()
+        try:
+            yield
+        finally:
+            await upstreams.close()
+
+    app = FastAPI(
+        title="Switchyard",
+        version=version("switchyard"),
+        description="OpenAI-compatible LLM gateway.",
+        lifespan=lifespan,
+        redoc_url=None,
+        # Switchyard exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks
+        # would only add work to every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.upstreams = upstreams
+    app.state.metrics = metrics
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(proxy_routes(Proxy(upstreams, metrics)))
+    app.include_router(system_routes(upstreams, registry))
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` worker processes: reads the config file again."""
+    return create_app(load_settings(os.environ[CONFIG_ENV]))

@@ -1,0 +1,125 @@
+"""The ``switchyard`` command: serve the gateway, run the demo, run a simulated vLLM server."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.settings import SettingsError, build_settings, load_settings
+
+app = typer.Typer(
+    help="Switchyard: an OpenAI-compatible LLM gateway that routes each request to the best "
+    "model per dollar, on the least-loaded replica.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"switchyard {version('switchyard')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Switchyard command line."""
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="YAML config file (models, endpoints, server).")
+    ],
+    host: Annotated[str | None, typer.Option(help="Bind address [default: from config].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: from config].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes [default: from config].")
+    ] = None,
+) -> None:
+    """Run the gateway. SWITCHYARD_* environment variables override the file
+    (e.g. SWITCHYARD_SERVER__PORT=9000)."""
+    from gateway.serve import run_gateway
+
+    try:
+        settings = load_settings(config)
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    given = {"host": host, "port": port, "workers": workers}
+    server = {**settings.server.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    try:
+        settings = build_settings({**settings.model_dump(), "server": server})
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    run_gateway(settings, config)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the gateway.")] = 8080,
+    host: Annotated[str, typer.Option(help="Bind address of the gateway.")] = "127.0.0.1",
+) -> None:
+    """Start three simulated vLLM backends (distinct prices and speeds) and the gateway.
+
+    No GPU, no Redis. Prints a curl and an OpenAI SDK example; Ctrl-C stops everything."""
+    from gateway.demo import run_demo
+
+    run_demo(host, port)
+
+
+@app.command()
+def simulate(
+    model: Annotated[str, typer.Option(help="Model name the simulator serves.")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    preset: Annotated[
+        str, typer.Option(help="Performance preset: fast (H100-like), medium, slow, zero.")
+    ] = "medium",
+    seed: Annotated[int, typer.Option(help="Seed: the same request gives the same text.")] = 0,
+    max_num_seqs: Annotated[
+        int | None, typer.Option(help="Running sequences before requests queue.")
+    ] = None,
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="Share answered 500.")] = 0.0,
+    added_latency_ms: Annotated[float, typer.Option(min=0, help="Extra delay per request.")] = 0,
+    drop_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of streams cut mid-way.")
+    ] = 0.0,
+    hang_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of requests never answered.")
+    ] = 0.0,
+    embeddings: Annotated[bool, typer.Option(help="Also serve /v1/embeddings.")] = False,
+) -> None:
+    """Run a vLLM-compatible simulated server: OpenAI endpoints, vLLM /metrics, a latency
+    model, and fault injection (also at run time: POST /sim/faults)."""
+    from backends.simulator import build_config
+    from backends.simulator import serve as serve_simulator
+
+    overrides: dict[str, object] = {
+        "error_rate": error_rate,
+        "added_latency_ms": added_latency_ms,
+        "drop_rate": drop_rate,
+        "hang_rate": hang_rate,
+        "serves_embeddings": embeddings,
+    }
+    if max_num_seqs is not None:
+        overrides["max_num_seqs"] = max_num_seqs
+    try:
+        config = build_config(model, preset, seed, **overrides)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    serve_simulator(config, host=host, port=port)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,111 @@
+"""``switchyard demo``: three simulated vLLM servers (cheap and fast, mid, dear and slow) as
+child processes, and the gateway in front of them. No GPU, no Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gateway.serve import run_gateway
+from gateway.settings import Settings, build_settings
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    name: str
+    preset: str
+    price_in: float  # USD per 1M tokens
+    price_out: float
+
+
+DEMO_MODELS = (
+    DemoModel("llama-3.1-8b", "fast", 0.05, 0.08),
+    DemoModel("qwen3-30b-a3b", "medium", 0.15, 0.60),
+    DemoModel("llama-3.1-70b", "slow", 0.60, 0.80),
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"simulator on port {port} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"simulator on port {port} did not start in {timeout:g}s")
+
+
+@contextlib.contextmanager
+def simulators(models: tuple[DemoModel, ...]) -> Iterator[dict[str, int]]:
+    """Start one simulator process per model; yield {model: port}; stop them all."""
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: dict[str, int] = {}
+    try:
+        for seed, m in enumerate(models):
+            port = _free_port()
+            cmd = [sys.executable, "-m", "gateway", "simulate", "--model", m.name,
+                   "--port", str(port), "--preset", m.preset, "--seed", str(seed)]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+            ports[m.name] = port
+        for proc, port in zip(procs, ports.values(), strict=True):
+            _wait_for(port, proc)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def demo_settings(host: str, port: int, ports: dict[str, int]) -> Settings:
+    models = [
+        {
+            "name": m.name,
+            "price_input_per_mtok": m.price_in,
+            "price_output_per_mtok": m.price_out,
+            "endpoints": [{"url": f"http://127.0.0.1:{ports[m.name]}/v1"}],
+        }
+        for m in DEMO_MODELS
+    ]
+    return build_settings({"server": {"host": host, "port": port}, "models": models})
+
+
+def banner(base: str) -> str:
+    model = DEMO_MODELS[0].name
+    return f"""
+Switchyard demo: gateway on {base}, models {", ".join(m.name for m in DEMO_MODELS)}
+
+  curl {base}/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+  python -c 'from openai import OpenAI
+c = OpenAI(base_url="{base}/v1", api_key="demo")
+print(c.chat.completions.create(model="{model}",
+      messages=[{{"role": "user", "content": "Hello!"}}]).choices[0].message.content)'
+
+  Metrics: {base}/metrics    API docs: {base}/docs    Stop: Ctrl-C
+"""
+
+
+def run_demo(host: str, port: int) -> None:
+    with simulators(DEMO_MODELS) as ports:
+        settings = demo_settings(host, port, ports)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(banner(f"http://{shown}:{port}"), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            run_gateway(settings)

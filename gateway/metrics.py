@@ -1,0 +1,106 @@
+"""Prometheus metrics of the gateway, on an injected registry (tests build their own).
+
+Breaker states are read from the pools at scrape time by a custom collector, so the hot
+path never touches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from backends.errors import UpstreamError
+from backends.pool import EndpointPool
+
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+
+
+class GatewayMetrics:
+    """Everything the gateway counts. Also the ``DispatchObserver`` of backends.pool."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "switchyard_requests",
+            "Finished requests by model, endpoint and HTTP status (or client_closed).",
+            ["model", "endpoint", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "switchyard_request_duration_seconds",
+            "Time from request received to last byte sent.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "switchyard_time_to_first_token_seconds",
+            "Time from request received to the first streamed chunk from the backend.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "switchyard_prompt_tokens", "Prompt tokens, from backend usage.", ["model"],
+            registry=registry,
+        )  # fmt: skip
+        self.completion_tokens = Counter(
+            "switchyard_completion_tokens", "Completion tokens, from backend usage.", ["model"],
+            registry=registry,
+        )  # fmt: skip
+        self.cost = Counter(
+            "switchyard_cost_usd", "Spend in USD from the configured model prices.", ["model"],
+            registry=registry,
+        )  # fmt: skip
+        self.upstream_errors = Counter(
+            "switchyard_upstream_errors",
+            "Failed attempts against an endpoint, by kind of error.",
+            ["model", "endpoint", "kind"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "switchyard_retries",
+            "Attempts moved to another endpoint before the first byte.",
+            ["model", "endpoint"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "switchyard_in_flight_requests", "Requests being served.", ["model"],
+            registry=registry,
+        )  # fmt: skip
+
+    def watch_breakers(self, pools: Callable[[], Mapping[str, EndpointPool]]) -> None:
+        self.registry.register(_BreakerCollector(pools))
+
+    # DispatchObserver
+    def upstream_error(self, model: str, endpoint: str, error: UpstreamError) -> None:
+        self.upstream_errors.labels(model, endpoint, error.code or error.type).inc()
+
+    def retry(self, model: str, endpoint: str) -> None:
+        self.retries.labels(model, endpoint).inc()
+
+    def usage(self, model: str, prompt: int, completion: int, cost_usd: float) -> None:
+        self.prompt_tokens.labels(model).inc(prompt)
+        self.completion_tokens.labels(model).inc(completion)
+        self.cost.labels(model).inc(cost_usd)
+
+
+class _BreakerCollector(Collector):
+    def __init__(self, pools: Callable[[], Mapping[str, EndpointPool]]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "switchyard_circuit_breaker_state",
+            "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open.",
+            labels=["model", "endpoint"],
+        )
+        for model, pool in self._pools().items():
+            for ep in pool.endpoints:
+                family.add_metric([model, ep.name], int(ep.breaker.state))
+        yield family

@@ -1,0 +1,53 @@
+"""Running the gateway under uvicorn (uvloop + httptools), one or several worker processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import CONFIG_ENV, create_app
+from gateway.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+
+
+def run_gateway(settings: Settings, config_path: Path | None = None) -> None:
+    """Serve until interrupted. Several workers need the config as a file to re-read."""
+    server = settings.server
+    configure_logging(server.log_level)
+    logging.getLogger("switchyard.gateway").info(
+        "Switchyard on http://%s:%d with %d worker(s), models: %s",
+        server.host,
+        server.port,
+        server.workers,
+        ", ".join(m.name for m in settings.models),
+    )
+    common = {
+        "host": server.host,
+        "port": server.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": server.log_level,
+        "access_log": server.access_log,
+        "backlog": 2048,
+        "timeout_graceful_shutdown": 5,
+    }
+    if server.workers == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return
+    if config_path is None:
+        raise ValueError("several workers need the configuration as a file")
+    os.environ[CONFIG_ENV] = str(config_path.resolve())
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        workers=server.workers,
+        **common,  # type: ignore[arg-type]
+    )

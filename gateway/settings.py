@@ -1,0 +1,158 @@
+"""The one ``Settings`` object: a YAML file, overridden by ``SWITCHYARD_*`` environment variables.
+
+Built once by the CLI (or a test) and passed to ``create_app``; nothing else reads the
+environment. Nested fields are overridden with ``__``, e.g. ``SWITCHYARD_SERVER__PORT=9000``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message names the bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capability(StrEnum):
+    chat = "chat"
+    completions = "completions"
+    embeddings = "embeddings"
+
+
+class EndpointConfig(_Strict):
+    """One replica serving a model: an OpenAI-compatible base URL (ending in ``/v1``)."""
+
+    url: HttpUrl
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the bearer token."
+    )
+    upstream_model: str | None = Field(
+        default=None, description="Model name the backend serves, if not the gateway's name."
+    )
+
+    @property
+    def base_url(self) -> str:
+        return str(self.url).rstrip("/")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
+    price_input_per_mtok: float = Field(ge=0, description="USD per 1M prompt tokens.")
+    price_output_per_mtok: float = Field(ge=0, description="USD per 1M completion tokens.")
+    max_context: int = Field(default=8192, gt=0)
+    capabilities: tuple[Capability, ...] = (Capability.chat, Capability.completions)
+    endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.price_input_per_mtok
+            + completion_tokens * self.price_output_per_mtok
+        ) / 1e6
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error|critical)$")
+    access_log: bool = False
+
+
+class UpstreamConfig(_Strict):
+    """How the gateway talks to backends: timeouts, retries and the breaker."""
+
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    first_byte_timeout_s: float = Field(
+        default=120.0, gt=0, description="Until the response head (and a stream's first chunk)."
+    )
+    read_timeout_s: float = Field(default=300.0, gt=0, description="Longest gap between chunks.")
+    max_attempts: int = Field(default=3, ge=1, description="Endpoints tried before the first byte.")
+    retry_budget_s: float = Field(default=15.0, gt=0, description="Time allowed for all attempts.")
+    pool_size: int = Field(default=1024, ge=1, description="Open connections per process.")
+    breaker_failures: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="Open time before a probe.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHYARD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerConfig = ServerConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    models: tuple[ModelConfig, ...] = Field(min_length=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        for i, model in enumerate(self.models):
+            for j, ep in enumerate(model.endpoints):
+                if ep.api_key_env and ep.api_key_env not in os.environ:
+                    raise ValueError(
+                        f"models.{i}.endpoints.{j}.api_key_env: environment variable "
+                        f"{ep.api_key_env!r} is not set"
+                    )
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def build_settings(data: dict[str, Any]) -> Settings:
+    """Validate a config mapping (plus environment overrides) into ``Settings``."""
+    try:
+        return Settings(**data)
+    except ValidationError as err:
+        raise SettingsError(_describe(err)) from None
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read a YAML config file; raise ``SettingsError`` naming the bad field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise SettingsError(f"cannot read config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SettingsError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    return build_settings(data)

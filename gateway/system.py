@@ -1,0 +1,57 @@
+"""Routes that are not proxied: the model list, liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.responses import Response
+
+from backends.errors import ModelNotFoundError
+from gateway.upstreams import Upstreams
+
+
+def _model_card(name: str, created: int, max_context: int) -> dict[str, object]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "switchyard",
+        "max_model_len": max_context,
+    }
+
+
+def system_routes(upstreams: Upstreams, registry: CollectorRegistry) -> APIRouter:
+    routes = APIRouter()
+    created = int(time.time())
+    cards = {m.name: _model_card(m.name, created, m.max_context) for m in upstreams.settings.models}
+    model_list = orjson.dumps({"object": "list", "data": list(cards.values())})
+
+    @routes.get("/v1/models", tags=["openai"], summary="List the models this gateway serves")
+    async def list_models() -> Response:
+        return Response(model_list, media_type="application/json")
+
+    @routes.get("/v1/models/{model}", tags=["openai"], summary="Describe one model")
+    async def get_model(model: str) -> Response:
+        if model not in cards:
+            raise ModelNotFoundError(f"The model '{model}' does not exist", param="model")
+        return Response(orjson.dumps(cards[model]), media_type="application/json")
+
+    @routes.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @routes.get("/readyz", tags=["ops"], summary="Readiness: every model has a usable endpoint")
+    async def readyz() -> Response:
+        down = [name for name, pool in upstreams.pools.items() if not pool.healthy()]
+        ready = upstreams.started and not down
+        body = {"status": "ready" if ready else "not_ready", "unhealthy_models": down}
+        return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
+
+    @routes.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return routes

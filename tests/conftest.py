@@ -1,0 +1,114 @@
+"""Fixtures that start real components on free ports: simulated vLLM servers and gateways."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from backends.simulator import build_config, create_simulator_app
+from gateway.app import create_app
+from gateway.settings import build_settings
+from tests.support.servers import ServerThread
+
+
+@dataclass
+class Simulator:
+    server: ServerThread
+    app: Any
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.server.url}/v1"
+
+    def metric(self, name: str) -> float:
+        """A vLLM metric's value summed over its samples, read from the real /metrics."""
+        text = httpx.get(f"{self.server.url}/metrics").text
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name
+        )
+
+
+@dataclass
+class Gateway:
+    server: ServerThread
+    registry: CollectorRegistry
+    settings: Any
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.server.url, timeout=30)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.server.url}/v1"
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+def model_entry(name: str, *urls: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "price_input_per_mtok": extra.pop("price_in", 1.0),
+        "price_output_per_mtok": extra.pop("price_out", 2.0),
+        "endpoints": [{"url": u} for u in urls],
+        **extra,
+    }
+
+
+@pytest.fixture
+def simulator() -> Iterator[Callable[..., Simulator]]:
+    """``simulator(model="m", preset="zero", port=None, **faults_and_perf)`` starts one."""
+    started: list[ServerThread] = []
+
+    def start(model: str = "m", preset: str = "zero", port: int | None = None,
+              seed: int = 0, **overrides: Any) -> Simulator:  # fmt: skip
+        app = create_simulator_app(build_config(model, preset, seed, **overrides))
+        server = ServerThread(app, port, lifespan="off").start()
+        started.append(server)
+        return Simulator(server, app)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Callable[..., Gateway]]:
+    """``gateway(models=[model_entry(...)], upstream={...}, server={...})`` starts one."""
+    started: list[Gateway] = []
+
+    def start(models: list[dict[str, Any]], **sections: Any) -> Gateway:
+        settings = build_settings({"models": models, **sections})
+        registry = CollectorRegistry()
+        server = ServerThread(create_app(settings, registry)).start()
+        gw = Gateway(server, registry, settings)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.client.close()
+        gw.server.stop()
+
+
+@pytest.fixture
+def sim_gateway(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> tuple[Simulator, Gateway]:
+    """One zero-latency simulator serving model "m" behind a gateway."""
+    sim = simulator("m")
+    return sim, gateway([model_entry("m", sim.base_url)])
