@@ -52,6 +52,11 @@ class CircuitBreaker:
         self._probe_in_flight = False
         self._state = BreakerState.closed
 
+    def on_abandon(self) -> None:
+        """A request was given up before any verdict (its client left): no failure is
+        counted, but a half-open breaker may send a new probe instead of waiting forever."""
+        self._probe_in_flight = False
+
     def on_failure(self) -> None:
         self._probe_in_flight = False
         if self.state is BreakerState.half_open:

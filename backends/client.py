@@ -38,7 +38,11 @@ class UpstreamRequest:
 
 def create_session(pool_size: int, timeouts: Timeouts) -> aiohttp.ClientSession:
     """One keep-alive pool per process, shared by every endpoint. Call inside a running loop."""
-    connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, ttl_dns_cache=300)
+    # Idle connections are dropped before the 5 s keep-alive of uvicorn-based servers (vLLM)
+    # ends, so a reused connection is not one the server is closing at that very moment.
+    connector = aiohttp.TCPConnector(
+        limit=pool_size, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=4.0
+    )
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
     )

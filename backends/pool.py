@@ -25,15 +25,12 @@ RETRYABLE = (UpstreamConnectError, UpstreamStatusError)
 class Endpoint:
     """One replica: its client, breaker and the gateway's own count of requests in flight."""
 
-    __slots__ = ("backend", "breaker", "in_flight", "name", "upstream_model")
+    __slots__ = ("backend", "breaker", "in_flight", "name")
 
-    def __init__(
-        self, backend: OpenAICompatBackend, breaker: CircuitBreaker, upstream_model: str
-    ) -> None:
+    def __init__(self, backend: OpenAICompatBackend, breaker: CircuitBreaker) -> None:
         self.backend = backend
         self.breaker = breaker
         self.name = backend.base_url
-        self.upstream_model = upstream_model
         self.in_flight = 0
 
 
@@ -120,17 +117,26 @@ async def dispatch(
             response = await endpoint.backend.send(request)
         except UpstreamError as err:
             endpoint.in_flight -= 1
-            endpoint.breaker.on_failure()
+            if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
+                endpoint.breaker.on_abandon()  # busy, not broken: no verdict on its health
+            else:
+                endpoint.breaker.on_failure()
             if observer is not None:
                 observer.upstream_error(pool.model, endpoint.name, err)
             last = err
             if not isinstance(err, RETRYABLE) or time.monotonic() >= deadline:
                 raise
             continue
+        except BaseException:
+            # Cancelled (the client went away): the endpoint is not to blame.
+            endpoint.in_flight -= 1
+            endpoint.breaker.on_abandon()
+            raise
         endpoint.breaker.on_success()
         return Attempt(endpoint, response)
     if last is not None:
         raise last
     raise NoHealthyEndpointError(
-        f"no healthy endpoint for model {pool.model!r}: all circuit breakers are open"
+        f"no endpoint of model {pool.model!r} can take traffic now "
+        "(circuit breakers open, or a recovery probe is under way)"
     )

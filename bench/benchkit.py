@@ -134,25 +134,30 @@ def session_rss_mb(sid: int) -> float:
     return total_kb * 1024 / 1e6
 
 
-def cpu_ticks() -> dict[int, tuple[int, int]]:
-    """{core: (busy ticks, total ticks)} from /proc/stat."""
+def cpu_ticks() -> dict[int, tuple[int, int, int]]:
+    """{core: (busy, total, task)} ticks from /proc/stat; task = user + nice + system only
+    (without irq, softirq and steal, which no process is charged for)."""
     out = {}
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("cpu") and line[3].isdigit():
             parts = line.split()
             vals = [int(x) for x in parts[1:9]]
             idle = vals[3] + vals[4]
-            out[int(parts[0][3:])] = (sum(vals) - idle, sum(vals))
+            out[int(parts[0][3:])] = (sum(vals) - idle, sum(vals), vals[0] + vals[1] + vals[2])
     return out
 
 
 def busy_pct(
-    before: Mapping[int, tuple[int, int]], after: Mapping[int, tuple[int, int]]
+    before: Mapping[int, tuple[int, int, int]],
+    after: Mapping[int, tuple[int, int, int]],
+    field: int = 0,
 ) -> dict[str, float]:
+    """% busy per core between two ``cpu_ticks()`` (``field=2``: task time only)."""
     res = {}
-    for core, (busy, total) in after.items():
-        d_total = total - before[core][1]
-        res[f"cpu{core}"] = round(100.0 * (busy - before[core][0]) / d_total, 1) if d_total else 0.0
+    for core, now in after.items():
+        d_total = now[1] - before[core][1]
+        d_busy = now[field] - before[core][field]
+        res[f"cpu{core}"] = round(100.0 * d_busy / d_total, 1) if d_total else 0.0
     return res
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -60,6 +62,40 @@ class Run:
     background_pct: dict[str, float]
     waited_s: float
     noisy: bool
+    foreign_pct: dict[str, float]  # CPU used during the run by processes not of this bench
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    at: float
+    ticks: dict[int, tuple[int, int, int]]
+    gateway_s: float
+    sim_s: float
+    ours_s: float  # this process and its finished children (wrk, loadgen.py)
+
+
+def snapshot(gateway_pid: int, sim_pid: int) -> CpuSnapshot:
+    t = os.times()
+    ours = t.user + t.system + t.children_user + t.children_system
+    return CpuSnapshot(
+        time.monotonic(),
+        bk.cpu_ticks(),
+        bk.session_cpu_s(gateway_pid),
+        bk.session_cpu_s(sim_pid),
+        ours,
+    )
+
+
+def foreign_pct(s0: CpuSnapshot, s1: CpuSnapshot, gw_cpu: int, client_cpu: int) -> dict[str, float]:
+    """Task CPU % on each core not accounted for by the gateway, simulator or load generator."""
+    wall = s1.at - s0.at
+    task = bk.busy_pct(s0.ticks, s1.ticks, field=2)
+    gw = 100 * (s1.gateway_s - s0.gateway_s) / wall
+    client = 100 * (s1.sim_s - s0.sim_s + s1.ours_s - s0.ours_s) / wall
+    return {
+        f"cpu{gw_cpu}": round(task[f"cpu{gw_cpu}"] - gw, 1),
+        f"cpu{client_cpu}": round(task[f"cpu{client_cpu}"] - client, 1),
+    }
 
 
 class Bench:
@@ -71,6 +107,7 @@ class Bench:
         self.gateway: subprocess.Popen[bytes] | None = None
         self.config: Path | None = None
         self.runs: list[Run] = []
+        self.discarded: list[Run] = []
         self.meta: dict[str, Any] = {}
         self.targets: dict[str, Target] = {}
 
@@ -139,15 +176,16 @@ class Bench:
 
     def measure(
         self, rep: int, target: str, mode: str, conc: int, fn: Callable[[], bk.LoadResult]
-    ) -> None:
-        assert self.gateway is not None
+    ) -> Run:
+        assert self.gateway is not None and self.sim is not None
         a = self.args
         background, waited = bk.wait_idle(a.max_bg_busy, a.wait_idle_max)
-        cpu0, ticks0 = bk.session_cpu_s(self.gateway.pid), bk.cpu_ticks()
+        s0 = snapshot(self.gateway.pid, self.sim.pid)
         res = fn()
-        cpu1, ticks1 = bk.session_cpu_s(self.gateway.pid), bk.cpu_ticks()
+        s1 = snapshot(self.gateway.pid, self.sim.pid)
         if self.gateway.poll() is not None:
             raise SystemExit(f"gateway died (rc {self.gateway.returncode})")
+        foreign = foreign_pct(s0, s1, a.gateway_cpu, a.client_cpu)
         run = Run(
             rep,
             target,
@@ -160,49 +198,57 @@ class Bench:
             res.requests,
             res.errors,
             res.capped,
-            round(cpu1 - cpu0, 3),
-            bk.busy_pct(ticks0, ticks1),
+            round(s1.gateway_s - s0.gateway_s, 3),
+            bk.busy_pct(s0.ticks, s1.ticks),
             background,
             waited,
             max(background.values()) > a.max_bg_busy,
+            foreign,
         )
-        self.runs.append(run)
         bk.log(
             f"rep {rep} {target:7} {mode:11} c={conc:<3} {res.rps:9.1f} req/s "
             f"p50 {res.p50_ms:.3f} p99 {res.p99_ms:.3f} ms n={res.requests} err={res.errors} "
-            f"gw cpu {run.gateway_cpu_s:.2f}s busy {run.busy_pct} bg {background}"
-            + (" NOISY" if run.noisy else "")
+            f"gw cpu {run.gateway_cpu_s:.2f}s busy {run.busy_pct} foreign {foreign} "
+            f"bg before {background}" + (" NOISY" if run.noisy else "")
         )
+        return run
+
+    def pair(
+        self, rep: int, mode: str, conc: int, make: Callable[[Target], Callable[[], bk.LoadResult]]
+    ) -> None:
+        """Direct and gateway runs, A/B by repetition; redone when foreign load disturbed one."""
+        order = ["direct", "gateway"] if rep % 2 else ["gateway", "direct"]
+        for attempt in range(self.args.retries + 1):
+            runs = [self.measure(rep, n, mode, conc, make(self.targets[n])) for n in order]
+            worst = max(max(r.foreign_pct.values()) for r in runs)
+            if worst <= self.args.max_foreign_pct or attempt == self.args.retries:
+                self.runs.extend(runs)
+                return
+            bk.log(f"foreign load {worst:.0f}% during the runs: measuring the pair again")
+            self.discarded.extend(runs)
 
     def repetition(self, rep: int) -> None:
+        for mode in self.args.modes:
+            for conc in self.args.concurrency:
+                self.pair(rep, mode, conc, self._wrk(mode, conc))
+        if self.args.ttfb_duration > 0:
+            self.pair(rep, "stream_ttfb", 1, self._ttfb)
+
+    def _wrk(self, mode: str, conc: int) -> Callable[[Target], Callable[[], bk.LoadResult]]:
         a = self.args
-        order = ["direct", "gateway"] if rep % 2 else ["gateway", "direct"]
-        for mode in a.modes:
-            for conc in a.concurrency:
-                for name in order:
-                    t = self.targets[name]
-                    wrk = partial(
-                        bk.run_wrk,
-                        t.url,
-                        t.bodies[mode],
-                        conc,
-                        a.duration,
-                        a.max_requests,
-                        a.client_cpu,
-                    )
-                    self.measure(rep, name, mode, conc, wrk)
-        if a.ttfb_duration > 0:
-            for name in order:
-                t = self.targets[name]
-                ttfb = partial(
-                    bk.run_ttfb,
-                    t.url,
-                    t.bodies["stream"],
-                    a.ttfb_duration,
-                    a.ttfb_requests,
-                    a.client_cpu,
-                )
-                self.measure(rep, name, "stream_ttfb", 1, ttfb)
+
+        def make(t: Target) -> Callable[[], bk.LoadResult]:
+            return partial(
+                bk.run_wrk, t.url, t.bodies[mode], conc, a.duration, a.max_requests, a.client_cpu
+            )
+
+        return make
+
+    def _ttfb(self, t: Target) -> Callable[[], bk.LoadResult]:
+        a = self.args
+        return partial(
+            bk.run_ttfb, t.url, t.bodies["stream"], a.ttfb_duration, a.ttfb_requests, a.client_cpu
+        )
 
 
 # ---------------------------------------------------------------- summary
@@ -230,6 +276,7 @@ def summarize_cell(runs: list[Run]) -> dict[str, Any]:
         "requests": sum(r.requests for r in runs),
         "capped_runs": sum(r.capped for r in runs),
         "noisy_runs": sum(r.noisy for r in runs),
+        "foreign_pct_max": max(max(r.foreign_pct.values()) for r in runs),
     }
 
 
@@ -285,10 +332,12 @@ def check_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(summary: dict[str, Any], targets: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"sim_bench {meta['date']}: {meta['repeats']} repetitions x {meta['duration_s']} s per "
-        f"wrk run; gateway on cpu{meta['gateway_cpu']}, simulator+load on cpu{meta['client_cpu']}",
+        f"wrk run; gateway on cpu{meta['gateway_cpu']}, simulator+load on cpu{meta['client_cpu']}; "
+        f"{meta.get('redone_pairs', 0)} direct/gateway pair(s) redone for foreign load",
         "",
         "| mode | c | direct req/s | gateway req/s | direct p50 ms | gateway p50 ms | "
-        "added p50 ms | added p99 ms | gateway CPU ms/req | gw core busy % | errors | noisy |",
+        "added p50 ms | added p99 ms | gateway CPU ms/req | gw core busy % | errors | "
+        "max foreign load % |",
         "|" + "---|" * 12,
     ]
     for key, c in summary.items():
@@ -300,7 +349,8 @@ def markdown(summary: dict[str, Any], targets: list[dict[str, Any]], meta: dict[
             f"| {bk.cell(c['added_p50_ms'], 3)} | {bk.cell(c['added_p99_ms'], 3)} "
             f"| {bk.cell(g['gateway_cpu_ms_per_req'], 3)} "
             f"| {bk.cell(g['gateway_core_busy_pct'], 0)} "
-            f"| {d['errors'] + g['errors']} | {d['noisy_runs'] + g['noisy_runs']} |"
+            f"| {d['errors'] + g['errors']} "
+            f"| {max(d['foreign_pct_max'], g['foreign_pct_max']):.0f} |"
         )
     lines += ["", "| target | measured (median) | result |", "|---|---|---|"]
     for t in targets:
@@ -333,6 +383,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--max-bg-busy", type=float, default=15.0, help="idle threshold, %% busy")
     ap.add_argument("--wait-idle-max", type=float, default=120.0, help="max wait for idle, s")
+    ap.add_argument(
+        "--max-foreign-pct",
+        type=float,
+        default=10.0,
+        help="redo a direct/gateway pair when other processes used more than this %% of a core",
+    )
+    ap.add_argument("--retries", type=int, default=2, help="redos per pair (then kept, flagged)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--out", type=Path, default=bk.RESULTS / "sim_bench.json")
     a = ap.parse_args(argv)
@@ -373,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
         bench.meta["gateway_rss_mb_end"] = round(bk.session_rss_mb(bench.gateway.pid), 1)
     finally:
         bench.stop()
+    bench.meta["redone_pairs"] = len(bench.discarded) // 2
     summary = summarize(bench.runs)
     targets = check_targets(summary)
     table = markdown(summary, targets, bench.meta)
@@ -385,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
                 "summary": summary,
                 "targets": targets,
                 "runs": [asdict(r) for r in bench.runs],
+                "discarded_runs": [asdict(r) for r in bench.discarded],
             },
             indent=1,
         )

@@ -39,10 +39,12 @@ def serve(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="YAML config file (models, endpoints, server).")
     ],
-    host: Annotated[str | None, typer.Option(help="Bind address [default: from config].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: from config].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address.", show_default="from config")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port.", show_default="from config")] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes [default: from config].")
+        int | None, typer.Option(min=1, help="Worker processes.", show_default="from config")
     ] = None,
 ) -> None:
     """Run the gateway. SWITCHYARD_* environment variables override the file

@@ -7,6 +7,7 @@ with the backend's body as it came or with a pass-through SSE stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.responses import Response
 from backends.client import UpstreamRequest
 from backends.errors import InvalidRequestError, ModelNotFoundError, SwitchyardError
 from backends.pool import Attempt, dispatch
+from gateway.disconnect import DisconnectWatch
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import REQUEST_SCHEMAS
 from gateway.payload import UPSTREAM_PATH, Payload, parse_payload, read_body, upstream_body
@@ -51,16 +53,16 @@ class Proxy:
         self, request: Request, model: ModelConfig, payload: Payload, capability: Capability
     ) -> Response:
         pool = self.upstreams.pools[model.name]
-        upstream_model = pool.endpoints[0].upstream_model
         started = time.perf_counter()
         in_flight = self.metrics.in_flight.labels(model.name)
         in_flight.inc()
+        watch = DisconnectWatch(request.receive)
         try:
             attempt = await dispatch(
                 pool,
                 UpstreamRequest(
                     UPSTREAM_PATH[capability],
-                    upstream_body(payload, upstream_model),
+                    upstream_body(payload, model.upstream_model or model.name),
                     payload.stream,
                     request.scope["state"].get("request_id", ""),
                 ),
@@ -71,6 +73,14 @@ class Proxy:
             in_flight.dec()
             self._record(model, "-", str(err.status), started, None)
             raise
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
+            in_flight.dec()  # the client left; cancelling dispatch dropped the upstream call
+            self._record(model, "-", "client_closed", started, None)
+            return Response(status_code=499)
+        finally:
+            watch.stop()
         if payload.stream and attempt.response.status == 200:
             return self._stream(model, payload, attempt, started)
         in_flight.dec()

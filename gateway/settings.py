@@ -37,9 +37,6 @@ class EndpointConfig(_Strict):
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the bearer token."
     )
-    upstream_model: str | None = Field(
-        default=None, description="Model name the backend serves, if not the gateway's name."
-    )
 
     @property
     def base_url(self) -> str:
@@ -54,6 +51,9 @@ class ModelConfig(_Strict):
     price_input_per_mtok: float = Field(ge=0, description="USD per 1M prompt tokens.")
     price_output_per_mtok: float = Field(ge=0, description="USD per 1M completion tokens.")
     max_context: int = Field(default=8192, gt=0)
+    upstream_model: str | None = Field(
+        default=None, description="Model name the endpoints serve, if not the gateway's name."
+    )
     capabilities: tuple[Capability, ...] = (Capability.chat, Capability.completions)
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
 

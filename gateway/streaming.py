@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from backends.errors import SwitchyardError, UpstreamError
 from backends.pool import Attempt
+from gateway.disconnect import DisconnectWatch
 
 log = logging.getLogger("switchyard.gateway")
 
@@ -108,27 +109,21 @@ class PassThroughStream(Response):
         self._attempt = attempt
         self._tap = tap
         self._on_done = on_done
-        self._client_gone = False
-        self._finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = asyncio.get_running_loop().create_task(self._watch(receive, task))
+        watch = DisconnectWatch(receive)
         status = str(self.status_code)
         try:
             await send({"type": "http.response.start", "status": self.status_code,
                         "headers": self.raw_headers})  # fmt: skip
             status = await self._pump(send)
         except asyncio.CancelledError:
-            if not self._client_gone:
+            if not watch.absorb():
                 raise
-            task.uncancel()
             status = "client_closed"
             self._attempt.response.abort()
         finally:
-            self._finished = True
-            watcher.cancel()
+            watch.stop()
             self._attempt.finish(ok=status != "upstream_error")
             self._on_done(status, self._tap.usage)
 
@@ -148,14 +143,3 @@ class PassThroughStream(Response):
         self._attempt.response.release()
         await send({"type": "http.response.body", "body": tap.flush(), "more_body": False})
         return str(self.status_code)
-
-    async def _watch(self, receive: Receive, task: asyncio.Task[Any]) -> None:
-        # The body was read already, so the next message is the disconnect (uvicorn also
-        # sends one after the response completes; _finished tells the two apart).
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-        if not self._finished:
-            self._client_gone = True
-            task.cancel()

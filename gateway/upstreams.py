@@ -36,7 +36,6 @@ class Upstreams:
                 Endpoint(
                     OpenAICompatBackend(ep.base_url, self._session, self.timeouts, ep.api_key()),
                     CircuitBreaker(up.breaker_failures, up.breaker_cooldown_s),
-                    ep.upstream_model or model.name,
                 )
                 for ep in model.endpoints
             ]

@@ -66,20 +66,23 @@ async def wait_for_disconnect(receive: Receive) -> None:
 
 
 async def send_bytes(
-    send: Send, status: int, body: bytes, content_type: tuple[bytes, bytes] = JSON_TYPE
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: tuple[bytes, bytes] = JSON_TYPE,
+    *extra_headers: tuple[bytes, bytes],
 ) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [content_type, (b"content-length", b"%d" % len(body))],
-        }
-    )
+    headers = [content_type, (b"content-length", b"%d" % len(body)), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def send_error(send: Send, error: ApiError) -> None:
-    await send_bytes(send, error.status, error.body())
+    if error.retry_after_s is None:
+        await send_bytes(send, error.status, error.body())
+    else:
+        retry_after = (b"retry-after", b"%d" % error.retry_after_s)
+        await send_bytes(send, error.status, error.body(), JSON_TYPE, retry_after)
 
 
 async def send_chunk(send: Send, chunk: bytes) -> None:

@@ -92,18 +92,21 @@ def perf_preset(name: str) -> PerfModel:
 
 
 _RATES = ("error_rate", "drop_rate", "hang_rate")
+ERROR_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass(slots=True)
 class Faults:
     """Misbehaviour injected per request; each rate is a probability in [0, 1].
 
-    ``error_rate``: reply 500 in OpenAI's error shape. ``added_latency_ms``: wait before any
-    work. ``drop_rate``: streams only, close the connection abruptly after
-    ``drop_after_chunks`` chunks. ``hang_rate``: never answer, until the client goes away.
+    ``error_rate``: reply ``error_status`` (500 by default; 429 and 503 come with
+    ``Retry-After: 1``) in OpenAI's error shape. ``added_latency_ms``: wait before any work.
+    ``drop_rate``: streams only, close the connection abruptly after ``drop_after_chunks``
+    chunks. ``hang_rate``: never answer, until the client goes away.
     """
 
     error_rate: float = 0.0
+    error_status: int = 500
     added_latency_ms: float = 0.0
     drop_rate: float = 0.0
     drop_after_chunks: int = 3
@@ -141,6 +144,8 @@ def _validate_faults(values: Mapping[str, Any]) -> None:
             raise ValueError(f"{name} is a probability and must be <= 1, got {value!r}")
         if name == "drop_after_chunks" and not isinstance(value, int):
             raise ValueError(f"drop_after_chunks must be an integer, got {value!r}")
+        if name == "error_status" and value not in ERROR_STATUSES:
+            raise ValueError(f"error_status must be one of {ERROR_STATUSES}, got {value!r}")
 
 
 @dataclass(slots=True)

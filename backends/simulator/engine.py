@@ -6,8 +6,9 @@ decode_s_per_seq * running`` and ends with one token for every running sequence.
 grows with load, and beyond ``max_num_seqs`` requests queue, which is what the gateway's
 least-loaded routing has to notice.
 
-The engine only counts tokens; the handler knows their text. Tokens reach a handler through
-the sequence's queue (token index, then ``None`` when finished or cancelled). The loop task
+The engine only counts tokens; the handler knows their text. Tokens reach a streaming handler
+through the sequence's queue (token index, then ``None`` when finished or cancelled); a
+non-streaming one only gets the final ``None``. The loop task
 exists only while there is work: it is started by ``submit`` and ends when the engine is idle.
 """
 
@@ -31,19 +32,22 @@ class Sequence:
         "generated",
         "last_token_at",
         "prompt_tokens",
+        "stream",
         "target",
         "tokens",
     )
 
-    def __init__(self, prompt_tokens: int, target: int, finish_reason: str) -> None:
+    def __init__(self, prompt_tokens: int, target: int, finish_reason: str, stream: bool) -> None:
         self.prompt_tokens = prompt_tokens
+        self.stream = stream
         self.target = max(target, 1)
         self.finish_reason = finish_reason
         self.generated = 0
         self.arrival = self.last_token_at = time.perf_counter()
         self.finished = False
         self.cancelled = False
-        # Index of each new token, then None once the sequence is done (or cancelled).
+        # Index of each new token (streams only: nobody else waits per token), then None once
+        # the sequence is done or cancelled.
         self.tokens: asyncio.Queue[int | None] = asyncio.Queue()
 
 
@@ -80,9 +84,11 @@ class Engine:
         """Whether the step loop is running (it stops as soon as there is no work)."""
         return self._task is not None
 
-    def submit(self, prompt_tokens: int, completion_tokens: int, finish_reason: str) -> Sequence:
+    def submit(
+        self, prompt_tokens: int, completion_tokens: int, finish_reason: str, stream: bool = True
+    ) -> Sequence:
         """Queue a request that will produce ``completion_tokens`` tokens; call from the loop."""
-        seq = Sequence(prompt_tokens, completion_tokens, finish_reason)
+        seq = Sequence(prompt_tokens, completion_tokens, finish_reason, stream)
         self._waiting[seq] = None
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -148,7 +154,8 @@ class Engine:
             else:
                 metrics.itl.observe(now - seq.last_token_at)
             seq.last_token_at = now
-            seq.tokens.put_nowait(seq.generated - 1)
+            if seq.stream:
+                seq.tokens.put_nowait(seq.generated - 1)
             if seq.generated >= seq.target:
                 done.append(seq)
         self._kv_tokens += len(self._running)

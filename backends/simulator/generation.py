@@ -1,9 +1,10 @@
 """Serving ``/v1/chat/completions`` and ``/v1/completions``: validation, faults, engine, output.
 
-Two paths. With a zero-latency ``PerfModel`` and no faults, the answer is written at once,
-without the engine or a disconnect watcher (the benchmark path: a handful of microseconds).
-Otherwise a task watches ``receive()`` for the client going away while the request waits,
-hangs or streams, so the engine slot is freed as soon as nobody listens.
+Two paths. With a zero-latency ``PerfModel`` and nothing to wait for (no hang, no added
+latency), the answer is written at once, without the engine or a disconnect watcher (the
+benchmark path: a few microseconds). Otherwise a task watches ``receive()`` for the client
+going away while the request waits, hangs or streams, so the engine slot is freed as soon as
+nobody listens.
 """
 
 from __future__ import annotations
@@ -38,9 +39,19 @@ from backends.simulator.responses import Answer, ChunkWriter, chat_body, complet
 from backends.simulator.text import ContextLengthError, TextModel, check_context
 from backends.simulator.tools import make_tool_call
 
-INJECTED_ERROR = ApiError(
-    500, "simulated server error (injected fault)", type="server_error", code="injected_fault"
-)
+
+def injected_error(status: int) -> ApiError:
+    """The error the ``error_rate`` fault answers, shaped as OpenAI shapes that status."""
+    if status == 429:
+        return ApiError(429, "rate limit reached (injected fault)", type="rate_limit_error",
+                        code="rate_limit_exceeded", retry_after_s=1)  # fmt: skip
+    return ApiError(
+        status,
+        f"simulated server error {status} (injected fault)",
+        type="server_error",
+        code="injected_fault",
+        retry_after_s=1 if status == 503 else None,
+    )
 
 
 class SimulatedDrop(Exception):
@@ -110,11 +121,15 @@ class GenerationHandler:
         """The path with faults or latency: a task notices the client leaving meanwhile."""
         faults, rng = self._faults, self._fault_rng.random
         if faults.error_rate and rng() < faults.error_rate:
-            await send_error(send, INJECTED_ERROR)
+            await send_error(send, injected_error(faults.error_status))
             return
         hang = bool(faults.hang_rate) and rng() < faults.hang_rate
         drop = request.stream and bool(faults.drop_rate) and rng() < faults.drop_rate
         drop_after = faults.drop_after_chunks if drop else None
+        if self._engine is None and not hang and not faults.added_latency_ms:
+            await self._write_now(send, request, answer, drop_after)  # nothing to wait for
+            self._record_instant(request, answer, started)
+            return
         gone = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             if hang:
@@ -149,14 +164,15 @@ class GenerationHandler:
         answer: Answer,
         drop_after: int | None,
     ) -> None:
-        seq = engine.submit(request.prompt_tokens, answer.completion_tokens, answer.finish_reason)
+        seq = engine.submit(
+            request.prompt_tokens, answer.completion_tokens, answer.finish_reason, request.stream
+        )
         gone.add_done_callback(lambda _: engine.cancel(seq))
         try:
             if request.stream:
                 await self._stream_from(seq, send, request, answer, drop_after)
                 return
-            while await seq.tokens.get() is not None:
-                pass
+            await seq.tokens.get()  # not streamed: only the final None arrives
             if not seq.cancelled:
                 await self._write_now(send, request, answer, None)
         finally:
@@ -180,7 +196,7 @@ class GenerationHandler:
             _maybe_drop(sent, drop_after)
             await send_chunk(send, writer.piece(answer, index))
             sent += 1
-        _maybe_drop(0, drop_after)  # a stream picked for dropping never ends cleanly
+        _maybe_drop(sent, drop_after, at_end=True)
         await self._send_tail(send, writer, request, answer)
 
     async def _stream_from(
@@ -205,7 +221,7 @@ class GenerationHandler:
             sent += 1
         if seq.cancelled:
             return
-        _maybe_drop(0, drop_after)
+        _maybe_drop(sent, drop_after, at_end=True)
         await self._send_tail(send, writer, request, answer)
 
     @staticmethod
@@ -226,6 +242,8 @@ class GenerationHandler:
         await end_stream(send)
 
 
-def _maybe_drop(sent: int, drop_after: int | None) -> None:
-    if drop_after is not None and sent >= drop_after:
+def _maybe_drop(sent: int, drop_after: int | None, at_end: bool = False) -> None:
+    """Drop after ``drop_after`` chunks, or before the end of a shorter stream: a stream
+    picked for dropping never ends cleanly."""
+    if drop_after is not None and (at_end or sent >= drop_after):
         raise SimulatedDrop(f"dropping the connection after {sent} chunks (injected fault)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 MESSAGE_OVERHEAD_TOKENS = 4
 MIN_NATURAL_TOKENS = 16
 MAX_NATURAL_TOKENS = 64
+_MAX_CACHED_PROMPT_CHARS = 8192
 
 _WORD_SOURCE = """
     the of and to in is that for it as was with be by on not he this are or his from at
@@ -66,7 +67,7 @@ class Completion:
 class TextModel:
     """Makes completions for one server; remembers recent ones because benchmarks repeat."""
 
-    def __init__(self, seed: int, max_model_len: int, cache_size: int = 4096) -> None:
+    def __init__(self, seed: int, max_model_len: int, cache_size: int = 2048) -> None:
         self._seed = seed
         self._max_model_len = max_model_len
         self._cache_size = cache_size
@@ -86,9 +87,10 @@ class TextModel:
         if found is not None:
             return found
         completion = self._make(prompt, prompt_tokens, max_tokens, request_seed)
-        if len(self._cache) >= self._cache_size:
-            self._cache.clear()  # crude but O(1) per request and bounded; hits dominate anyway
-        self._cache[key] = completion
+        if len(prompt) <= _MAX_CACHED_PROMPT_CHARS:  # keeps the cache's memory bounded too
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()  # crude but O(1) per request and bounded; hits dominate
+            self._cache[key] = completion
         return completion
 
     def _make(

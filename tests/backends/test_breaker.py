@@ -54,3 +54,15 @@ def test_successful_probe_closes_and_failed_probe_reopens() -> None:
     breaker.on_success()
     assert breaker.state is BreakerState.closed
     assert breaker.allows()
+
+
+def test_an_abandoned_probe_frees_the_slot_without_a_verdict() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=1, clock=clock)
+    breaker.on_failure()
+    clock.now = 1
+    breaker.on_send()
+    assert not breaker.allows()
+    breaker.on_abandon()  # the probe's client left: neither success nor failure
+    assert breaker.state is BreakerState.half_open
+    assert breaker.allows()

@@ -12,7 +12,7 @@ from backends.pool import Endpoint, EndpointPool
 def endpoint(url: str) -> Endpoint:
     session: Any = None  # pick() never sends, so no HTTP session is needed
     backend = OpenAICompatBackend(url, session, Timeouts())
-    return Endpoint(backend, CircuitBreaker(failure_threshold=1, cooldown_s=60), "m")
+    return Endpoint(backend, CircuitBreaker(failure_threshold=1, cooldown_s=60))
 
 
 def test_round_robin_visits_every_endpoint_in_turn() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from backends.simulator import build_config, create_simulator_app
 from tests.support.servers import ServerThread
@@ -176,6 +177,7 @@ def test_named_tool_choice_calls_that_tool(client: openai.OpenAI) -> None:
     )
     calls = reply.choices[0].message.tool_calls
     assert calls is not None
+    assert isinstance(calls[0], ChatCompletionMessageFunctionToolCall)
     assert calls[0].function.name == "get_time"
     assert json.loads(calls[0].function.arguments) == {}
 
@@ -201,6 +203,7 @@ def test_streamed_tool_call_accumulates_in_the_sdk(client: openai.OpenAI) -> Non
     assert choice.message.tool_calls is not None
     expected = whole.choices[0].message.tool_calls
     assert expected is not None
+    assert isinstance(expected[0], ChatCompletionMessageFunctionToolCall)
     assert choice.message.tool_calls[0].id == expected[0].id
     assert choice.message.tool_calls[0].function.name == "get_weather"
     assert choice.message.tool_calls[0].function.arguments == expected[0].function.arguments

@@ -33,6 +33,14 @@ def serve() -> Iterator[Start]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[SimulatorApp, ServerThread]]:
+    """One server for the tests that leave its faults unchanged."""
+    app = create_simulator_app(build_config(MODEL, "zero", 3))
+    with ServerThread(app) as server:
+        yield app, server
+
+
 def sdk(server: ServerThread, timeout: float = 10.0) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=timeout)
 
@@ -45,6 +53,17 @@ def test_error_rate_one_answers_500_in_openai_shape(serve: Start) -> None:
     assert set(error) == {"message", "type", "param", "code"}
     with sdk(server) as client, pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, "1"), (503, "1"), (502, None)])
+def test_error_status_picks_the_injected_status(
+    serve: Start, status: int, retry_after: str | None
+) -> None:
+    _, server = serve(error_rate=1.0, error_status=status)
+    reply = httpx.post(f"{server.url}/v1/completions", json={"prompt": "x"})
+    assert reply.status_code == status
+    assert reply.headers.get("retry-after") == retry_after
+    assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
 
 
 def test_dropped_stream_raises_in_the_openai_sdk(serve: Start) -> None:
@@ -79,6 +98,13 @@ def test_dropped_stream_leaves_the_chunked_body_unterminated(serve: Start) -> No
     assert data.count(b"data: ") == 3
     assert not data.endswith(b"0\r\n\r\n")  # no terminating chunk: the body is incomplete
     assert b"[DONE]" not in data
+
+
+def test_a_stream_shorter_than_drop_after_chunks_is_still_dropped(serve: Start) -> None:
+    _, server = serve(drop_rate=1.0, drop_after_chunks=50)
+    data = _raw_stream(server.port, b'{"prompt": "hi", "max_tokens": 2, "stream": true}')
+    assert data.count(b"data: ") == 2
+    assert not data.endswith(b"0\r\n\r\n")
 
 
 def test_drop_with_the_engine_also_frees_the_slot(serve: Start) -> None:
@@ -129,13 +155,16 @@ def test_faults_change_at_run_time_via_sim_faults(serve: Start) -> None:
         b'{"hang_rate": "often"}',
         b'{"added_latency_ms": true}',
         b'{"drop_after_chunks": 1.5}',
+        b'{"error_status": 404}',
         b'{"teleport_rate": 0.5}',
         b"[1]",
         b"{not json",
     ],
 )
-def test_bad_fault_updates_are_400_and_change_nothing(serve: Start, body: bytes) -> None:
-    app, server = serve()
+def test_bad_fault_updates_are_400_and_change_nothing(
+    shared: tuple[SimulatorApp, ServerThread], body: bytes
+) -> None:
+    app, server = shared
     before = app.faults.to_dict()
     reply = httpx.post(f"{server.url}/sim/faults", content=body)
     assert reply.status_code == 400

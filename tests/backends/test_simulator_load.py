@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from backends.simulator.metrics import SimulatorMetrics
 from tests.support.servers import ServerThread
 
 MODEL = "sim-load"
+Start = Callable[[PerfModel], tuple[SimulatorApp, ServerThread]]
 
 
 def chat(max_tokens: int, stream: bool = False) -> dict[str, object]:
@@ -46,7 +48,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[PerfModel], tuple[SimulatorApp, ServerThread]]]:
+def serve() -> Iterator[Start]:
     servers: list[ServerThread] = []
 
     def start(perf: PerfModel) -> tuple[SimulatorApp, ServerThread]:
@@ -71,7 +73,7 @@ async def _timed_burst(url: str, concurrency: int, max_tokens: int) -> list[floa
         return list(await asyncio.gather(*(one() for _ in range(concurrency))))
 
 
-def test_more_concurrent_requests_take_longer_end_to_end(serve: Callable[..., tuple]) -> None:
+def test_more_concurrent_requests_take_longer_end_to_end(serve: Start) -> None:
     perf = PerfModel(decode_base_s=0.002, decode_s_per_seq=0.001, max_num_seqs=32)
     _, server = serve(perf)
     alone = statistics.mean(asyncio.run(_timed_burst(server.url, 1, 10)))
@@ -80,7 +82,7 @@ def test_more_concurrent_requests_take_longer_end_to_end(serve: Callable[..., tu
     assert crowded > 2 * alone  # 16 running: steps of 18 ms instead of 3 ms
 
 
-def test_requests_beyond_max_num_seqs_wait(serve: Callable[..., tuple]) -> None:
+def test_requests_beyond_max_num_seqs_wait(serve: Start) -> None:
     perf = PerfModel(decode_base_s=0.005, max_num_seqs=2)
     app, server = serve(perf)
     seen: list[dict[str, float]] = []
@@ -100,7 +102,7 @@ def test_requests_beyond_max_num_seqs_wait(serve: Callable[..., tuple]) -> None:
     assert not app.engine.busy  # the step loop stops when there is no work
 
 
-def test_client_leaving_a_stream_frees_its_slot(serve: Callable[..., tuple]) -> None:
+def test_client_leaving_a_stream_frees_its_slot(serve: Start) -> None:
     app, server = serve(PerfModel(decode_base_s=0.005, max_num_seqs=4))
     with (
         httpx.Client(base_url=server.url) as client,
@@ -113,7 +115,7 @@ def test_client_leaving_a_stream_frees_its_slot(serve: Callable[..., tuple]) -> 
     assert app.engine.num_running == 0
 
 
-def test_client_timing_out_frees_running_and_waiting_slots(serve: Callable[..., tuple]) -> None:
+def test_client_timing_out_frees_running_and_waiting_slots(serve: Start) -> None:
     app, server = serve(PerfModel(decode_base_s=0.005, max_num_seqs=1))
     with httpx.Client(base_url=server.url, timeout=0.3) as client:
         for _ in range(2):  # the first runs, the second waits behind it; both give up
@@ -123,7 +125,7 @@ def test_client_timing_out_frees_running_and_waiting_slots(serve: Callable[..., 
     assert gauges(server.url)["vllm:num_requests_waiting"] == 0
 
 
-def test_stream_tokens_arrive_one_step_apart(serve: Callable[..., tuple]) -> None:
+def test_stream_tokens_arrive_one_step_apart(serve: Start) -> None:
     _, server = serve(PerfModel(decode_base_s=0.02, max_num_seqs=4))
     arrivals: list[float] = []
     with (
@@ -135,7 +137,7 @@ def test_stream_tokens_arrive_one_step_apart(serve: Callable[..., tuple]) -> Non
         for line in reply.iter_lines():
             if line.startswith("data: {"):
                 arrivals.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:4], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals[:4])]
     assert len(arrivals) == 5  # four tokens and the finish chunk
     assert all(gap >= 0.015 for gap in gaps)
 

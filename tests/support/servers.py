@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -33,7 +33,9 @@ class ServerThread:
     ``stop()`` then ``start()`` again on the same port simulates a crash and restart.
     """
 
-    def __init__(self, app: Any, port: int | None = None, lifespan: str = "on") -> None:
+    def __init__(
+        self, app: Any, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "on"
+    ) -> None:
         self.app = app
         self.port = port or free_port()
         self.lifespan = lifespan
