@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from gateway.errors import install_error_handlers
+from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy, proxy_routes
 from gateway.requestid import RequestIdMiddleware
@@ -56,4 +57,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` worker processes: reads the config file again."""
-    return create_app(load_settings(os.environ[CONFIG_ENV]))
+    settings = load_settings(os.environ[CONFIG_ENV])
+    configure_logging(settings.server.log_level)
+    return create_app(settings)

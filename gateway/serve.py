@@ -9,13 +9,8 @@ from pathlib import Path
 import uvicorn
 
 from gateway.app import CONFIG_ENV, create_app
+from gateway.logs import configure_logging
 from gateway.settings import Settings
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 
 def run_gateway(settings: Settings, config_path: Path | None = None) -> None:

@@ -275,6 +275,27 @@ def test_serve_runs_the_gateway_from_a_config_file(
     assert not accepts_connections(port)
 
 
+def test_serve_with_several_workers_answers_from_each_process(
+    tmp_path: Path,
+    simulator: Callable[..., Simulator],
+    run_script: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    sim = simulator("m")
+    path = tmp_path / "switchyard.yaml"
+    path.write_text(yaml.safe_dump({"models": [model_entry("m", sim.base_url)]}), "utf-8")
+    port = free_port()
+    proc = run_script("serve", "--config", str(path), "--port", str(port), "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{base}/readyz", proc)
+    with sdk(f"{base}/v1") as client:
+        for _ in range(6):
+            assert client.chat.completions.create(model="m", messages=PROMPT).choices
+    assert interrupt(proc, timeout=15) == 0
+    log = output_of(tmp_path, 0, "err")
+    assert log.count("Application startup complete") == 2  # two worker processes
+    assert log.count("model m: 1 endpoint(s)") == 2  # each worker logs its own wiring
+
+
 # --- demo --------------------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ def test_tokens_and_cost_follow_usage_and_prices(
         assert usage is not None
         prompt, completion = prompt + usage.prompt_tokens, completion + usage.completion_tokens
     list(client.chat.completions.create(model="m", messages=MESSAGES, seed=9, stream=True))
+    assert usage is not None
     prompt, completion = prompt + usage.prompt_tokens, completion + usage.completion_tokens
 
     assert gw.metric("switchyard_prompt_tokens_total", model="m") == prompt

@@ -110,7 +110,7 @@ def test_tool_calls_pass_through(sim_gateway: tuple[Simulator, Gateway], stream:
     if not stream:
         choice = sdk(gw.base_url).chat.completions.create(**kwargs).choices[0]
         assert choice.finish_reason == "tool_calls"
-        call: Any = choice.message.tool_calls[0]  # type: ignore[index]
+        call: Any = choice.message.tool_calls[0]
         name, arguments = call.function.name, call.function.arguments
     else:
         deltas = [
