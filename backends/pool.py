@@ -4,6 +4,7 @@ traffic, and ``dispatch`` — one request tried on up to N endpoints before the 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from backends.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
+
+log = logging.getLogger("switchyard.backends")
 
 # Worth trying elsewhere: the request never started, or the backend refused it.
 RETRYABLE = (UpstreamConnectError, UpstreamStatusError)
@@ -116,13 +119,7 @@ async def dispatch(
         try:
             response = await endpoint.backend.send(request)
         except UpstreamError as err:
-            endpoint.in_flight -= 1
-            if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
-                endpoint.breaker.on_abandon()  # busy, not broken: no verdict on its health
-            else:
-                endpoint.breaker.on_failure()
-            if observer is not None:
-                observer.upstream_error(pool.model, endpoint.name, err)
+            _failed(pool, endpoint, request, err, observer)
             last = err
             if not isinstance(err, RETRYABLE) or time.monotonic() >= deadline:
                 raise
@@ -132,6 +129,8 @@ async def dispatch(
             endpoint.in_flight -= 1
             endpoint.breaker.on_abandon()
             raise
+        if endpoint.breaker.state is BreakerState.half_open:
+            log.info("model %s: %s is back in service", pool.model, endpoint.name)
         endpoint.breaker.on_success()
         return Attempt(endpoint, response)
     if last is not None:
@@ -140,3 +139,30 @@ async def dispatch(
         f"no endpoint of model {pool.model!r} can take traffic now "
         "(circuit breakers open, or a recovery probe is under way)"
     )
+
+
+def _failed(
+    pool: EndpointPool,
+    endpoint: Endpoint,
+    request: UpstreamRequest,
+    err: UpstreamError,
+    observer: DispatchObserver | None,
+) -> None:
+    """Book a failed attempt: in-flight count, breaker verdict, metrics and a log line."""
+    endpoint.in_flight -= 1
+    was_open = endpoint.breaker.state is BreakerState.open
+    if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
+        endpoint.breaker.on_abandon()  # busy, not broken: no verdict on its health
+    else:
+        endpoint.breaker.on_failure()
+    if observer is not None:
+        observer.upstream_error(pool.model, endpoint.name, err)
+    log.warning(
+        "model %s: %s failed (request %s): %s",
+        pool.model, endpoint.name, request.request_id or "-", err.message,
+    )  # fmt: skip
+    if not was_open and endpoint.breaker.state is BreakerState.open:
+        log.warning(
+            "model %s: %s ejected; circuit open for %gs",
+            pool.model, endpoint.name, endpoint.breaker.cooldown_s,
+        )  # fmt: skip
