@@ -12,7 +12,9 @@ backends raise it and nothing may import ``gateway``::
     ├── PermissionDeniedError           403 (reserved for API keys)
     ├── NotFoundError                   404
     │   └── ModelNotFoundError          404 model_not_found
-    ├── RateLimitError                  429
+    ├── RateLimitError                  429 (rate limits, with Retry-After)
+    │   └── BudgetExceededError         429 insufficient_quota (spend budget used up)
+    ├── StateStoreUnavailableError      503 (Redis down and limits fail closed)
     └── UpstreamError                   502 upstream_error (bad status, broken connection)
         ├── UpstreamTimeoutError        504 (connect, first byte or read timeout)
         └── NoHealthyEndpointError      503 (every endpoint ejected or none answered)
@@ -104,6 +106,17 @@ class RateLimitError(SwitchyardError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class BudgetExceededError(RateLimitError):
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class StateStoreUnavailableError(SwitchyardError):
+    status = 503
+    type = "service_unavailable"
+    code = "state_store_unavailable"
 
 
 class UpstreamError(SwitchyardError):

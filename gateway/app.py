@@ -17,6 +17,8 @@ from gateway.proxy import Proxy, proxy_routes
 from gateway.requestid import RequestIdMiddleware
 from gateway.settings import Settings, load_settings
 from gateway.system import system_routes
+from gateway.tenancy.guard import Guard
+from gateway.tenancy.store import open_store
 from gateway.upstreams import Upstreams
 
 CONFIG_ENV = "SWITCHYARD_CONFIG_FILE"  # hands the config path to uvicorn worker processes
@@ -27,6 +29,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     metrics = GatewayMetrics(registry)
     upstreams = Upstreams(settings)
     metrics.watch_breakers(lambda: upstreams.pools)
+    state = settings.state
+    store = open_store(state.redis_url, state.key_prefix, state.timeout_s)
+    guard = Guard(settings.auth, store, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +39,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         try:
             yield
         finally:
+            await guard.drain()
+            await store.close()
             await upstreams.close()
 
     app = FastAPI(
@@ -48,10 +55,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     app.state.upstreams = upstreams
     app.state.metrics = metrics
+    app.state.guard = guard
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    app.include_router(proxy_routes(Proxy(upstreams, metrics)))
-    app.include_router(system_routes(upstreams, registry))
+    app.include_router(proxy_routes(Proxy(upstreams, guard, metrics)))
+    app.include_router(system_routes(upstreams, guard, registry))
     return app
 
 

@@ -74,6 +74,24 @@ class GatewayMetrics:
             registry=registry,
         )  # fmt: skip
 
+        self.spend = Counter(
+            "switchyard_spend_usd",
+            "Spend in USD by API key name and tenant.",
+            ["key", "tenant"],
+            registry=registry,
+        )
+        self.limited = Counter(
+            "switchyard_rate_limited",
+            "Requests refused by a rate limit or budget, by key name and limit.",
+            ["key", "limit"],
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            "switchyard_state_store_errors",
+            "Calls to the state store (Redis) that failed.",
+            registry=registry,
+        )
+
     def watch_breakers(self, pools: Callable[[], Mapping[str, EndpointPool]]) -> None:
         self.registry.register(_BreakerCollector(pools))
 

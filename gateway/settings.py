@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.tenancy.config import AuthConfig, StateConfig
+
 
 class SettingsError(ValueError):
     """The configuration cannot be used; the message names the bad field."""
@@ -96,6 +98,8 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     models: tuple[ModelConfig, ...] = Field(min_length=1)
+    auth: AuthConfig = AuthConfig()
+    state: StateConfig = StateConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -122,6 +126,10 @@ class Settings(BaseSettings):
                         f"models.{i}.endpoints.{j}.api_key_env: environment variable "
                         f"{ep.api_key_env!r} is not set"
                     )
+        unknown = [m for k in self.auth.keys for m in k.models if m not in names]
+        unknown += [m for m in self.auth.model_limits if m not in names]
+        if unknown:
+            raise ValueError(f"auth: unknown model(s) {', '.join(sorted(set(unknown)))}")
         return self
 
     def model(self, name: str) -> ModelConfig | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import Response
 
 from backends.errors import ModelNotFoundError
+from gateway.tenancy.guard import Guard
 from gateway.upstreams import Upstreams
 
 
@@ -23,18 +24,28 @@ def _model_card(name: str, created: int, max_context: int) -> dict[str, object]:
     }
 
 
-def system_routes(upstreams: Upstreams, registry: CollectorRegistry) -> APIRouter:
+def system_routes(upstreams: Upstreams, guard: Guard, registry: CollectorRegistry) -> APIRouter:
     routes = APIRouter()
     created = int(time.time())
-    cards = {m.name: _model_card(m.name, created, m.max_context) for m in upstreams.settings.models}
-    model_list = orjson.dumps({"object": "list", "data": list(cards.values())})
+
+    async def visible(request: Request) -> dict[str, dict[str, object]]:
+        """The models the caller may use (all of them when auth is off)."""
+        key = await guard.authenticate(request.scope["headers"])
+        return {
+            m.name: _model_card(m.name, created, m.max_context)
+            for m in upstreams.models.values()
+            if key is None or key.allows(m.name)
+        }
 
     @routes.get("/v1/models", tags=["openai"], summary="List the models this gateway serves")
-    async def list_models() -> Response:
-        return Response(model_list, media_type="application/json")
+    async def list_models(request: Request) -> Response:
+        cards = list((await visible(request)).values())
+        body = orjson.dumps({"object": "list", "data": cards})
+        return Response(body, media_type="application/json")
 
     @routes.get("/v1/models/{model}", tags=["openai"], summary="Describe one model")
-    async def get_model(model: str) -> Response:
+    async def get_model(model: str, request: Request) -> Response:
+        cards = await visible(request)
         if model not in cards:
             raise ModelNotFoundError(f"The model '{model}' does not exist", param="model")
         return Response(orjson.dumps(cards[model]), media_type="application/json")

@@ -1,5 +1,6 @@
 """Wiring settings to backends: the shared HTTP session and one endpoint pool per model,
-built when the app starts (aiohttp needs the running loop) and closed when it stops."""
+built when the app starts (aiohttp needs the running loop), swapped whole on a config
+reload, and closed when the app stops."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ import logging
 import aiohttp
 
 from backends.breaker import CircuitBreaker
-from backends.client import OpenAICompatBackend, Timeouts, create_session
+from backends.client import OpenAICompatBackend, Timeouts
+from backends.client import create_session as create_http_session
 from backends.pool import Endpoint, EndpointPool, RetryPolicy
-from gateway.settings import Settings
+from gateway.settings import ModelConfig, Settings
 
 log = logging.getLogger("switchyard.gateway")
 
 
 class Upstreams:
+    """The models the gateway serves right now and their endpoint pools."""
+
     def __init__(self, settings: Settings) -> None:
-        up = settings.upstream
         self.settings = settings
-        self.timeouts = Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
-        self.retry = RetryPolicy(up.max_attempts, up.retry_budget_s)
+        self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         self.pools: dict[str, EndpointPool] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -28,24 +30,48 @@ class Upstreams:
     def started(self) -> bool:
         return self._session is not None
 
-    async def start(self) -> None:
+    @property
+    def timeouts(self) -> Timeouts:
         up = self.settings.upstream
-        self._session = create_session(up.pool_size, self.timeouts)
-        for model in self.settings.models:
+        return Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.settings.upstream.max_attempts, self.settings.upstream.retry_budget_s
+        )
+
+    async def start(self) -> None:
+        self._session = create_http_session(self.settings.upstream.pool_size, self.timeouts)
+        self.pools = self._build_pools(self.settings)
+
+    def reload(self, settings: Settings) -> None:
+        """Serve ``settings`` from now on; requests already sent finish on the old pools."""
+        pools = self._build_pools(settings)
+        self.settings, self.pools = settings, pools
+        self.models = {m.name: m for m in settings.models}
+
+    def _build_pools(self, settings: Settings) -> dict[str, EndpointPool]:
+        assert self._session is not None, "start() first"
+        up = settings.upstream
+        timeouts = Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
+        pools = {}
+        for model in settings.models:
             endpoints = [
                 Endpoint(
-                    OpenAICompatBackend(ep.base_url, self._session, self.timeouts, ep.api_key()),
+                    OpenAICompatBackend(ep.base_url, self._session, timeouts, ep.api_key()),
                     CircuitBreaker(up.breaker_failures, up.breaker_cooldown_s),
                 )
                 for ep in model.endpoints
             ]
-            self.pools[model.name] = EndpointPool(model.name, endpoints)
+            pools[model.name] = EndpointPool(model.name, endpoints)
             log.info(
                 "model %s: %d endpoint(s) %s",
                 model.name,
                 len(endpoints),
                 ", ".join(e.name for e in endpoints),
             )
+        return pools
 
     async def close(self) -> None:
         if self._session is not None:
