@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -17,6 +18,7 @@ from gateway.proxy import Proxy, proxy_routes
 from gateway.requestid import RequestIdMiddleware
 from gateway.settings import Settings, load_settings
 from gateway.system import system_routes
+from gateway.tenancy.admin import admin_routes
 from gateway.tenancy.guard import Guard
 from gateway.tenancy.store import open_store
 from gateway.upstreams import Upstreams
@@ -24,7 +26,12 @@ from gateway.upstreams import Upstreams
 CONFIG_ENV = "SWITCHYARD_CONFIG_FILE"  # hands the config path to uvicorn worker processes
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    config_path: str | Path | None = None,
+) -> FastAPI:
+    """``config_path``: the file ``settings`` came from, re-read by POST /admin/config/reload."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
     upstreams = Upstreams(settings)
@@ -60,6 +67,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     install_error_handlers(app)
     app.include_router(proxy_routes(Proxy(upstreams, guard, metrics)))
     app.include_router(system_routes(upstreams, guard, registry))
+    app.include_router(admin_routes(upstreams, guard, Path(config_path) if config_path else None))
     return app
 
 
@@ -67,4 +75,4 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` worker processes: reads the config file again."""
     settings = load_settings(os.environ[CONFIG_ENV])
     configure_logging(settings.server.log_level)
-    return create_app(settings)
+    return create_app(settings, config_path=os.environ[CONFIG_ENV])

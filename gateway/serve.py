@@ -35,7 +35,8 @@ def run_gateway(settings: Settings, config_path: Path | None = None) -> None:
         "timeout_graceful_shutdown": 5,
     }
     if server.workers == 1:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        app = create_app(settings, config_path=config_path)
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     if config_path is None:
         raise ValueError("several workers need the configuration as a file")

@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from backends.simulator import build_config, create_simulator_app
 from gateway.app import create_app
 from gateway.settings import build_settings
+from tests.support.redis import RedisServer
+from tests.support.redis import available as redis_available
 from tests.support.servers import ServerThread
 
 
@@ -112,3 +114,13 @@ def sim_gateway(
     """One zero-latency simulator serving model "m" behind a gateway."""
     sim = simulator("m")
     return sim, gateway([model_entry("m", sim.base_url)])
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private ``redis-server`` on a free port (``.url``, ``.stop()``, ``.start()``)."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

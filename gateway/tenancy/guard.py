@@ -106,8 +106,8 @@ class Guard:
         """Take from every limit and budget that applies, or raise 429/503."""
         limits = self._limits(key, model.name)
         budgets_wanted = self._budget_limits(key)
-        if not limits and not budgets_wanted:
-            return None
+        if not limits and not budgets_wanted:  # a key's spend is still counted in metrics
+            return Ticket(key, (), (), []) if key is not None else None
         needs_tokens = any(lim.tpm for _, lim in limits) or bool(budgets_wanted)
         tokens = estimate_prompt_tokens(data) if needs_tokens else 0
         buckets = _buckets(limits, tokens)
@@ -127,7 +127,7 @@ class Guard:
             log.warning("state store down: admitting without limits (auth.fail_open)")
             return None
         if not verdict.allowed:
-            self._refuse(key, verdict)
+            self._refuse(key, verdict, buckets)
         token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
         return Ticket(key, token_buckets, budgets, _headers(buckets, verdict))
 
@@ -150,21 +150,28 @@ class Guard:
             found.append((f"tenant:{tenant.name}", tenant.budget_usd, tenant.budget_period))
         return [(scope, usd, periods.current(period)) for scope, usd, period in found]
 
-    def _refuse(self, key: KeyRecord | None, verdict: Verdict) -> None:
+    def _refuse(self, key: KeyRecord | None, verdict: Verdict, buckets: Sequence[Bucket]) -> None:
         who = key.name if key is not None else "-"
         denied = verdict.denied_by or ""
         retry = str(max(1, math.ceil(verdict.retry_after_s)))
-        self.metrics.limited.labels(who, denied.rsplit(":", 1)[-1]).inc()
-        if not denied.endswith((":rpm", ":tpm")):  # a budget: "key:ID:2026-11"
+        is_budget = not denied.endswith((":rpm", ":tpm"))  # a budget: "key:ID:2026-11"
+        self.metrics.limited.labels(who, "budget" if is_budget else denied[-3:]).inc()
+        if is_budget:
             owner = "tenant" if denied.startswith("tenant:") else "key"
             raise BudgetExceededError(
                 f"the {owner}'s spend budget is used up for this period",
                 headers={"retry-after": retry},
             )
         kind = "requests" if denied.endswith("rpm") else "tokens"
+        limit = next((b.limit for b in buckets if b.id == denied), 0)
         raise RateLimitError(
             f"rate limit reached ({kind} per minute, {denied.split(':')[0]}); retry after {retry}s",
-            headers={"retry-after": retry},
+            headers={
+                "retry-after": retry,
+                f"x-ratelimit-limit-{kind}": str(limit),
+                f"x-ratelimit-remaining-{kind}": "0",
+                f"x-ratelimit-reset-{kind}": _duration(verdict.retry_after_s),
+            },
         )
 
     # --- settlement ------------------------------------------------------------------
@@ -217,7 +224,7 @@ def _headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, b
         seen.add(kind)
         out += [
             (f"x-ratelimit-limit-{kind}".encode(), str(bucket.limit).encode()),
-            (f"x-ratelimit-remaining-{kind}".encode(), str(int(state.remaining)).encode()),
+            (f"x-ratelimit-remaining-{kind}".encode(), str(int(state.remaining + 1e-9)).encode()),
             (f"x-ratelimit-reset-{kind}".encode(), _duration(state.reset_s).encode()),
         ]
     return out
