@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +44,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstreams.start()
+        # Startup objects (FastAPI, pydantic, routes) live for good: moving them out of the
+        # collector's view cut full-collection time ~10x under load (bench/gc_probe.py).
+        gc.freeze()
         try:
             yield
         finally:
