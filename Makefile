@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 PORT ?= 8080
 
-.PHONY: demo test lint pytest bench bench-shared soak clean
+.PHONY: demo test lint pytest bench bench-more clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,23 @@ lint: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
-bench: $(DEV_STAMP)  ## overhead and throughput, gateway pinned to core 0 (needs wrk)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(DEV_STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)  ## overhead and throughput vs direct and vs LiteLLM (~17 min, needs quiet cores)
 	$(BIN)/python bench/sim_bench.py
+	bench/shared_harness.sh
+
+bench-more: $(BENCH_STAMP)  ## HTTP clients, 10-minute memory soak, GC probe, limits (~30 min)
+	$(BIN)/python bench/client_variants.py --compare
+	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/gc_probe.py
+	$(BIN)/python bench/limits_bench.py --reps 8
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,8 @@ are the sums over that session, and stopping one kills only its own process grou
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import shlex
@@ -134,30 +136,26 @@ def session_rss_mb(sid: int) -> float:
     return total_kb * 1024 / 1e6
 
 
-def cpu_ticks() -> dict[int, tuple[int, int, int]]:
-    """{core: (busy, total, task)} ticks from /proc/stat; task = user + nice + system only
-    (without irq, softirq and steal, which no process is charged for)."""
+def cpu_ticks() -> dict[int, tuple[int, int]]:
+    """{core: (busy ticks, total ticks)} from /proc/stat (busy includes irq, softirq, steal)."""
     out = {}
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("cpu") and line[3].isdigit():
             parts = line.split()
             vals = [int(x) for x in parts[1:9]]
             idle = vals[3] + vals[4]
-            out[int(parts[0][3:])] = (sum(vals) - idle, sum(vals), vals[0] + vals[1] + vals[2])
+            out[int(parts[0][3:])] = (sum(vals) - idle, sum(vals))
     return out
 
 
 def busy_pct(
-    before: Mapping[int, tuple[int, int, int]],
-    after: Mapping[int, tuple[int, int, int]],
-    field: int = 0,
+    before: Mapping[int, tuple[int, int]], after: Mapping[int, tuple[int, int]]
 ) -> dict[str, float]:
-    """% busy per core between two ``cpu_ticks()`` (``field=2``: task time only)."""
+    """% busy per core between two ``cpu_ticks()``."""
     res = {}
-    for core, now in after.items():
-        d_total = now[1] - before[core][1]
-        d_busy = now[field] - before[core][field]
-        res[f"cpu{core}"] = round(100.0 * d_busy / d_total, 1) if d_total else 0.0
+    for core, (busy, total) in after.items():
+        d_total = total - before[core][1]
+        res[f"cpu{core}"] = round(100.0 * (busy - before[core][0]) / d_total, 1) if d_total else 0.0
     return res
 
 
@@ -262,6 +260,21 @@ def gateway_argv(config: Path, port: int) -> list[str]:
         "--workers",
         "1",
     ]
+
+
+def source_digest() -> dict[str, str]:
+    """Which gateway code was measured: a digest of the product's Python sources (the tree is
+    edited while benchmarks run, and may not be committed yet) and their newest change."""
+    files = sorted(p for d in ("gateway", "backends", "routers") for p in (REPO / d).rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    newest = max((p.stat().st_mtime for p in files), default=0.0)
+    changed = datetime.datetime.fromtimestamp(newest, datetime.UTC)
+    return {
+        "sha256_12": digest.hexdigest()[:12],
+        "newest_change": changed.isoformat(timespec="seconds"),
+    }
 
 
 def versions(packages: Iterable[str]) -> dict[str, str | None]:

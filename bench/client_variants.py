@@ -247,7 +247,9 @@ def version_of(kind: str) -> str:
         kind, ["httpx", "httpx-aiohttp", "aiohttp"]
     )
     found = bk.versions(["switchyard", *names, "uvicorn"])
-    return " ".join(f"{k} {v}" for k, v in found.items())
+    return (
+        " ".join(f"{k} {v}" for k, v in found.items()) + f" src {bk.source_digest()['sha256_12']}"
+    )
 
 
 def comparison_table(paths: dict[str, Path]) -> str:
@@ -265,9 +267,9 @@ def comparison_table(paths: dict[str, Path]) -> str:
     rows = [
         "| upstream client | added p50 ms (json c=1) | added p99 ms (json c=1) | "
         "TTFB added p50 ms (c=1) | req/s json c=32 | req/s json c=64 | streams/s c=32 | "
-        "streams/s c=64 | CPU ms/req (json c=64) | CPU ms/stream (c=64) | "
+        "streams/s c=64 | CPU ms/req (json c=1) | CPU ms/req (json c=64) | CPU ms/stream (c=64) | "
         "CPU vs aiohttp (json / stream) | errors |",
-        "|" + "---|" * 12,
+        "|" + "---|" * 13,
     ]
     for kind in data:
         cpu_j = get(kind, "json@c64", "gateway", "gateway_cpu_ms_per_req")
@@ -289,6 +291,7 @@ def comparison_table(paths: dict[str, Path]) -> str:
             f"| {bk.cell(get(kind, 'json@c64', 'gateway', 'rps'), 0)} "
             f"| {bk.cell(get(kind, 'stream@c32', 'gateway', 'rps'), 0)} "
             f"| {bk.cell(get(kind, 'stream@c64', 'gateway', 'rps'), 0)} "
+            f"| {bk.cell(get(kind, 'json@c1', 'gateway', 'gateway_cpu_ms_per_req'))} "
             f"| {bk.cell(cpu_j)} | {bk.cell(cpu_s)} | {ratio} | {errors} |"
         )
     return "\n".join(rows) + "\n"

@@ -4,7 +4,8 @@
 #
 # The harness starts its fake backend on BACKEND_PORT; this script writes a temporary config
 # whose one model `fake-model` points there, and the harness starts the gateway (pinned to
-# core 0) with it. Writes bench/results/switchyard.json and bench/results/shared_harness.md.
+# core 0) with it. Writes bench/results/switchyard.json and bench/results/shared_harness.md
+# (the harness's tables, then the foreign load on the gateway's core per run).
 set -euo pipefail
 
 usage() {
@@ -59,7 +60,7 @@ models:
     price_output_per_mtok: 2
     endpoints: [{url: "http://127.0.0.1:$BACKEND_PORT/v1"}]
 YAML
-  VERSION_CMD="$PYTHON -c 'import importlib.metadata as m; print(\"switchyard\", m.version(\"switchyard\"), \"aiohttp\", m.version(\"aiohttp\"), \"uvicorn\", m.version(\"uvicorn\"))'"
+  VERSION_CMD="cd $ROOT/bench && $PYTHON -c 'import importlib.metadata as m, benchkit; print(\"switchyard\", m.version(\"switchyard\"), \"src\", benchkit.source_digest()[\"sha256_12\"], \"aiohttp\", m.version(\"aiohttp\"), \"uvicorn\", m.version(\"uvicorn\"))'"
   "$PYTHON" "$SHARED/run_bench.py" \
     --gateway-name switchyard --gateway-port "$GATEWAY_PORT" --backend-port "$BACKEND_PORT" \
     --gateway-cmd "$ROOT/.venv/bin/switchyard serve --config $CONFIG --port {port} --workers 1" \
@@ -69,4 +70,5 @@ fi
 
 "$PYTHON" "$SHARED/report.py" "$SHARED/results/litellm.json" "$SHARED/results/baseline-httpx.json" \
   "$SHARED/results/baseline-aiohttp.json" "$OUT" >"$REPORT"
+"$PYTHON" "$ROOT/bench/harness_noise.py" "$OUT" >>"$REPORT"
 echo "wrote $REPORT"

@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
         "background_pct_at_start": background,
         "versions": bk.versions(["switchyard", "aiohttp", "uvicorn", "fastapi"]),
+        "source": bk.source_digest(),
     }
     result = {"meta": meta, **run(a)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
