@@ -73,7 +73,9 @@ class GatewayMetrics:
             "switchyard_in_flight_requests", "Requests being served.", ["model"],
             registry=registry,
         )  # fmt: skip
+        self._add_tenancy_metrics(registry)
 
+    def _add_tenancy_metrics(self, registry: CollectorRegistry) -> None:
         self.spend = Counter(
             "switchyard_spend_usd",
             "Spend in USD by API key name and tenant.",
