@@ -43,7 +43,8 @@ from backends.errors import (
     UpstreamTimeoutError,
 )
 from gateway.app import create_app
-from gateway.settings import Settings, build_settings
+from gateway.serve import uvicorn_options
+from gateway.settings import ServerConfig, Settings, build_settings
 
 CLIENTS = ("aiohttp", "httpx", "httpx-aiohttp")
 TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, ConnectionError)
@@ -208,17 +209,8 @@ def build_app(kind: str, upstream: str, model: str) -> FastAPI:
 
 def serve(kind: str, port: int, upstream: str, model: str) -> None:
     """uvicorn with the same options as ``gateway.serve.run_gateway`` (one worker)."""
-    uvicorn.run(
-        build_app(kind, upstream, model),
-        host=bk.LOOPBACK,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        backlog=2048,
-        timeout_graceful_shutdown=5,
-    )
+    options = uvicorn_options(ServerConfig(host=bk.LOOPBACK, port=port, log_level="warning"))
+    uvicorn.run(build_app(kind, upstream, model), **options)
 
 
 # ---------------------------------------------------------------- compare mode

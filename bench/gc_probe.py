@@ -33,6 +33,9 @@ from typing import Any
 
 import benchkit as bk
 
+from gateway.serve import uvicorn_options
+from gateway.settings import ServerConfig
+
 VARIANTS = ("default", "freeze", "unfreeze")
 WORKDIR = Path("/tmp/switchyard-bench")
 
@@ -112,16 +115,8 @@ def serve(port: int, upstream: str, variant: str) -> None:
 
     app.router.lifespan_context = lifespan
     gc.callbacks.append(timer)
-    uvicorn.run(
-        app,
-        host=bk.LOOPBACK,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        backlog=2048,
-    )
+    options = uvicorn_options(ServerConfig(host=bk.LOOPBACK, port=port, log_level="warning"))
+    uvicorn.run(app, **options)
 
 
 # ---------------------------------------------------------------- orchestration

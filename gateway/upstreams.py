@@ -21,40 +21,39 @@ class Upstreams:
     """The models the gateway serves right now and their endpoint pools."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         self.pools: dict[str, EndpointPool] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._use(settings)
+
+    def _use(self, settings: Settings) -> None:
+        # Derived once per config, not per request.
+        up = settings.upstream
+        self.settings = settings
+        self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
+        self.timeouts = Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
+        self.retry = RetryPolicy(up.max_attempts, up.retry_budget_s)
 
     @property
     def started(self) -> bool:
         return self._session is not None
 
-    @property
-    def timeouts(self) -> Timeouts:
-        up = self.settings.upstream
-        return Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return RetryPolicy(
-            self.settings.upstream.max_attempts, self.settings.upstream.retry_budget_s
-        )
-
     async def start(self) -> None:
         self._session = create_http_session(self.settings.upstream.pool_size, self.timeouts)
-        self.pools = self._build_pools(self.settings)
+        self.pools = self._build_pools(self.settings, self.timeouts)
 
     def reload(self, settings: Settings) -> None:
         """Serve ``settings`` from now on; requests already sent finish on the old pools."""
-        pools = self._build_pools(settings)
-        self.settings, self.pools = settings, pools
-        self.models = {m.name: m for m in settings.models}
+        previous = self.settings
+        self._use(settings)
+        try:
+            self.pools = self._build_pools(settings, self.timeouts)
+        except BaseException:
+            self._use(previous)
+            raise
 
-    def _build_pools(self, settings: Settings) -> dict[str, EndpointPool]:
+    def _build_pools(self, settings: Settings, timeouts: Timeouts) -> dict[str, EndpointPool]:
         assert self._session is not None, "start() first"
         up = settings.upstream
-        timeouts = Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
         pools = {}
         for model in settings.models:
             endpoints = [
