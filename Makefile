@@ -17,7 +17,8 @@ $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q torch==2.13.0  # the local CPU wheel, before anything can pull CUDA
+	$(BIN)/pip install -q -e '.[dev,train]'
 	touch $@ $(RUNTIME_STAMP)
 
 demo: $(RUNTIME_STAMP)  ## gateway + three simulated vLLM backends on http://127.0.0.1:$(PORT)
@@ -38,7 +39,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(DEV_STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -e '.[dev,train,bench]'
 	touch $@
 
 bench: $(BENCH_STAMP)  ## overhead and throughput vs direct and vs LiteLLM (~17 min, needs quiet cores)

@@ -15,7 +15,7 @@ Reported, as median [min–max] over the repetitions: added latency at c=1 (p50,
 minus direct, paired per repetition), added streaming TTFB at c=1, req/s at c=32 and 64, and
 the gateway's CPU ms per request (utime + stime from /proc/<pid>/stat over the run / requests).
 Prints a Markdown table and writes ``bench/results/sim_bench.json`` and ``.md``. Loopback only.
-"""  # noqa: RUF002
+"""
 
 from __future__ import annotations
 

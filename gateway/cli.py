@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gateway.settings import SettingsError, build_settings, load_settings
+from routers.cli import register as register_router_commands
 
 app = typer.Typer(
     help="Switchyard: an OpenAI-compatible LLM gateway that routes each request to the best "
@@ -170,6 +171,9 @@ def keys_hash(
         typer.echo(f"error: expected a key starting with '{PREFIX}' on standard input", err=True)
         raise typer.Exit(2)
     typer.echo(hash_key(secret.encode(), key))
+
+
+register_router_commands(app)
 
 
 def main() -> None:

@@ -23,10 +23,12 @@ class DemoModel:
     price_out: float
 
 
+# Named and priced as three of the RouterBench models (data/routerbench-prices.yaml), so the
+# default router's choices (trained on RouterBench) mean something here.
 DEMO_MODELS = (
-    DemoModel("llama-3.1-8b", "fast", 0.05, 0.08),
-    DemoModel("qwen3-30b-a3b", "medium", 0.15, 0.60),
-    DemoModel("llama-3.1-70b", "slow", 0.60, 0.80),
+    DemoModel("mistralai/mistral-7b-chat", "fast", 0.20, 0.20),
+    DemoModel("mistralai/mixtral-8x7b-chat", "medium", 0.60, 0.60),
+    DemoModel("gpt-4-1106-preview", "slow", 10.0, 30.0),
 )
 
 

@@ -1,0 +1,273 @@
+"""``switchyard train | route | eval``: offline router work from the command line.
+
+Heavy imports (numpy, onnxruntime, torch) happen inside the commands, so ``switchyard --help``
+stays fast."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from routers.datasets.core import RoutingDataset
+    from routers.pipeline import RoutingPipeline
+
+PROTOCOLS = ("routerdc", "routellm", "routerbench")
+
+DataOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--data",
+        help="Dataset file or folder (RouterDC JSON, RouterBench CSV, RouteLLM CSV, generic "
+        "JSONL); relative paths are also looked up in $SWITCHYARD_DATA_DIR. Repeatable.",
+    ),
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Embedder and embedding cache.", show_default="$SWITCHYARD_CACHE_DIR"
+    ),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--param wants KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def _load_data(paths: list[str], prices: Path | None) -> RoutingDataset:
+    from routers.datasets import load_datasets
+
+    try:
+        return load_datasets(paths, prices=prices)
+    except (OSError, ValueError) as err:
+        raise _fail(str(err)) from None
+
+
+def _embedder(cache_dir: Path | None) -> Any:
+    from routers.embedding import load_embedder
+
+    try:
+        return load_embedder(cache=cache_dir)
+    except (OSError, ImportError, RuntimeError) as err:
+        raise _fail(f"cannot load the embedder: {err}") from None
+
+
+def _load_pipeline(path: Path, cache_dir: Path | None) -> RoutingPipeline:
+    from routers.embedding import EmbedderMismatchError
+    from routers.models import RouterFormatError
+    from routers.pipeline import RoutingPipeline
+
+    try:
+        return RoutingPipeline.load(path, _embedder(cache_dir), cache=cache_dir)
+    except (RouterFormatError, EmbedderMismatchError, OSError, KeyError) as err:
+        raise _fail(f"cannot load router {path}: {err}") from None
+
+
+def train(
+    router: Annotated[
+        str, typer.Option("--router", help="Router name: default, knn, mlp, mf, routerdc, ...")
+    ],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the trained router.")],
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON {model: {input_per_mtok, output_per_mtok}} (USD)."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Train on rows of this split when the data has splits; 'all'.")
+    ] = "train",
+    param: Annotated[
+        list[str], typer.Option("--param", help="Hyperparameter KEY=VALUE (JSON value).")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    cost_weight: Annotated[
+        float, typer.Option(help="Default cost weight λ stored with the router.")
+    ] = 0.0,
+    budget_per_1k: Annotated[
+        float | None,
+        typer.Option(help="Instead of --cost-weight: calibrate λ to this USD per 1k requests."),
+    ] = None,
+    strong_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of --cost-weight: calibrate λ so the strongest model takes "
+            "at most this share of calls (0-1)."
+        ),
+    ] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Train a router on routing data and save it to --out.
+
+    λ (the cost weight) can be calibrated on the training prompts from a budget or a
+    strong-model share; it is stored as the router's default and can be overridden per call."""
+    from routers.datasets import load_prices
+    from routers.models import make_router
+    from routers.pipeline import RoutingPipeline
+
+    dataset = _load_data(data, prices)
+    if split != "all" and dataset.splits and split in dataset.splits:
+        dataset = dataset.where(split=split)
+    try:
+        quality = make_router(router, **_parse_params(param))
+        price_map = {
+            m: (p.input_per_mtok, p.output_per_mtok)
+            for m, p in (load_prices(prices) if prices else {}).items()
+        }
+    except (TypeError, ValueError, OSError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"training {quality!r} on {len(dataset)} prompts × {len(dataset.models)} models")
+    pipe = RoutingPipeline(
+        quality, _embedder(cache_dir), prices=price_map, cost_weight=cost_weight, cache=cache_dir
+    )
+    pipe.fit(dataset, progress=True)
+    if budget_per_1k is not None or strong_share is not None:
+        pipe.cost_weight = _calibrate(pipe, dataset, budget_per_1k, strong_share)
+        typer.echo(f"calibrated cost weight λ = {pipe.cost_weight:.4g}")
+    command = "switchyard " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    pipe.save(out, _train_metadata(command, data, router, split))
+    typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
+
+
+def _calibrate(
+    pipe: RoutingPipeline, data: RoutingDataset, budget: float | None, share: float | None
+) -> float:
+    """λ meeting the budget or strong-share target on up to 2,000 training prompts."""
+    import numpy as np
+
+    from routers.policy import calibrate_lambda
+
+    rows = np.random.default_rng(0).permutation(len(data))[:2000]
+    pred = pipe.predict(data.subset(rows))
+    try:
+        return calibrate_lambda(pred.quality, pred.cost, budget_per_1k=budget, strong_share=share)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+
+
+def _train_metadata(command: str, data: list[str], name: str, split: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+    from importlib.metadata import version
+
+    return {
+        "command": command,
+        "data": data,
+        "name": name,
+        "split": split,
+        "switchyard_version": version("switchyard"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _read_prompts(path: Path) -> Iterator[tuple[object, str]]:
+    from routers.embedding import prompt_text
+
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                prompt = item["prompt"] if "prompt" in item else item["messages"]
+                yield item.get("id", lineno), prompt_text(prompt)
+            except (ValueError, KeyError, TypeError) as err:
+                raise _fail(f"{path}:{lineno}: expected {{'id', 'prompt'}}: {err}") from None
+
+
+def route(
+    router: Annotated[Path, typer.Option("--router", help="Trained router directory.")],
+    input: Annotated[Path, typer.Option("--input", help="JSONL lines {id, prompt}.")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL decisions to write.")],
+    cost_weight: Annotated[
+        float | None,
+        typer.Option(help="λ in quality − λ·USD.", show_default="the router's"),
+    ] = None,
+    allow: Annotated[
+        list[str], typer.Option("--allow", help="Only these models (repeatable).")
+    ] = [],  # noqa: B006
+    max_cost: Annotated[
+        float | None, typer.Option(help="Exclude models expected to cost more (USD per call).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Route each prompt of --input and write one decision per line."""
+    from tqdm import tqdm
+
+    from routers.policy import Constraints, NoModelAllowedError
+
+    pipe = _load_pipeline(router, cache_dir)
+    rows = list(_read_prompts(input))
+    constraints = Constraints(frozenset(allow) if allow else None, max_cost)
+    with out.open("w") as fh, tqdm(total=len(rows), unit="prompt", desc="route") as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            try:
+                decisions = pipe.decide(
+                    [p for _, p in chunk], cost_weight=cost_weight, constraints=constraints
+                )
+            except (NoModelAllowedError, ValueError) as err:
+                raise _fail(str(err)) from None
+            for (row_id, _), d in zip(chunk, decisions, strict=True):
+                record = {"id": row_id, "model": d.model, "quality": d.quality, "cost": d.cost}
+                fh.write(json.dumps(record) + "\n")
+            bar.update(len(chunk))
+    typer.echo(f"wrote {len(rows)} decisions to {out}")
+
+
+def evaluate(
+    router: Annotated[Path, typer.Option("--router", help="Trained router directory.")],
+    protocol: Annotated[str, typer.Option(help="routerdc | routellm | routerbench.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Report directory (JSON, Markdown, PNG).")],
+    compare: Annotated[
+        list[str],
+        typer.Option("--compare", help="Also train and report these routers (repeatable)."),
+    ] = [],  # noqa: B006
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (routellm).")] = 5,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Evaluate a router with a published protocol, beside baselines and --compare routers."""
+    from routers.eval_runner import run_protocol
+    from routers.evaluation import write_report
+
+    if protocol not in PROTOCOLS:
+        raise _fail(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    pipe = _load_pipeline(router, cache_dir)
+    dataset = _load_data(data, None)
+    try:
+        report = run_protocol(protocol, pipe, dataset, compare=compare, folds=folds)
+    except (ValueError, KeyError) as err:
+        raise _fail(str(err)) from None
+    report.metadata["data"] = data
+    report.metadata["router"] = str(router)
+    for path in write_report(report, out):
+        typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the router commands to the main ``switchyard`` app."""
+    from routers.embedding.cli import embedder_app
+
+    app.command()(train)
+    app.command()(route)
+    app.command("eval")(evaluate)
+    app.add_typer(embedder_app, name="embedder")

@@ -1,0 +1,60 @@
+"""Evaluating routers with the published protocols (RouterDC, RouteLLM, RouterBench).
+
+A router is anything satisfying :class:`Router` (``models``, ``fit``, ``predict``,
+``clone``); the protocols return a :class:`Report` that :func:`write_report` turns into
+``report.json``, ``report.md`` and ``pareto.png``."""
+
+from __future__ import annotations
+
+from routers.evaluation.metrics import (
+    ThresholdCurve,
+    aiq,
+    apgr,
+    cpt,
+    lambda_grid,
+    nondecreasing_convex_hull,
+    per_task_means,
+    routerdc_averages,
+    sweep_points,
+    threshold_curve,
+)
+from routers.evaluation.protocols import (
+    ROUTELLM_STRONG,
+    ROUTELLM_WEAK,
+    ROUTERDC_ID_TASKS,
+    ROUTERDC_OOD_TASKS,
+    evaluate_routellm,
+    evaluate_routerbench,
+    evaluate_routerdc,
+    routellm_folds,
+)
+from routers.evaluation.report import Curve, Report, ReportRow, write_report
+from routers.evaluation.types import Prediction, Router, choose
+
+__all__ = [
+    "ROUTELLM_STRONG",
+    "ROUTELLM_WEAK",
+    "ROUTERDC_ID_TASKS",
+    "ROUTERDC_OOD_TASKS",
+    "Curve",
+    "Prediction",
+    "Report",
+    "ReportRow",
+    "Router",
+    "ThresholdCurve",
+    "aiq",
+    "apgr",
+    "choose",
+    "cpt",
+    "evaluate_routellm",
+    "evaluate_routerbench",
+    "evaluate_routerdc",
+    "lambda_grid",
+    "nondecreasing_convex_hull",
+    "per_task_means",
+    "routellm_folds",
+    "routerdc_averages",
+    "sweep_points",
+    "threshold_curve",
+    "write_report",
+]

@@ -1,0 +1,59 @@
+"""The router zoo. ``make_router(name)`` builds one by name; ``default`` is the recommended one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routers.models.base import (
+    REGISTRY,
+    NotFittedError,
+    QualityRouter,
+    RouterFormatError,
+    check_features,
+    check_targets,
+)
+from routers.models.cost import CostPredictor
+from routers.models.dc import DualContrastiveRouter
+from routers.models.ensemble import EnsembleRouter
+from routers.models.knn import KNNRouter, TaskPriorKNNRouter
+from routers.models.mf import MFRouter
+from routers.models.mlp import MLPRouter
+from routers.models.simple import BestSingleRouter, RandomRouter
+
+# The project's recommended router and its hyperparameters (see docs/BENCHMARKS.md).
+DEFAULT_ROUTER: tuple[str, dict[str, Any]] = ("knn-prior", {"alpha": 20.0})
+
+
+def router_names() -> list[str]:
+    return ["default", *sorted(REGISTRY)]
+
+
+def make_router(name: str, **params: Any) -> QualityRouter:
+    """A fresh router by registry name (``default`` = the recommended one)."""
+    if name == "default":
+        kind, defaults = DEFAULT_ROUTER
+        return REGISTRY[kind](**{**defaults, **params})
+    if name not in REGISTRY:
+        raise ValueError(f"unknown router {name!r}; choose one of: {', '.join(router_names())}")
+    return REGISTRY[name](**params)
+
+
+__all__ = [
+    "DEFAULT_ROUTER",
+    "BestSingleRouter",
+    "CostPredictor",
+    "DualContrastiveRouter",
+    "EnsembleRouter",
+    "KNNRouter",
+    "MFRouter",
+    "MLPRouter",
+    "NotFittedError",
+    "QualityRouter",
+    "RandomRouter",
+    "RouterFormatError",
+    "TaskPriorKNNRouter",
+    "check_features",
+    "check_targets",
+    "make_router",
+    "router_names",
+]

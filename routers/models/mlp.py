@@ -1,0 +1,79 @@
+"""Multi-layer perceptron router: one hidden layer, a sigmoid output per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from routers.models.base import FloatArray, QualityRouter
+from routers.models.training import fit_loop, import_torch, masked_bce, sigmoid, targets, to_numpy
+
+
+class MLPRouter(QualityRouter):
+    """Predicts every model's quality at once from the prompt embedding.
+
+    Trained with binary cross-entropy on the observed (prompt, model) scores only; weights are
+    kept as NumPy arrays, so prediction needs no torch."""
+
+    kind = "mlp"
+
+    def __init__(
+        self,
+        hidden: int = 256,
+        epochs: int = 40,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-2,
+        dropout: float = 0.2,
+        batch_size: int = 128,
+        seed: int = 0,
+    ) -> None:
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _fit(self, X: FloatArray, Y: FloatArray, tasks: Sequence[str] | None) -> None:
+        del tasks
+        torch: Any = import_torch()
+        torch.manual_seed(self.seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(X.shape[1], self.hidden),
+            torch.nn.GELU(approximate="tanh"),
+            torch.nn.Dropout(self.dropout),
+            torch.nn.Linear(self.hidden, Y.shape[1]),
+        )
+        x = torch.tensor(X, dtype=torch.float32)
+        y, mask = targets(Y)
+
+        def step(idx: np.ndarray) -> Any:
+            return masked_bce(net(x[idx]), y[idx], mask[idx])
+
+        net.train()
+        self.loss_history_ = fit_loop(
+            list(net.parameters()),
+            step,
+            n=X.shape[0],
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+        )
+        self.W1_ = to_numpy(net[0].weight.T)
+        self.b1_ = to_numpy(net[0].bias)
+        self.W2_ = to_numpy(net[3].weight.T)
+        self.b2_ = to_numpy(net[3].bias)
+
+    def _predict(self, X: FloatArray) -> FloatArray:
+        h = X @ self.W1_ + self.b1_
+        return sigmoid(gelu(h) @ self.W2_ + self.b2_)
+
+
+def gelu(h: FloatArray) -> FloatArray:
+    """GELU, tanh form (what the torch layer uses)."""
+    return np.asarray(0.5 * h * (1.0 + np.tanh(0.7978845608028654 * (h + 0.044715 * h**3))))
