@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli_routers import register as register_router_commands
 from gateway.settings import SettingsError, build_settings, load_settings
-from routers.cli import register as register_router_commands
 
 app = typer.Typer(
     help="Switchyard: an OpenAI-compatible LLM gateway that routes each request to the best "

@@ -1,6 +1,6 @@
 """Where embedders and embeddings are cached, loading an embedder, and embedding with a disk cache.
 
-Layout under the cache directory (``$SWITCHYARD_CACHE_DIR``, default ``~/.cache/switchyard``)::
+Layout under the cache directory (default ``~/.cache/switchyard``)::
 
     all-MiniLM-L6-v2/               the exported ONNX embedder (see export.py)
     embeddings/<embedder slug>/     one shard per embed_cached call:
@@ -45,8 +45,9 @@ class EmbedderUnavailableError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """The Switchyard cache: ``$SWITCHYARD_CACHE_DIR`` or ``~/.cache/switchyard``."""
-    return Path(os.environ.get("SWITCHYARD_CACHE_DIR") or "~/.cache/switchyard").expanduser()
+    """The default Switchyard cache, ``~/.cache/switchyard`` (the CLI's ``--cache-dir`` and
+    ``$SWITCHYARD_CACHE_DIR`` choose another; this package reads no environment)."""
+    return Path("~/.cache/switchyard").expanduser()
 
 
 def load_embedder(

@@ -22,8 +22,9 @@ CacheDirOption = Annotated[
     Path | None,
     typer.Option(
         "--cache-dir",
+        envvar="SWITCHYARD_CACHE_DIR",
         help="Cache directory.",
-        show_default="$SWITCHYARD_CACHE_DIR or ~/.cache/switchyard",
+        show_default="~/.cache/switchyard",
     ),
 ]
 

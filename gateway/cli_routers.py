@@ -1,5 +1,8 @@
 """``switchyard train | route | eval``: offline router work from the command line.
 
+Paths come from options (``--data-dir``, ``--cache-dir``) or their environment variables
+(``SWITCHYARD_DATA_DIR``, ``SWITCHYARD_CACHE_DIR``); the ``routers`` package reads none.
+
 Heavy imports (numpy, onnxruntime, torch) happen inside the commands, so ``switchyard --help``
 stays fast."""
 
@@ -25,13 +28,25 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         help="Dataset file or folder (RouterDC JSON, RouterBench CSV, RouteLLM CSV, generic "
-        "JSONL); relative paths are also looked up in $SWITCHYARD_DATA_DIR. Repeatable.",
+        "JSONL); a relative path not found here is looked up in --data-dir. Repeatable.",
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="SWITCHYARD_DATA_DIR",
+        help="Folder of the public routing data.",
+        show_default="../shared/data beside the repository",
     ),
 ]
 CacheOpt = Annotated[
     Path | None,
     typer.Option(
-        "--cache-dir", help="Embedder and embedding cache.", show_default="$SWITCHYARD_CACHE_DIR"
+        "--cache-dir",
+        envvar="SWITCHYARD_CACHE_DIR",
+        help="Embedder and embedding cache.",
+        show_default="~/.cache/switchyard",
     ),
 ]
 
@@ -54,11 +69,11 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _load_data(paths: list[str], prices: Path | None) -> RoutingDataset:
-    from routers.datasets import load_datasets
+def _load_data(paths: list[str], prices: Path | None, root: Path | None) -> RoutingDataset:
+    from routers.datasets import load_datasets, resolve_data_path
 
     try:
-        return load_datasets(paths, prices=prices)
+        return load_datasets([resolve_data_path(p, root) for p in paths], prices=prices)
     except (OSError, ValueError) as err:
         raise _fail(str(err)) from None
 
@@ -114,6 +129,7 @@ def train(
         ),
     ] = None,
     cache_dir: CacheOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Train a router on routing data and save it to --out.
 
@@ -123,7 +139,7 @@ def train(
     from routers.models import make_router
     from routers.pipeline import RoutingPipeline
 
-    dataset = _load_data(data, prices)
+    dataset = _load_data(data, prices, data_dir)
     if split != "all" and dataset.splits and split in dataset.splits:
         dataset = dataset.where(split=split)
     try:
@@ -244,6 +260,7 @@ def evaluate(
     ] = [],  # noqa: B006
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (routellm).")] = 5,
     cache_dir: CacheOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Evaluate a router with a published protocol, beside baselines and --compare routers."""
     from routers.eval_runner import run_protocol
@@ -252,7 +269,7 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise _fail(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     pipe = _load_pipeline(router, cache_dir)
-    dataset = _load_data(data, None)
+    dataset = _load_data(data, None, data_dir)
     try:
         report = run_protocol(protocol, pipe, dataset, compare=compare, folds=folds)
     except (ValueError, KeyError) as err:
@@ -265,7 +282,7 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     """Add the router commands to the main ``switchyard`` app."""
-    from routers.embedding.cli import embedder_app
+    from gateway.cli_embedder import embedder_app
 
     app.command()(train)
     app.command()(route)
