@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 PORT ?= 8080
 
-.PHONY: demo test lint pytest bench bench-more clean
+.PHONY: demo test lint pytest bench bench-more eval default-router clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ $(BENCH_STAMP): $(DEV_STAMP)
 bench: $(BENCH_STAMP)  ## overhead and throughput vs direct and vs LiteLLM (~17 min, needs quiet cores)
 	$(BIN)/python bench/sim_bench.py
 	bench/shared_harness.sh
+
+eval: $(BENCH_STAMP)  ## RouterDC, RouteLLM and RouterBench protocols -> bench/results/eval (~25 min)
+	bench/eval_all.sh
+
+default-router: $(DEV_STAMP)  ## rebuild data/default-router from the RouterBench train split
+	$(BIN)/switchyard train --router default --data routing/routerbench \
+	  --prices data/routerbench-prices.yaml --budget-per-1k 1.0 --out data/default-router
 
 bench-more: $(BENCH_STAMP)  ## HTTP clients, 10-minute memory soak, GC probe, limits (~30 min)
 	$(BIN)/python bench/client_variants.py --compare

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -158,7 +157,11 @@ def train(
     if budget_per_1k is not None or strong_share is not None:
         pipe.cost_weight = _calibrate(pipe, dataset, budget_per_1k, strong_share)
         typer.echo(f"calibrated cost weight λ = {pipe.cost_weight:.4g}")
-    command = "switchyard " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line(
+        router=router, data=data, prices=prices, split=None if split == "train" else split,
+        param=param, cost_weight=cost_weight or None, budget_per_1k=budget_per_1k,
+        strong_share=strong_share, out=out,
+    )  # fmt: skip
     pipe.save(out, _train_metadata(command, data, router, split))
     typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
 
@@ -177,6 +180,16 @@ def _calibrate(
         return calibrate_lambda(pred.quality, pred.cost, budget_per_1k=budget, strong_share=share)
     except ValueError as err:
         raise _fail(str(err)) from None
+
+
+def _command_line(**options: object) -> str:
+    """The ``switchyard train`` command that reproduces this run (unset options left out)."""
+    parts = ["switchyard", "train"]
+    for key, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                parts += ["--" + key.replace("_", "-"), str(item)]
+    return shlex.join(parts)
 
 
 def _train_metadata(command: str, data: list[str], name: str, split: str) -> dict[str, Any]:
@@ -204,7 +217,7 @@ def _read_prompts(path: Path) -> Iterator[tuple[object, str]]:
                 item = json.loads(line)
                 prompt = item["prompt"] if "prompt" in item else item["messages"]
                 yield item.get("id", lineno), prompt_text(prompt)
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
                 raise _fail(f"{path}:{lineno}: expected {{'id', 'prompt'}}: {err}") from None
 
 

@@ -130,20 +130,26 @@ class RoutingPipeline:
             manifest = json.loads((path / "router.json").read_text())
         except (OSError, ValueError) as err:
             raise RouterFormatError(f"{path} is not a saved router directory: {err}") from err
-        if manifest.get("format") != FORMAT_VERSION:
-            raise RouterFormatError(f"{path}: unsupported format {manifest.get('format')!r}")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+            found = manifest.get("format") if isinstance(manifest, dict) else manifest
+            raise RouterFormatError(f"{path}: unsupported format {found!r}")
+        if not isinstance(manifest.get("embedder"), str):
+            raise RouterFormatError(f"{path}: router.json names no embedder")
         check_embedder(manifest["embedder"], embedder)
-        prices = {m: (float(p[0]), float(p[1])) for m, p in manifest["prices"].items()}
-        pipe = cls(
-            QualityRouter.load(path / "quality"),
-            embedder,
-            prices=prices,
-            cost_weight=float(manifest["cost_weight"]),
-            cache=cache,
-        )
-        pipe.cost = CostPredictor.from_json(json.loads((path / "cost.json").read_text()))
-        pipe._models = list(manifest["models"])
-        pipe.metadata = dict(manifest["metadata"])
+        try:
+            prices = {m: (float(p[0]), float(p[1])) for m, p in manifest["prices"].items()}
+            pipe = cls(
+                QualityRouter.load(path / "quality"),
+                embedder,
+                prices=prices,
+                cost_weight=float(manifest["cost_weight"]),
+                cache=cache,
+            )
+            pipe.cost = CostPredictor.from_json(json.loads((path / "cost.json").read_text()))
+            pipe._models = list(manifest["models"])
+            pipe.metadata = dict(manifest["metadata"])
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as err:
+            raise RouterFormatError(f"{path}: incomplete or corrupt router: {err!r}") from err
         return pipe
 
 

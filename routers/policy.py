@@ -8,6 +8,7 @@ sample of prompts."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,8 +55,8 @@ def utilities(
     quality: FloatArray, cost: FloatArray, lam: float, allowed: npt.NDArray[np.bool_] | None = None
 ) -> FloatArray:
     """quality − λ·cost, with a tiny cost tie-break; −inf where not allowed."""
-    if lam < 0:
-        raise ValueError(f"cost weight must be ≥ 0, got {lam}")
+    if not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"cost weight must be a finite number ≥ 0, got {lam}")
     scale = max(float(np.abs(cost).max(initial=0.0)), 1e-12)
     u = quality - lam * cost - 1e-9 * cost / scale
     if allowed is not None:

@@ -21,7 +21,7 @@ from routers.models.mlp import MLPRouter
 from routers.models.simple import BestSingleRouter, RandomRouter
 
 # The project's recommended router and its hyperparameters (see docs/BENCHMARKS.md).
-DEFAULT_ROUTER: tuple[str, dict[str, Any]] = ("knn-prior", {"alpha": 20.0})
+DEFAULT_ROUTER: tuple[str, dict[str, Any]] = ("knn-prior", {})
 
 
 def router_names() -> list[str]:

@@ -35,13 +35,19 @@ class EnsembleRouter(QualityRouter):
 
     def _weights(self) -> FloatArray:
         w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights)
-        if w.shape != (len(self.members),) or (w < 0).any() or w.sum() <= 0:
+        if (
+            w.shape != (len(self.members),)
+            or not np.isfinite(w).all()
+            or (w < 0).any()
+            or w.sum() <= 0
+        ):
             raise ValueError("weights must be non-negative, one per member, not all zero")
         return np.asarray(w / w.sum(), dtype=np.float64)
 
     def _fit(self, X: FloatArray, Y: FloatArray, tasks: Sequence[str] | None) -> None:
+        members = self._build()
         self._weights()
-        self._fitted_members = [m.fit(X, Y, tasks=tasks) for m in self._build()]
+        self._fitted_members = [m.fit(X, Y, tasks=tasks) for m in members]
 
     def _predict(self, X: FloatArray) -> FloatArray:
         w = self._weights()

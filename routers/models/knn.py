@@ -76,17 +76,18 @@ class TaskPriorKNNRouter(KNNRouter):
         prior(x) = Σ_t p(t | x) · mean quality of task t     (p from the neighbours' labels)
         q(x)     = (Σ_i w_i y_i + alpha · prior(x)) / (Σ_i w_i + alpha)
 
-    over the ``k`` nearest training prompts with weights ``w_i = exp((cos_i − 1) / temperature)``
-    (1 for an identical prompt). Without task labels, k-means clusters of the training
+    over the ``k`` nearest training prompts with weights ``w_i = exp((cos_i − cos_max) /
+    temperature)`` (1 for the nearest), so ``alpha`` is counted in nearest-neighbour
+    equivalents. Without task labels, k-means clusters of the training
     prompts stand in for tasks."""
 
     kind = "knn-prior"
 
     def __init__(
         self,
-        k: int = 50,
-        temperature: float = 0.05,
-        alpha: float = 5.0,
+        k: int = 200,
+        temperature: float = 0.1,
+        alpha: float = 20.0,
         n_clusters: int = 8,
         seed: int = 0,
         chunk: int = 2048,
@@ -111,7 +112,7 @@ class TaskPriorKNNRouter(KNNRouter):
 
     def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
         idx, top = self._neighbours(Q)
-        weights = np.exp((top - 1.0) / self.temperature)
+        weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
         votes = np.zeros((Q.shape[0], self.task_means_.shape[0]))
         np.add.at(votes, (np.arange(Q.shape[0])[:, None], self.task_labels_[idx]), weights)
         votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-300)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every published protocol on the project's routers, with the comparison routers beside them.
+# Reports (JSON, Markdown, Pareto PNG) land in bench/results/eval/<protocol>/.
+# About 25 minutes on 2 cores the first time (embedding ~40k prompts); cached after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SY=${SWITCHYARD:-.venv/bin/switchyard}
+OUT=bench/results/eval
+ROUTER=${ROUTER:-default}
+mkdir -p build/routers "$OUT"
+
+rdc=routing/routerdc
+"$SY" train --router "$ROUTER" --out build/routers/routerdc \
+  --data $rdc/gsm8k-train.json --data $rdc/humaneval_train.json \
+  --data $rdc/arc_challenge_train.json --data $rdc/mmlu_train.json --data $rdc/cmmlu_train.json
+"$SY" eval --router build/routers/routerdc --protocol routerdc --data $rdc \
+  --out $OUT/routerdc --compare routerdc --compare knn --compare mlp --compare mf
+
+"$SY" train --router "$ROUTER" --data routing/routellm --out build/routers/routellm
+"$SY" eval --router build/routers/routellm --protocol routellm --data routing/routellm \
+  --out $OUT/routellm --compare knn --compare mlp --compare mf
+
+"$SY" eval --router data/default-router --protocol routerbench --data routing/routerbench \
+  --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc
