@@ -9,11 +9,14 @@ from routers.evaluation import (
     Prediction,
     aiq,
     apgr,
+    apgr_routellm,
     choose,
     cpt,
+    cpt_routellm,
     lambda_grid,
     nondecreasing_convex_hull,
     per_task_means,
+    routellm_sweep,
     routerdc_averages,
     sweep_points,
     threshold_curve,
@@ -67,6 +70,26 @@ def test_random_scores_give_apgr_one_half() -> None:
     assert abs(apgr(curve) - 0.5) < 0.03
     assert abs(cpt(curve, 50) - 0.5) < 0.05
     assert abs(cpt(curve, 80) - 0.8) < 0.05
+
+
+def test_routellm_sweep_uses_decile_thresholds_like_routellm() -> None:
+    # Distinct scores in the perfect order; with 4 bins the qcut edges are the 0/25/50/75/100%
+    # quantiles [1, 1.75, 2.5, 3.25, 4]: >= each edge sends 4, 3, 2, 1 rows strong, > 4 none.
+    points = routellm_sweep(np.array([4.0, 3.0, 2.0, 1.0]), WEAK, STRONG, num_results=4)
+    np.testing.assert_allclose(points.share, [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(points.quality, [0.5, 0.75, 1.0, 1.0, 0.75])
+    assert apgr_routellm(points) == pytest.approx(1.375)
+    assert cpt_routellm(points, 50) == pytest.approx(0.125)
+
+
+def test_routellm_sweep_of_random_scores_is_near_one_half_on_eleven_points() -> None:
+    rng = np.random.default_rng(2)
+    weak = (rng.random(5000) < 0.6).astype(float)
+    strong = (rng.random(5000) < 0.8).astype(float)
+    points = routellm_sweep(rng.random(5000), weak, strong)
+    assert len(points.share) == 11
+    assert abs(apgr_routellm(points) - 0.5) < 0.03
+    assert abs(cpt_routellm(points, 50) - 0.5) < 0.06
 
 
 def test_no_gap_between_weak_and_strong_gives_nan() -> None:
