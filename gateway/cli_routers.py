@@ -68,13 +68,19 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _load_data(paths: list[str], prices: Path | None, root: Path | None) -> RoutingDataset:
+def _load_data(
+    paths: list[str], prices: Path | None, root: Path | None, split: str = "all"
+) -> RoutingDataset:
+    """The datasets, concatenated; only the rows of ``split`` when the data has that split."""
     from routers.datasets import load_datasets, resolve_data_path
 
     try:
-        return load_datasets([resolve_data_path(p, root) for p in paths], prices=prices)
+        data = load_datasets([resolve_data_path(p, root) for p in paths], prices=prices)
     except (OSError, ValueError) as err:
         raise _fail(str(err)) from None
+    if split != "all" and data.splits and split in data.splits:
+        data = data.where(split=split)
+    return data
 
 
 def _embedder(cache_dir: Path | None) -> Any:
@@ -134,19 +140,13 @@ def train(
 
     λ (the cost weight) can be calibrated on the training prompts from a budget or a
     strong-model share; it is stored as the router's default and can be overridden per call."""
-    from routers.datasets import load_prices
     from routers.models import make_router
     from routers.pipeline import RoutingPipeline
 
-    dataset = _load_data(data, prices, data_dir)
-    if split != "all" and dataset.splits and split in dataset.splits:
-        dataset = dataset.where(split=split)
+    dataset = _load_data(data, prices, data_dir, split=split)
     try:
         quality = make_router(router, **_parse_params(param))
-        price_map = {
-            m: (p.input_per_mtok, p.output_per_mtok)
-            for m, p in (load_prices(prices) if prices else {}).items()
-        }
+        price_map = _price_map(prices)
     except (TypeError, ValueError, OSError) as err:
         raise _fail(str(err)) from None
     typer.echo(f"training {quality!r} on {len(dataset)} prompts × {len(dataset.models)} models")
@@ -154,9 +154,7 @@ def train(
         quality, _embedder(cache_dir), prices=price_map, cost_weight=cost_weight, cache=cache_dir
     )
     pipe.fit(dataset, progress=True)
-    if budget_per_1k is not None or strong_share is not None:
-        pipe.cost_weight = _calibrate(pipe, dataset, budget_per_1k, strong_share)
-        typer.echo(f"calibrated cost weight λ = {pipe.cost_weight:.4g}")
+    _set_cost_weight(pipe, dataset, budget_per_1k, strong_share)
     command = _command_line(
         router=router, data=data, prices=prices, split=None if split == "train" else split,
         param=param, cost_weight=cost_weight or None, budget_per_1k=budget_per_1k,
@@ -166,20 +164,32 @@ def train(
     typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
 
 
-def _calibrate(
+def _price_map(path: Path | None) -> dict[str, tuple[float, float]]:
+    from routers.datasets import load_prices
+
+    prices = load_prices(path) if path else {}
+    return {m: (p.input_per_mtok, p.output_per_mtok) for m, p in prices.items()}
+
+
+def _set_cost_weight(
     pipe: RoutingPipeline, data: RoutingDataset, budget: float | None, share: float | None
-) -> float:
-    """λ meeting the budget or strong-share target on up to 2,000 training prompts."""
+) -> None:
+    """Calibrate λ to the budget or strong-share target on up to 2,000 training prompts."""
     import numpy as np
 
     from routers.policy import calibrate_lambda
 
+    if budget is None and share is None:
+        return
     rows = np.random.default_rng(0).permutation(len(data))[:2000]
     pred = pipe.predict(data.subset(rows))
     try:
-        return calibrate_lambda(pred.quality, pred.cost, budget_per_1k=budget, strong_share=share)
+        pipe.cost_weight = calibrate_lambda(
+            pred.quality, pred.cost, budget_per_1k=budget, strong_share=share
+        )
     except ValueError as err:
         raise _fail(str(err)) from None
+    typer.echo(f"calibrated cost weight λ = {pipe.cost_weight:.4g}")
 
 
 def _command_line(**options: object) -> str:
