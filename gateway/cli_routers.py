@@ -245,6 +245,12 @@ def route(
     max_cost: Annotated[
         float | None, typer.Option(help="Exclude models expected to cost more (USD per call).")
     ] = None,
+    max_price: Annotated[
+        float | None,
+        typer.Option(
+            help="Exclude models whose list price exceeds this (USD per M output tokens)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 256,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -255,7 +261,7 @@ def route(
 
     pipe = _load_pipeline(router, cache_dir)
     rows = list(_read_prompts(input))
-    constraints = Constraints(frozenset(allow) if allow else None, max_cost)
+    constraints = Constraints(frozenset(allow) if allow else None, max_cost, max_price)
     with out.open("w") as fh, tqdm(total=len(rows), unit="prompt", desc="route") as bar:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]

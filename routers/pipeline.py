@@ -104,7 +104,7 @@ class RoutingPipeline:
         quality = self.router.predict_quality(X)
         cost = self.cost.predict(prompts)
         lam = self.cost_weight if cost_weight is None else cost_weight
-        return decide(self.models, quality, cost, lam, constraints)
+        return decide(self.models, quality, cost, lam, constraints, self.prices)
 
     # -- persistence ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ sample of prompts."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,18 +25,30 @@ class NoModelAllowedError(ValueError):
 
 @dataclass(frozen=True)
 class Constraints:
-    """Which models may be chosen: an allow-list and/or a ceiling on expected USD per call."""
+    """Which models may be chosen: an allow-list, a ceiling on the expected USD of the call,
+    and a ceiling on the list price (USD per million output tokens; a model without a known
+    price is excluded when this ceiling is set)."""
 
     allowed: frozenset[str] | None = None
     max_cost: float | None = None
+    max_price_per_mtok: float | None = None
 
-    def mask(self, models: Sequence[str], cost: FloatArray) -> npt.NDArray[np.bool_]:
-        """(n, m) boolean: may prompt i go to model j."""
+    def mask(
+        self,
+        models: Sequence[str],
+        cost: FloatArray,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """(n, m) boolean: may prompt i go to model j. ``prices``: (input, output) per Mtok."""
         ok = np.ones(cost.shape, dtype=bool)
         if self.allowed is not None:
             ok &= np.array([m in self.allowed for m in models], dtype=bool)[None, :]
         if self.max_cost is not None:
             ok &= cost <= self.max_cost
+        if self.max_price_per_mtok is not None:
+            known = prices or {}
+            cheap = [m in known and known[m][1] <= self.max_price_per_mtok for m in models]
+            ok &= np.array(cheap, dtype=bool)[None, :]
         return ok
 
 
@@ -79,9 +91,10 @@ def decide(
     cost: FloatArray,
     lam: float,
     constraints: Constraints | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[Decision]:
-    """A full Decision per prompt."""
-    allowed = None if constraints is None else constraints.mask(models, cost)
+    """A full Decision per prompt (``prices`` for a list-price constraint)."""
+    allowed = None if constraints is None else constraints.mask(models, cost, prices)
     u = utilities(quality, cost, lam, allowed)
     decisions = []
     for i in range(quality.shape[0]):

@@ -220,3 +220,9 @@ def test_calibration_needs_exactly_one_target(budget: float | None, share: float
     quality, cost = _sample(20)
     with pytest.raises(ValueError, match="exactly one of budget_per_1k or strong_share"):
         calibrate_lambda(quality, cost, budget_per_1k=budget, strong_share=share)
+
+
+def test_list_price_ceiling_keeps_only_models_priced_at_or_below_it() -> None:
+    prices = {"a": (1.0, 2.0), "b": (5.0, 15.0)}
+    mask = Constraints(max_price_per_mtok=2.0).mask(["a", "b", "c"], np.zeros((1, 3)), prices)
+    assert mask.tolist() == [[True, False, False]]  # "c" has no known price
