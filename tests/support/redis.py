@@ -38,13 +38,21 @@ def command(port: int, *args: str, timeout: float = 1.0) -> bytes:
         return reply
 
 
+def _free_port(cluster: bool) -> int:
+    """A free port; for a cluster node one ≤ 55535 (its bus port is port + 10000)."""
+    while True:
+        port = free_port()
+        if not cluster or port <= 55535:
+            return port
+
+
 class RedisServer:
     """``redis-server`` on 127.0.0.1:``port`` (a free one by default); ``cluster=True`` runs it
     as a one-node Redis Cluster owning every slot (multi-key commands must stay in one slot)."""
 
     def __init__(self, workdir: Path, port: int | None = None, *, cluster: bool = False) -> None:
         self.workdir = workdir
-        self.port = port or free_port()
+        self.port = port or _free_port(cluster)
         self.cluster = cluster
         self._proc: subprocess.Popen[bytes] | None = None
         self._starts = 0

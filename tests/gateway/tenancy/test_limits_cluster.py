@@ -62,7 +62,9 @@ def config(sim: Simulator, redis_url: str, fail_open: bool) -> dict[str, Any]:
             "fail_open": fail_open,
             "keys": [{"name": "k1", "key_env": "SY_TEST_KEY", "limits": {"rpm": RPM}}],
         },
-        "state": {"redis_url": redis_url},
+        # Generous per-command timeout: on a loaded CI host a 0.25 s timeout made the
+        # fail-open replica admit a few requests uncounted, which is not what this file tests.
+        "state": {"redis_url": redis_url, "timeout_s": 2.0},
     }
 
 
