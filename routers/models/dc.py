@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from routers.models.base import FloatArray, QualityRouter
-from routers.models.training import fit_loop, import_torch, to_numpy
+from routers.models.base import FloatArray
+from routers.models.training import TorchRouter, import_torch, to_numpy
 
 
-class DualContrastiveRouter(QualityRouter):
+class DualContrastiveRouter(TorchRouter):
     kind = "routerdc"
 
     def __init__(
@@ -42,17 +42,15 @@ class DualContrastiveRouter(QualityRouter):
         batch_size: int = 64,
         seed: int = 0,
     ) -> None:
+        super().__init__(
+            epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, seed=seed
+        )
         self.dim = dim
         self.top_k = top_k
         self.bottom_k = bottom_k
         self.n_clusters = n_clusters
         self.sample_weight = sample_weight
         self.temperature = temperature
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.seed = seed
 
     def _fit(self, X: FloatArray, Y: FloatArray, tasks: Sequence[str] | None) -> None:
         del tasks
@@ -78,16 +76,7 @@ class DualContrastiveRouter(QualityRouter):
                 loss = loss + self.sample_weight * _sample_sample_loss(torch, z, clusters[idx], tau)
             return loss
 
-        self.loss_history_ = fit_loop(
-            [*head.parameters(), keys],
-            step,
-            n=X.shape[0],
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-        )
+        self._train([*head.parameters(), keys], step, X.shape[0])
         self.W1_, self.b1_ = to_numpy(head[0].weight.T), to_numpy(head[0].bias)
         self.W2_, self.b2_ = to_numpy(head[2].weight.T), to_numpy(head[2].bias)
         self.keys_ = to_numpy(torch.nn.functional.normalize(keys, dim=1))

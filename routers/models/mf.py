@@ -13,11 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from routers.models.base import FloatArray, QualityRouter
-from routers.models.training import fit_loop, import_torch, masked_bce, sigmoid, targets, to_numpy
+from routers.models.base import FloatArray
+from routers.models.training import (
+    TorchRouter,
+    import_torch,
+    masked_bce,
+    sigmoid,
+    targets,
+    to_numpy,
+)
 
 
-class MFRouter(QualityRouter):
+class MFRouter(TorchRouter):
     kind = "mf"
 
     def __init__(
@@ -30,13 +37,11 @@ class MFRouter(QualityRouter):
         batch_size: int = 128,
         seed: int = 0,
     ) -> None:
+        super().__init__(
+            epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, seed=seed
+        )
         self.rank = rank
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
         self.pairwise_weight = pairwise_weight
-        self.batch_size = batch_size
-        self.seed = seed
 
     def _fit(self, X: FloatArray, Y: FloatArray, tasks: Sequence[str] | None) -> None:
         del tasks
@@ -60,16 +65,7 @@ class MFRouter(QualityRouter):
                 loss = loss + self.pairwise_weight * _pairwise(torch, z, y[idx], mask[idx])
             return loss
 
-        self.loss_history_ = fit_loop(
-            [proj, models, w2, bias],
-            step,
-            n=X.shape[0],
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-        )
+        self._train([proj, models, w2, bias], step, X.shape[0])
         self.proj_ = to_numpy(proj)
         self.model_embeddings_ = to_numpy(models)
         self.w2_ = to_numpy(w2)

@@ -7,11 +7,18 @@ from typing import Any
 
 import numpy as np
 
-from routers.models.base import FloatArray, QualityRouter
-from routers.models.training import fit_loop, import_torch, masked_bce, sigmoid, targets, to_numpy
+from routers.models.base import FloatArray
+from routers.models.training import (
+    TorchRouter,
+    import_torch,
+    masked_bce,
+    sigmoid,
+    targets,
+    to_numpy,
+)
 
 
-class MLPRouter(QualityRouter):
+class MLPRouter(TorchRouter):
     """Predicts every model's quality at once from the prompt embedding.
 
     Trained with binary cross-entropy on the observed (prompt, model) scores only; weights are
@@ -29,13 +36,11 @@ class MLPRouter(QualityRouter):
         batch_size: int = 128,
         seed: int = 0,
     ) -> None:
+        super().__init__(
+            epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size, seed=seed
+        )
         self.hidden = hidden
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
         self.dropout = dropout
-        self.batch_size = batch_size
-        self.seed = seed
 
     def _fit(self, X: FloatArray, Y: FloatArray, tasks: Sequence[str] | None) -> None:
         del tasks
@@ -54,16 +59,7 @@ class MLPRouter(QualityRouter):
             return masked_bce(net(x[idx]), y[idx], mask[idx])
 
         net.train()
-        self.loss_history_ = fit_loop(
-            list(net.parameters()),
-            step,
-            n=X.shape[0],
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-        )
+        self._train(list(net.parameters()), step, X.shape[0])
         self.W1_ = to_numpy(net[0].weight.T)
         self.b1_ = to_numpy(net[0].bias)
         self.W2_ = to_numpy(net[3].weight.T)

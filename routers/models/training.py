@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from routers.models.base import FloatArray
+from routers.models.base import FloatArray, QualityRouter
 
 if TYPE_CHECKING:
     import torch
@@ -91,3 +91,32 @@ def to_numpy(t: torch.Tensor) -> FloatArray:
 
 def sigmoid(z: FloatArray) -> FloatArray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -60, 60))), dtype=np.float64)
+
+
+class TorchRouter(QualityRouter):
+    """Base of the routers trained by minibatch AdamW: holds the shared optimisation
+    hyperparameters and runs the loop; subclasses build the model and the loss."""
+
+    def __init__(
+        self, *, epochs: int, lr: float, weight_decay: float, batch_size: int, seed: int
+    ) -> None:
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _train(
+        self, params: list[torch.Tensor], step: Callable[[np.ndarray], torch.Tensor], n: int
+    ) -> None:
+        """Run :func:`fit_loop` with this router's hyperparameters; keeps ``loss_history_``."""
+        self.loss_history_ = fit_loop(
+            params,
+            step,
+            n=n,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+        )
