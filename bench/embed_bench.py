@@ -18,16 +18,15 @@ whole routing decision (embed + predict + policy) is p50 <= 5 ms at 64 tokens an
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from routerkit import cpu_model, load_questions, now_iso, versions, write_results
 
 from routers.embedding import (
     Embedder,
@@ -38,19 +37,8 @@ from routers.embedding import (
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results" / "embed_bench.json"
-DATA = Path(os.environ.get("SWITCHYARD_DATA_DIR") or REPO.parent / "shared" / "data")
 KINDS = ("onnx-int8", "onnx-fp32", "st-fp32")
-
-
-def load_questions(count: int) -> list[str]:
-    """Real prompts: MMLU and GSM8K test questions, alternating."""
-    folder = DATA / "routing" / "routerdc"
-    mmlu = [str(r["question"]) for r in json.loads((folder / "mmlu_test.json").read_text())]
-    gsm = [str(r["question"]) for r in json.loads((folder / "gsm8k-test.json").read_text())]
-    mixed = [q for pair in zip(mmlu, gsm, strict=False) for q in pair]
-    return mixed[:count]
 
 
 def prompt_of(tokens: int, embedder: OnnxEmbedder, source: Sequence[str]) -> str:
@@ -127,13 +115,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokenize = latency_ms(lambda: probe.tokenizer.encode([prompts[512]]), args.runs, args.warmup)
     results["tokenize_512_ms"] = tokenize
     results["meta"] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(),
+        "date": now_iso(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "python": platform.python_version(),
-        "versions": {p: _version(p) for p in ("onnxruntime", "torch", "sentence-transformers")},
+        "versions": versions(("onnxruntime", "torch", "sentence-transformers")),
         "runs": args.runs,
         "warmup": args.warmup,
         "throughput_prompts": len(texts),
@@ -177,23 +165,6 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cache-dir", type=Path, default=None)
@@ -203,10 +174,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = run(args)
-    print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(table(results), results, args.out)
 
 
 if __name__ == "__main__":

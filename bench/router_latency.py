@@ -40,18 +40,14 @@ for _var in THREAD_ENV:  # before numpy/onnxruntime are imported: they read thes
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from functools import partial  # noqa: E402
-from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from embed_bench import load_questions  # noqa: E402
+from routerkit import LoadProbe, load_questions, loadavg_text, machine_info, write_results  # noqa: E402
 
 from routers.datasets import load_dataset  # noqa: E402
 from routers.embedding import OnnxEmbedder, PromptTokenizer, cache_dir  # noqa: E402
@@ -65,7 +61,7 @@ RESULTS = BENCH_DIR / "results" / "router_latency.json"
 DEFAULT_ROUTER_DIR = REPO / "data" / "default-router"
 LENGTHS = (64, 512)
 TARGETS_MS = {64: 5.0, 512: 15.0}
-CPUS = os.cpu_count() or 1
+VERSIONS = ("onnxruntime", "numpy", "tokenizers")
 PARTS = ("tokenize", "embed", "predict_quality", "cost_policy", "sum_of_parts")
 
 
@@ -264,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["throughput_per_s"] = batched(pipe, cache, texts, args.repeats)
     lengths = [token_count(embedder.tokenizer, t) for t in texts]
     results["meta"] = {
-        **machine_info(probe),
+        **machine_info(probe, VERSIONS),
         "runs": args.runs,
         "warmup": args.warmup,
         "repeats": args.repeats,
@@ -282,72 +278,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets_p50_ms": TARGETS_MS,
     }
     return results
-
-
-class LoadProbe:
-    """Machine load over a run: load averages, and from /proc/stat the share of all CPU time
-    that was busy, stolen by the hypervisor, and used by other processes than this one."""
-
-    def __init__(self) -> None:
-        self.loadavg = os.getloadavg()
-        self.jiffies = proc_stat()
-        self.wall = time.monotonic()
-        self.own = time.process_time()
-
-    def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "loadavg_before": list(self.loadavg),
-            "loadavg_after": list(os.getloadavg()),
-        }
-        after = proc_stat()
-        if self.jiffies and after:
-            delta = [a - b for a, b in zip(after, self.jiffies, strict=False)][:8]
-            total = max(sum(delta), 1)
-            busy = 1 - (delta[3] + delta[4]) / total
-            own = (time.process_time() - self.own) / ((time.monotonic() - self.wall) * CPUS)
-            out["cpu_busy_share"] = round(busy, 3)
-            out["cpu_steal_share"] = round(delta[7] / total, 3)
-            out["cpu_share_this_process"] = round(own, 3)
-            out["cpu_share_others"] = round(max(busy - own, 0.0), 3)
-        return out
-
-
-def proc_stat() -> list[int] | None:
-    """The aggregate ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq
-    steal ...), in clock ticks; None where there is none."""
-    try:
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    return [int(x) for x in first[1:]] if first and first[0] == "cpu" else None
-
-
-def machine_info(probe: LoadProbe) -> dict[str, Any]:
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "cpus": CPUS,
-        **probe.report(),
-        "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("onnxruntime", "numpy", "tokenizers")},
-    }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -405,8 +335,7 @@ def table(results: dict[str, Any]) -> str:
         "",
         f"Router: {router['kind']} over {router['models']} models ({router['source']}). "
         f"{meta['cpu']}, {meta['cpus']} CPUs; load average (1/5/15 min) "
-        f"{'/'.join(f'{x:.2f}' for x in meta['loadavg_before'])} before, "
-        f"{'/'.join(f'{x:.2f}' for x in meta['loadavg_after'])} after; CPU time used by other "
+        f"{loadavg_text(meta)}; CPU time used by other "
         f"processes during the run: {meta.get('cpu_share_others', float('nan')):.0%} of the "
         f"machine (steal {meta.get('cpu_steal_share', float('nan')):.1%}). Latency: one thread "
         f"pinned to CPUs {meta['latency_affinity']}, {meta['runs']} runs after "
@@ -444,10 +373,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     results = run(args)
-    print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(table(results), results, args.out)
 
 
 if __name__ == "__main__":

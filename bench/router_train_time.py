@@ -28,20 +28,16 @@ Prints a Markdown table (router, fit s, predict s, pass/fail vs 300 s) and write
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from routerkit import LoadProbe, loadavg_text, machine_info, write_results
 from tqdm import tqdm
 
 from routers.datasets import RoutingDataset, load_dataset
@@ -53,7 +49,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "router_train_time.json"
 ZOO = ("random", "best-single", "knn", "knn-prior", "mlp", "mf", "routerdc", "ensemble", "default")
 LIMIT_S = 300.0
-CPUS = os.cpu_count() or 1
+VERSIONS = ("torch", "numpy", "onnxruntime")
 QUICK_ROWS = (600, 1200)
 
 
@@ -180,76 +176,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "quick": args.quick,
         },
         "meta": {
-            **machine_info(probe),
+            **machine_info(probe, VERSIONS),
             "torch_threads_at_start": threads_at_start,
             "torch_threads": torch.get_num_threads() if torch is not None else None,
             "torch_import_s": torch_import_s,
             "limit_s": LIMIT_S,
         },
     }
-
-
-class LoadProbe:
-    """Machine load over a run: load averages, and from /proc/stat the share of all CPU time
-    that was busy, stolen by the hypervisor, and used by other processes than this one."""
-
-    def __init__(self) -> None:
-        self.loadavg = os.getloadavg()
-        self.jiffies = proc_stat()
-        self.wall = time.monotonic()
-        self.own = time.process_time()
-
-    def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "loadavg_before": list(self.loadavg),
-            "loadavg_after": list(os.getloadavg()),
-        }
-        after = proc_stat()
-        if self.jiffies and after:
-            delta = [a - b for a, b in zip(after, self.jiffies, strict=False)][:8]
-            total = max(sum(delta), 1)
-            busy = 1 - (delta[3] + delta[4]) / total
-            own = (time.process_time() - self.own) / ((time.monotonic() - self.wall) * CPUS)
-            out["cpu_busy_share"] = round(busy, 3)
-            out["cpu_steal_share"] = round(delta[7] / total, 3)
-            out["cpu_share_this_process"] = round(own, 3)
-            out["cpu_share_others"] = round(max(busy - own, 0.0), 3)
-        return out
-
-
-def proc_stat() -> list[int] | None:
-    """The aggregate ``cpu`` line of /proc/stat, in clock ticks; None where there is none."""
-    try:
-        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    return [int(x) for x in first[1:]] if first and first[0] == "cpu" else None
-
-
-def machine_info(probe: LoadProbe) -> dict[str, Any]:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cpus": CPUS,
-        **probe.report(),
-        "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("torch", "numpy", "onnxruntime")},
-    }
-
-
-def version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def table(results: dict[str, Any]) -> str:
@@ -277,8 +210,7 @@ def table(results: dict[str, Any]) -> str:
         f"{meta['cpu']}, {meta['cpus']} CPUs, torch threads "
         f"{meta['torch_threads_at_start']} at start, {meta['torch_threads']} after the fits "
         f"(import {meta['torch_import_s']} s, not in the fit times); load "
-        f"average {'/'.join(f'{x:.2f}' for x in meta['loadavg_before'])} before, "
-        f"{'/'.join(f'{x:.2f}' for x in meta['loadavg_after'])} after; CPU time of other "
+        f"average {loadavg_text(meta)}; CPU time of other "
         f"processes during the run: {meta.get('cpu_share_others', float('nan')):.0%} of the "
         f"machine.",
     ]
@@ -317,10 +249,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     results = run(args)
-    print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(table(results), results, args.out)
 
 
 if __name__ == "__main__":
