@@ -14,11 +14,11 @@ rdc=routing/routerdc
   --data $rdc/gsm8k-train.json --data $rdc/humaneval_train.json \
   --data $rdc/arc_challenge_train.json --data $rdc/mmlu_train.json --data $rdc/cmmlu_train.json
 "$SY" eval --router build/routers/routerdc --protocol routerdc --data $rdc \
-  --out $OUT/routerdc --compare routerdc --compare knn --compare mlp --compare mf
+  --out $OUT/routerdc --compare routerdc --compare knn --compare mlp --compare mf --compare knn-residual
 
 "$SY" train --router "$ROUTER" --data routing/routellm --out build/routers/routellm
 "$SY" eval --router build/routers/routellm --protocol routellm --data routing/routellm \
-  --out $OUT/routellm --compare knn --compare mlp --compare mf
+  --out $OUT/routellm --compare knn --compare mlp --compare mf --compare knn-residual
 
 "$SY" eval --router data/default-router --protocol routerbench --data routing/routerbench \
-  --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc
+  --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc --compare knn-residual

@@ -19,6 +19,7 @@ from routers.models.knn import KNNRouter, TaskPriorKNNRouter
 from routers.models.mf import MFRouter
 from routers.models.mlp import MLPRouter
 from routers.models.simple import BestSingleRouter, RandomRouter
+from routers.models.stacked import KNNResidualRouter
 
 # The project's recommended router and its hyperparameters (see docs/BENCHMARKS.md).
 DEFAULT_ROUTER: tuple[str, dict[str, Any]] = ("knn-prior", {})
@@ -44,6 +45,7 @@ __all__ = [
     "CostPredictor",
     "DualContrastiveRouter",
     "EnsembleRouter",
+    "KNNResidualRouter",
     "KNNRouter",
     "MFRouter",
     "MLPRouter",
