@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
+DEMO_STAMP    := $(VENV)/.demo-installed
 PORT ?= 8080
 
 .PHONY: demo test lint pytest bench bench-more eval default-router clean
@@ -21,7 +22,14 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,train]'
 	touch $@ $(RUNTIME_STAMP)
 
-demo: $(RUNTIME_STAMP)  ## gateway + three simulated vLLM backends on http://127.0.0.1:$(PORT)
+# The demo's routed model "auto" needs the prompt embedder, exported once from torch.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0  # the local CPU wheel, before anything can pull CUDA
+	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/switchyard embedder export
+	touch $@ $(RUNTIME_STAMP)
+
+demo: $(DEMO_STAMP)  ## gateway + three simulated vLLM backends + router "auto" on http://127.0.0.1:$(PORT)
 	$(BIN)/switchyard demo --port $(PORT)
 
 test: lint pytest  ## everything CI runs

@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from gateway.errors import install_error_handlers
+from gateway.feedback import feedback_routes
 from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy, proxy_routes
 from gateway.requestid import RequestIdMiddleware
+from gateway.routing import RouterService
 from gateway.settings import Settings, load_settings
 from gateway.system import system_routes
 from gateway.tenancy.admin import admin_routes
@@ -40,9 +42,12 @@ def create_app(
     state = settings.state
     store = open_store(state.redis_url, state.key_prefix, state.timeout_s)
     guard = Guard(settings.auth, store, metrics)
+    routing = RouterService(settings, metrics) if settings.routers else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if routing is not None:  # loads the embedder and the routers (ONNX Runtime, numpy)
+            await routing.start()
         await upstreams.start()
         # Startup objects (FastAPI, pydantic, routes) live for good: moving them out of the
         # collector's view cut full-collection time ~10x under load (bench/gc_probe.py).
@@ -53,6 +58,8 @@ def create_app(
             await guard.drain()
             await store.close()
             await upstreams.close()
+            if routing is not None:
+                await routing.close()
 
     app = FastAPI(
         title="Switchyard",
@@ -67,10 +74,12 @@ def create_app(
     app.state.upstreams = upstreams
     app.state.metrics = metrics
     app.state.guard = guard
+    app.state.routing = routing
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    app.include_router(proxy_routes(Proxy(upstreams, guard, metrics)))
-    app.include_router(system_routes(upstreams, guard, registry))
+    app.include_router(proxy_routes(Proxy(upstreams, guard, metrics, routing)))
+    app.include_router(feedback_routes(routing, guard))
+    app.include_router(system_routes(upstreams, guard, registry, routing))
     app.include_router(admin_routes(upstreams, guard, Path(config_path) if config_path else None))
     return app
 

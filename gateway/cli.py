@@ -71,13 +71,23 @@ def serve(
 def demo(
     port: Annotated[int, typer.Option(help="Port of the gateway.")] = 8080,
     host: Annotated[str, typer.Option(help="Bind address of the gateway.")] = "127.0.0.1",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            envvar="SWITCHYARD_CACHE_DIR",
+            help="Cache holding the exported embedder of the router.",
+            show_default="~/.cache/switchyard",
+        ),
+    ] = None,
 ) -> None:
-    """Start three simulated vLLM backends (distinct prices and speeds) and the gateway.
+    """Start three simulated vLLM backends (distinct prices and speeds) and the gateway,
+    with the routed model "auto" (the default router) choosing among them.
 
     No GPU, no Redis. Prints a curl and an OpenAI SDK example; Ctrl-C stops everything."""
     from gateway.demo import run_demo
 
-    run_demo(host, port)
+    run_demo(host, port, cache_dir)
 
 
 @app.command()

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from gateway.serve import run_gateway
 from gateway.settings import Settings, build_settings
@@ -30,6 +31,10 @@ DEMO_MODELS = (
     DemoModel("mistralai/mixtral-8x7b-chat", "medium", 0.60, 0.60),
     DemoModel("gpt-4-1106-preview", "slow", 10.0, 30.0),
 )
+
+
+# The router shipped with the project (the package is installed from the repository).
+DEFAULT_ROUTER = Path(__file__).resolve().parent.parent / "data" / "default-router"
 
 
 def _free_port() -> int:
@@ -74,7 +79,9 @@ def simulators(models: tuple[DemoModel, ...]) -> Iterator[dict[str, int]]:
                 proc.kill()
 
 
-def demo_settings(host: str, port: int, ports: dict[str, int]) -> Settings:
+def demo_settings(
+    host: str, port: int, ports: dict[str, int], cache_dir: Path | None = None
+) -> Settings:
     models = [
         {
             "name": m.name,
@@ -84,7 +91,20 @@ def demo_settings(host: str, port: int, ports: dict[str, int]) -> Settings:
         }
         for m in DEMO_MODELS
     ]
-    return build_settings({"server": {"host": host, "port": port}, "models": models})
+    router = {
+        "name": "auto",
+        "artifact": str(DEFAULT_ROUTER),
+        "candidates": [m.name for m in DEMO_MODELS],
+        "default": True,
+    }
+    return build_settings(
+        {
+            "server": {"host": host, "port": port},
+            "models": models,
+            "routers": [router],
+            "routing": {"embedder_cache": str(cache_dir) if cache_dir else None},
+        }
+    )
 
 
 def banner(base: str) -> str:
@@ -100,13 +120,21 @@ c = OpenAI(base_url="{base}/v1", api_key="demo")
 print(c.chat.completions.create(model="{model}",
       messages=[{{"role": "user", "content": "Hello!"}}]).choices[0].message.content)'
 
+  Routed: "auto" picks one of the three per prompt (cost_weight: quality points per USD;
+  0 = best quality, larger = cheaper); the x-switchyard-model header names the choice.
+  python -c 'from openai import OpenAI
+c = OpenAI(base_url="{base}/v1", api_key="demo")
+r = c.chat.completions.create(model="auto", extra_body={{"switchyard": {{"cost_weight": 50}}}},
+      messages=[{{"role": "user", "content": "Prove that sqrt(2) is irrational."}}])
+print(r.model, r.choices[0].message.content)'
+
   Metrics: {base}/metrics    API docs: {base}/docs    Stop: Ctrl-C
 """
 
 
-def run_demo(host: str, port: int) -> None:
+def run_demo(host: str, port: int, cache_dir: Path | None = None) -> None:
     with simulators(DEMO_MODELS) as ports:
-        settings = demo_settings(host, port, ports)
+        settings = demo_settings(host, port, ports, cache_dir)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         print(banner(f"http://{shown}:{port}"), flush=True)
         with contextlib.suppress(KeyboardInterrupt):

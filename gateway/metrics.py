@@ -74,6 +74,27 @@ class GatewayMetrics:
             registry=registry,
         )  # fmt: skip
         self._add_tenancy_metrics(registry)
+        self._add_routing_metrics(registry)
+
+    def _add_routing_metrics(self, registry: CollectorRegistry) -> None:
+        self.routed = Counter(
+            "switchyard_routed_requests",
+            "Routed requests by router and chosen model.",
+            ["router", "model"],
+            registry=registry,
+        )
+        self.decision_seconds = Histogram(
+            "switchyard_routing_decision_seconds",
+            "Time from a routed request's arrival at the router to its decision.",
+            ["router"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=registry,
+        )
+        self.router_batches = Counter(
+            "switchyard_routing_batches",
+            "Embedding calls made by the routers (each embeds a batch of prompts).",
+            registry=registry,
+        )
 
     def _add_tenancy_metrics(self, registry: CollectorRegistry) -> None:
         self.spend = Counter(

@@ -106,3 +106,10 @@ def upstream_body(payload: Payload, upstream_model: str) -> bytes:
     if need_usage:
         data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
     return orjson.dumps(data)
+
+
+def routed_payload(payload: Payload, model: str, drop: str) -> Payload:
+    """The payload as if the client had asked for ``model``, without the ``drop`` field."""
+    data = {k: v for k, v in payload.data.items() if k != drop}
+    data["model"] = model
+    return Payload(orjson.dumps(data), data, model, payload.stream, payload.wants_usage)

@@ -16,44 +16,117 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from backends.client import UpstreamRequest
-from backends.errors import InvalidRequestError, ModelNotFoundError, SwitchyardError
+from backends.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    SwitchyardError,
+)
 from backends.pool import Attempt, dispatch
 from gateway.disconnect import DisconnectWatch
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import REQUEST_SCHEMAS
-from gateway.payload import UPSTREAM_PATH, Payload, parse_payload, read_body, upstream_body
+from gateway.outcomes import OutcomeRecord, Route
+from gateway.payload import (
+    PROMPT_FIELD,
+    UPSTREAM_PATH,
+    Payload,
+    parse_payload,
+    read_body,
+    routed_payload,
+    upstream_body,
+)
+from gateway.routing import OPTIONS_FIELD, RouterService, parse_options
 from gateway.settings import Capability, ModelConfig
 from gateway.streaming import PassThroughStream, UsageTap
 from gateway.tenancy.guard import Guard, Ticket
+from gateway.tenancy.keys import KeyRecord
 from gateway.upstreams import Upstreams
 
 
 class Proxy:
-    def __init__(self, upstreams: Upstreams, guard: Guard, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        guard: Guard,
+        metrics: GatewayMetrics,
+        routing: RouterService | None = None,
+    ) -> None:
         self.upstreams = upstreams
         self.guard = guard
         self.metrics = metrics
+        self.routing = routing
 
     async def handle(self, request: Request, capability: Capability) -> Response:
         key = await self.guard.authenticate(request.scope["headers"])
         raw = await read_body(request, self.upstreams.settings.server.max_body_bytes)
         payload = parse_payload(raw, capability)
+        route = None
+        if self.routing is not None and (router := self.routing.resolve(payload.model)):
+            route = await self._route(request, key, router.name, payload, capability)
+            payload = routed_payload(payload, route.model, OPTIONS_FIELD)
+        elif OPTIONS_FIELD in payload.data:  # routing options mean nothing to a backend
+            payload = routed_payload(payload, payload.model, OPTIONS_FIELD)
         model = self.upstreams.models.get(payload.model)
-        if model is None:
-            raise ModelNotFoundError(
-                f"The model '{payload.model}' does not exist; GET /v1/models lists them",
-                param="model",
-            )
-        if capability not in model.capabilities:
-            raise InvalidRequestError(
-                f"model '{model.name}' does not serve {capability.value}", param="model"
-            )
-        self.guard.check_model(key, model.name)
-        ticket = await self.guard.admit(key, model, payload.data)
-        response = await self._forward(request, model, payload, capability, ticket)
+        try:
+            if model is None:
+                raise ModelNotFoundError(
+                    f"The model '{payload.model}' does not exist; GET /v1/models lists them",
+                    param="model",
+                )
+            if capability not in model.capabilities:
+                raise InvalidRequestError(
+                    f"model '{model.name}' does not serve {capability.value}", param="model"
+                )
+            self.guard.check_model(key, model.name)
+            ticket = await self.guard.admit(key, model, payload.data)
+        except SwitchyardError as err:
+            if route is not None:
+                self._outcome(route, "-", str(err.status), None, None)
+            raise
+        response = await self._forward(request, model, payload, capability, ticket, route)
         if ticket is not None:
             response.raw_headers.extend(ticket.headers)
+        if route is not None:
+            response.raw_headers.extend(
+                [
+                    (b"x-switchyard-model", route.model.encode()),
+                    (b"x-switchyard-router", route.router.encode()),
+                    (b"x-switchyard-decision-id", route.decision_id.encode()),
+                ]
+            )
         return response
+
+    async def _route(
+        self,
+        request: Request,
+        key: KeyRecord | None,
+        name: str,
+        payload: Payload,
+        capability: Capability,
+    ) -> Route:
+        """Choose the model for a request to router ``name``."""
+        routing = self.routing
+        assert routing is not None
+        if capability is Capability.embeddings:
+            raise InvalidRequestError(
+                f"'{payload.model}' is a routed model; embeddings need a concrete model",
+                param="model",
+            )
+        if key is not None and not any(map(key.allows, routing.candidates[name])):
+            raise PermissionDeniedError(
+                f"this key may use none of the models of router '{name}'",
+                param="model",
+                code="model_not_allowed",
+            )
+        options = parse_options(payload.data, request.headers)
+        allowed = routing.allowed(name, options, key.allows if key is not None else _any)
+        prompt = payload.data[PROMPT_FIELD[capability]]
+        if capability is Capability.completions and isinstance(prompt, list):
+            prompt = prompt[0] if prompt else ""
+        if not isinstance(prompt, str | list):
+            raise InvalidRequestError("the prompt cannot be routed", param="prompt")
+        return await routing.decide(name, routing.prompt_of(prompt), options, allowed)
 
     async def _forward(
         self,
@@ -62,6 +135,7 @@ class Proxy:
         payload: Payload,
         capability: Capability,
         ticket: Ticket | None,
+        route: Route | None,
     ) -> Response:
         pool = self.upstreams.pools.get(model.name)
         if pool is None:  # removed by a config reload a moment ago
@@ -84,22 +158,24 @@ class Proxy:
             )
         except SwitchyardError as err:
             in_flight.dec()
-            self._record(model, "-", str(err.status), started, None, ticket)
+            self._record(model, "-", str(err.status), started, None, ticket, route)
             raise
         except asyncio.CancelledError:
             if not watch.absorb():
                 raise
             in_flight.dec()  # the client left; cancelling dispatch dropped the upstream call
-            self._record(model, "-", "client_closed", started, None, ticket)
+            self._record(model, "-", "client_closed", started, None, ticket, route)
             return Response(status_code=499)
         finally:
             watch.stop()
         if payload.stream and attempt.response.status == 200:
-            return self._stream(model, payload, attempt, started, ticket)
+            return self._stream(model, payload, attempt, started, ticket, route)
         in_flight.dec()
         resp = attempt.response
         attempt.finish()
-        self._record(model, attempt.endpoint.name, str(resp.status), started, resp.body, ticket)
+        self._record(
+            model, attempt.endpoint.name, str(resp.status), started, resp.body, ticket, route
+        )
         return Response(resp.body, status_code=resp.status, media_type=resp.content_type)
 
     def _stream(
@@ -109,14 +185,19 @@ class Proxy:
         attempt: Attempt,
         started: float,
         ticket: Ticket | None,
+        route: Route | None,
     ) -> Response:
-        self.metrics.ttft.labels(model.name).observe(time.perf_counter() - started)
+        first = time.perf_counter()
+        self.metrics.ttft.labels(model.name).observe(first - started)
         in_flight = self.metrics.in_flight.labels(model.name)
 
         def on_done(status: str, usage: dict[str, Any] | None) -> None:
             in_flight.dec()
             self._count(model, attempt.endpoint.name, status, started)
-            self._settle(model, usage, ticket)
+            spent = self._settle(model, usage, ticket)
+            if route is not None:
+                ttft = first - route.started
+                self._outcome(route, attempt.endpoint.name, status, spent, ttft)
 
         return PassThroughStream(attempt, UsageTap(drop=not payload.wants_usage), on_done)
 
@@ -128,6 +209,7 @@ class Proxy:
         started: float,
         body: bytes | None,
         ticket: Ticket | None,
+        route: Route | None = None,
     ) -> None:
         self._count(model, endpoint, status, started)
         usage = None
@@ -136,7 +218,9 @@ class Proxy:
                 usage = orjson.loads(body).get("usage")
             except (orjson.JSONDecodeError, AttributeError):
                 usage = None
-        self._settle(model, usage if isinstance(usage, dict) else None, ticket)
+        spent = self._settle(model, usage if isinstance(usage, dict) else None, ticket)
+        if route is not None:
+            self._outcome(route, endpoint, status, spent, None)
 
     def _count(self, model: ModelConfig, endpoint: str, status: str, started: float) -> None:
         self.metrics.requests.labels(model.name, endpoint, status).inc()
@@ -144,8 +228,10 @@ class Proxy:
 
     def _settle(
         self, model: ModelConfig, usage: dict[str, Any] | None, ticket: Ticket | None
-    ) -> None:
-        """Count tokens and cost; settle the request's limits on them (zero if unknown)."""
+    ) -> tuple[int, int, float] | None:
+        """Count tokens and cost; settle the request's limits on them (zero if unknown).
+
+        Returns (prompt tokens, completion tokens, USD), or None without usage."""
         prompt = completion = 0
         if usage is not None:
             prompt = usage.get("prompt_tokens") or 0
@@ -156,6 +242,41 @@ class Proxy:
         if usage is not None:
             self.metrics.usage(model.name, prompt, completion, cost)
         self.guard.settle(ticket, prompt + completion, cost)
+        return (prompt, completion, cost) if usage is not None else None
+
+    def _outcome(
+        self,
+        route: Route,
+        endpoint: str,
+        status: str,
+        spent: tuple[int, int, float] | None,
+        ttft: float | None,
+    ) -> None:
+        """The routed request is done: its outcome record goes into the log."""
+        assert self.routing is not None
+        prompt, completion, cost = spent if spent is not None else (0, 0, None)
+        self.routing.outcomes.finish(
+            OutcomeRecord(
+                decision_id=route.decision_id,
+                router=route.router,
+                candidates={
+                    m: {"quality": q, "cost": route.cost[m]} for m, q in route.quality.items()
+                },
+                model=route.model,
+                endpoint=endpoint,
+                status=status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                latency_s=time.perf_counter() - route.started,
+                ttft_s=ttft,
+                cost_weight=route.cost_weight,
+            )
+        )
+
+
+def _any(model: str) -> bool:
+    return True
 
 
 def proxy_routes(proxy: Proxy) -> APIRouter:

@@ -6,6 +6,7 @@ environment. Nested fields are overridden with ``__``, e.g. ``SWITCHYARD_SERVER_
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -90,6 +91,46 @@ class UpstreamConfig(_Strict):
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="Open time before a probe.")
 
 
+class RouterConfig(_Strict):
+    """A routed model: a trained router directory choosing among configured models."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
+    artifact: Path = Field(description="Directory of a saved router (holds router.json).")
+    candidates: tuple[str, ...] | None = Field(
+        default=None, description="Models it may choose; default: the configured ones it knows."
+    )
+    cost_weight: float | None = Field(
+        default=None, ge=0, description="Quality points per USD; default: the artifact's."
+    )
+    default: bool = Field(default=False, description='The router behind "model": "auto".')
+
+    def artifact_models(self) -> list[str]:
+        """The models named in the artifact's router.json (ValueError if unreadable)."""
+        try:
+            manifest = json.loads((self.artifact / "router.json").read_text(encoding="utf-8"))
+            models = manifest["models"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{self.artifact} is not a saved router directory: {err}") from None
+        if not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+            raise ValueError(f"{self.artifact}/router.json: 'models' is not a list of names")
+        return models
+
+
+class RoutingConfig(_Strict):
+    """How routed requests are decided and recorded."""
+
+    embedder_cache: Path | None = Field(
+        default=None, description="Cache holding the exported embedder (~/.cache/switchyard)."
+    )
+    embedder_threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads.")
+    batch_wait_ms: float = Field(default=2.0, ge=0, description="Longest wait to fill a batch.")
+    max_batch: int = Field(default=32, ge=1, description="Prompts embedded in one call at most.")
+    records: int = Field(default=10_000, ge=1, description="Outcome records kept in memory.")
+
+
+AUTO = "auto"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SWITCHYARD_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -100,6 +141,8 @@ class Settings(BaseSettings):
     models: tuple[ModelConfig, ...] = Field(min_length=1)
     auth: AuthConfig = AuthConfig()
     state: StateConfig = StateConfig()
+    routers: tuple[RouterConfig, ...] = ()
+    routing: RoutingConfig = RoutingConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -130,7 +173,56 @@ class Settings(BaseSettings):
         unknown += [m for m in self.auth.model_limits if m not in names]
         if unknown:
             raise ValueError(f"auth: unknown model(s) {', '.join(sorted(set(unknown)))}")
+        self._check_routers(names)
         return self
+
+    def _check_routers(self, names: list[str]) -> None:
+        routers = [r.name for r in self.routers]
+        clash = sorted({n for n in routers if routers.count(n) > 1 or n in names})
+        if clash:
+            raise ValueError(f"routers: names must be unique and not model names: {clash}")
+        if self.routers and AUTO in names:
+            raise ValueError(f"routers: a model named {AUTO!r} hides the routers' alias")
+        if sum(r.default for r in self.routers) > 1:
+            raise ValueError("routers: at most one router may be the default")
+        for i, router in enumerate(self.routers):
+            try:
+                self.candidates(router)
+            except ValueError as err:
+                raise ValueError(f"routers.{i}: {err}") from None
+
+    def candidates(self, router: RouterConfig) -> tuple[str, ...]:
+        """The models ``router`` chooses among (ValueError naming the field if unusable)."""
+        known = router.artifact_models()
+        configured = [m.name for m in self.models]
+        if router.candidates is None:
+            found = tuple(m for m in configured if m in known)
+            if not found:
+                raise ValueError(
+                    f"artifact: {router.artifact} knows none of the configured models "
+                    f"(it knows {', '.join(known)})"
+                )
+            return found
+        bad = [m for m in router.candidates if m not in configured]
+        if bad:
+            raise ValueError(f"candidates: unknown model(s) {', '.join(bad)}")
+        bad = [m for m in router.candidates if m not in known]
+        if bad:
+            raise ValueError(f"candidates: the artifact does not know {', '.join(bad)}")
+        if not router.candidates:
+            raise ValueError("candidates: must not be empty")
+        return router.candidates
+
+    def router(self, name: str) -> RouterConfig | None:
+        """The router serving ``name``: its own name, or "auto" for the default (or only) one."""
+        for r in self.routers:
+            if r.name == name:
+                return r
+        if name == AUTO and self.routers:
+            default = [r for r in self.routers if r.default]
+            if default or len(self.routers) == 1:
+                return (default or list(self.routers))[0]
+        return None
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.responses import Response
 
 from backends.errors import ModelNotFoundError
+from gateway.routing import RouterService
 from gateway.tenancy.guard import Guard
 from gateway.upstreams import Upstreams
 
@@ -24,18 +25,41 @@ def _model_card(name: str, created: int, max_context: int) -> dict[str, object]:
     }
 
 
-def system_routes(upstreams: Upstreams, guard: Guard, registry: CollectorRegistry) -> APIRouter:
+def _router_card(
+    name: str, created: int, candidates: tuple[str, ...], upstreams: Upstreams
+) -> dict[str, object]:
+    contexts = [m.max_context for c in candidates if (m := upstreams.models.get(c))]
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "switchyard-router",
+        "max_model_len": min(contexts, default=0),
+        "candidates": list(candidates),
+    }
+
+
+def system_routes(
+    upstreams: Upstreams,
+    guard: Guard,
+    registry: CollectorRegistry,
+    routing: RouterService | None = None,
+) -> APIRouter:
     routes = APIRouter()
     created = int(time.time())
 
     async def visible(request: Request) -> dict[str, dict[str, object]]:
-        """The models the caller may use (all of them when auth is off)."""
+        """The models the caller may use (all of them when auth is off), routers last."""
         key = await guard.authenticate(request.scope["headers"])
-        return {
+        cards = {
             m.name: _model_card(m.name, created, m.max_context)
             for m in upstreams.models.values()
             if key is None or key.allows(m.name)
         }
+        for name, candidates in routing.cards() if routing is not None else ():
+            if key is None or any(map(key.allows, candidates)):
+                cards[name] = _router_card(name, created, candidates, upstreams)
+        return cards
 
     @routes.get("/v1/models", tags=["openai"], summary="List the models this gateway serves")
     async def list_models(request: Request) -> Response:

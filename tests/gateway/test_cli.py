@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.demo import DEMO_MODELS
 from tests.conftest import Simulator, model_entry
+from tests.routers.conftest import embedder_cache  # noqa: F401  (the exported embedder)
 from tests.support.servers import free_port
 
 SCRIPT = shutil.which("switchyard", path=str(Path(sys.executable).parent))
@@ -167,6 +168,7 @@ def test_demo_help_explains_its_options() -> None:
     assert "Ctrl-C stops everything" in text
     assert "--port" in text and "Port of the gateway" in text
     assert "--host" in text and "Bind address of the gateway" in text
+    assert "--cache-dir" in text and "SWITCHYARD_CACHE_DIR" in text
 
 
 def test_simulate_help_explains_its_options() -> None:
@@ -312,10 +314,12 @@ def endpoint_ports(metrics_text: str) -> dict[str, int]:
 
 
 def test_demo_serves_three_models_and_stops_everything_on_ctrl_c(
-    tmp_path: Path, run_script: Callable[..., subprocess.Popen[bytes]]
+    tmp_path: Path,
+    run_script: Callable[..., subprocess.Popen[bytes]],
+    embedder_cache: Path,  # noqa: F811
 ) -> None:
     port = free_port()
-    proc = run_script("demo", "--port", str(port))
+    proc = run_script("demo", "--port", str(port), "--cache-dir", str(embedder_cache))
     base = f"http://127.0.0.1:{port}"
     wait_for_http(f"{base}/readyz", proc, timeout=30)
 
@@ -324,14 +328,21 @@ def test_demo_serves_three_models_and_stops_everything_on_ctrl_c(
     assert f'OpenAI(base_url="{base}/v1"' in banner
     assert f"{base}/metrics" in banner and f"{base}/docs" in banner
     assert "Ctrl-C" in banner
+    assert 'model="auto", extra_body={"switchyard": {"cost_weight":' in banner
 
     names = [m.name for m in DEMO_MODELS]
     with sdk(f"{base}/v1") as client:
-        assert sorted(m.id for m in client.models.list()) == sorted(names)
+        assert sorted(m.id for m in client.models.list()) == sorted([*names, "auto"])
         for name in names:
             reply = client.chat.completions.create(model=name, messages=PROMPT, max_tokens=3)
             assert reply.model == name
             assert reply.choices[0].message.content
+        routed = client.chat.completions.with_raw_response.create(
+            model="auto", messages=PROMPT, max_tokens=3
+        )
+        assert routed.parse().model == routed.headers["x-switchyard-model"]
+        assert routed.headers["x-switchyard-model"] in names
+        assert routed.headers["x-switchyard-router"] == "auto"
     backends = endpoint_ports(httpx.get(f"{base}/metrics").text)
     assert sorted(backends) == sorted(names)
     assert all(accepts_connections(p) for p in backends.values())

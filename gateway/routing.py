@@ -1,0 +1,296 @@
+"""Routed models ("model": "auto" or a router's name): per-request options, and
+``RouterService``, which decides off the event loop in micro-batches.
+
+Concurrent decisions are queued; a batch goes out after ``routing.batch_wait_ms`` or at
+``routing.max_batch`` prompts (or, while the worker is busy, as soon as it is free) and is
+embedded in one call on a single worker thread, then each request gets its own decision
+under its own cost weight and constraints. The routers package (numpy, ONNX Runtime) is
+imported when the service starts, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from backends.errors import InvalidRequestError
+from gateway.metrics import GatewayMetrics
+from gateway.outcomes import OutcomeLog, Route
+from gateway.settings import RouterConfig, Settings
+
+if TYPE_CHECKING:
+    from routers.pipeline import RoutingPipeline
+    from routers.policy import Decision
+
+log = logging.getLogger("switchyard.gateway")
+
+OPTIONS_FIELD = "switchyard"
+_HEADERS = {
+    "cost_weight": "x-switchyard-cost-weight",
+    "models": "x-switchyard-models",
+    "max_price_per_mtok": "x-switchyard-max-price",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingOptions:
+    """What one caller asks of the router: a cost weight, a subset of models, a price cap."""
+
+    cost_weight: float | None = None
+    models: tuple[str, ...] | None = None
+    max_price_per_mtok: float | None = None
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequestError(f"'{name}' must be a finite number ≥ 0", param=name)
+    if value < 0:
+        raise InvalidRequestError(f"'{name}' must be a finite number ≥ 0", param=name)
+    return float(value)
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [m.strip() for m in value.split(",") if m.strip()]
+    if not (isinstance(value, list) and value and all(isinstance(m, str) for m in value)):
+        raise InvalidRequestError(
+            "'models' must be a non-empty list of model names", param="models"
+        )
+    return tuple(value)
+
+
+def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> RoutingOptions:
+    """Options from the body's ``switchyard`` object, else from ``X-Switchyard-*`` headers."""
+    given = data.get(OPTIONS_FIELD)
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise InvalidRequestError(f"'{OPTIONS_FIELD}' must be an object", param=OPTIONS_FIELD)
+    unknown = set(given) - set(_HEADERS)
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown '{OPTIONS_FIELD}' field(s): {', '.join(sorted(unknown))}",
+            param=OPTIONS_FIELD,
+        )
+    raw = {k: given[k] if k in given else headers.get(h) for k, h in _HEADERS.items()}
+    lam, models, cap = raw["cost_weight"], raw["models"], raw["max_price_per_mtok"]
+    return RoutingOptions(
+        cost_weight=None if lam is None else _number(lam, "cost_weight"),
+        models=None if models is None else _models(models),
+        max_price_per_mtok=None if cap is None else _number(cap, "max_price_per_mtok"),
+    )
+
+
+@dataclass(slots=True)
+class _Loaded:
+    config: RouterConfig
+    pipeline: RoutingPipeline
+    candidates: tuple[str, ...]
+    cost_weight: float
+
+
+@dataclass(slots=True)
+class _Job:
+    router: _Loaded
+    text: str
+    cost_weight: float
+    allowed: frozenset[str]
+    future: asyncio.Future[Decision]
+
+
+class RouterService:
+    """The configured routers, the embedder, the decision batcher and the outcome log."""
+
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.outcomes = OutcomeLog(settings.routing.records)
+        self.batches = 0  # embedding calls made (one per batch)
+        self._routers: dict[str, _Loaded] = {}
+        self.candidates = {r.name: settings.candidates(r) for r in settings.routers}
+        self._prompt_text: Callable[[Any], str] = str
+        self._embed: Callable[[list[str]], Any] | None = None
+        self._queue: list[_Job] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Load the embedder and the routers (on the worker thread; exports if needed)."""
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="switchyard-router")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    def _load(self) -> None:
+        from routers.embedding import EmbedderUnavailableError, load_embedder, prompt_text
+        from routers.pipeline import RoutingPipeline
+
+        routing = self.settings.routing
+        try:
+            embedder = load_embedder(cache=routing.embedder_cache, threads=routing.embedder_threads)
+        except EmbedderUnavailableError as err:
+            raise RuntimeError(
+                f"routers need the prompt embedder: {err}. Export it once with "
+                "`switchyard embedder export` (routing.embedder_cache picks the cache)"
+            ) from None
+        self._prompt_text = prompt_text
+        self._embed = embedder.embed
+        for router in self.settings.routers:
+            pipe = RoutingPipeline.load(router.artifact, embedder)
+            lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
+            candidates = self.candidates[router.name]
+            self._routers[router.name] = _Loaded(router, pipe, candidates, lam)
+            log.info("router %s: %s over %s", router.name, router.artifact, ", ".join(candidates))
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def resolve(self, name: str) -> RouterConfig | None:
+        return self.settings.router(name)
+
+    def prompt_of(self, value: Any) -> str:
+        try:
+            return self._prompt_text(value)
+        except (TypeError, AttributeError, ValueError) as err:
+            raise InvalidRequestError(f"cannot read the prompt to route it: {err}") from None
+
+    def allowed(
+        self, name: str, options: RoutingOptions, may_use: Callable[[str], bool]
+    ) -> frozenset[str]:
+        """The candidates this request may go to; 400 if the options leave none."""
+        candidates = self.candidates[name]
+        if options.models is not None:
+            unknown = [m for m in options.models if m not in candidates]
+            if unknown:
+                raise InvalidRequestError(
+                    f"router '{name}' cannot choose {', '.join(unknown)}; its candidates are "
+                    f"{', '.join(candidates)}",
+                    param="models",
+                )
+        cap = options.max_price_per_mtok
+        allowed = frozenset(
+            m
+            for m in (options.models or candidates)
+            if may_use(m) and (cap is None or self._price_out(m) <= cap)
+        )
+        if not allowed:
+            raise InvalidRequestError(
+                "no candidate model is left by the routing constraints", param="models"
+            )
+        return allowed
+
+    def _price_out(self, model: str) -> float:
+        config = self.settings.model(model)
+        return math.inf if config is None else config.price_output_per_mtok
+
+    async def decide(
+        self, name: str, text: str, options: RoutingOptions, allowed: frozenset[str]
+    ) -> Route:
+        """Queue one decision, await its batch, and register it as pending."""
+        started = time.perf_counter()
+        router = self._routers[name]
+        lam = router.cost_weight if options.cost_weight is None else options.cost_weight
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Decision] = loop.create_future()
+        self._queue.append(_Job(router, text, lam, allowed, future))
+        if len(self._queue) >= self.settings.routing.max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.settings.routing.batch_wait_ms / 1e3, self._flush)
+        decision = await future
+        took = time.perf_counter() - started
+        self.metrics.decision_seconds.labels(name).observe(took)
+        self.metrics.routed.labels(name, decision.model).inc()
+        route = Route(
+            decision_id=uuid.uuid4().hex,
+            router=name,
+            model=decision.model,
+            cost_weight=lam,
+            quality={m: decision.quality[m] for m in router.candidates},
+            cost={m: decision.cost[m] for m in router.candidates},
+            started=started,
+            decision_s=took,
+        )
+        self.outcomes.pending(route)
+        return route
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._queue:
+            return  # the running batch flushes the queue when it is done
+        size = self.settings.routing.max_batch
+        jobs, self._queue = self._queue[:size], self._queue[size:]
+        self._busy = True
+        self.batches += 1
+        self.metrics.router_batches.inc()
+        loop = asyncio.get_running_loop()
+        assert self._executor is not None, "start() first"
+        done = loop.run_in_executor(self._executor, self._run_batch, jobs)
+        done.add_done_callback(lambda fut: self._resolve(jobs, fut))
+
+    def _resolve(self, jobs: list[_Job], done: asyncio.Future[list[Decision | Exception]]) -> None:
+        self._busy = False
+        error = done.exception() if not done.cancelled() else RuntimeError("router stopped")
+        for i, job in enumerate(jobs):
+            if job.future.done():
+                continue
+            result = error if error is not None else done.result()[i]
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+        if self._queue:
+            self._flush()
+
+    def _run_batch(self, jobs: Sequence[_Job]) -> list[Decision | Exception]:
+        """On the worker thread: one embedding call, then a decision per job."""
+        import numpy as np
+
+        from routers.policy import Constraints, NoModelAllowedError, decide
+
+        assert self._embed is not None, "start() first"
+        texts = [job.text for job in jobs]
+        X = np.asarray(self._embed(texts), dtype=np.float64)
+        out: list[Decision | Exception] = []
+        for i, job in enumerate(jobs):
+            pipe = job.router.pipeline
+            quality = pipe.router.predict_quality(X[i : i + 1])
+            cost = pipe.cost.predict([texts[i]])
+            try:
+                constraints = Constraints(allowed=job.allowed)
+                out.append(
+                    decide(pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices)[0]
+                )
+            except NoModelAllowedError as err:
+                out.append(InvalidRequestError(str(err), param="models"))
+            except ValueError as err:
+                out.append(InvalidRequestError(str(err), param="cost_weight"))
+        return out
+
+    def cards(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, candidates) of each routed model name, "auto" included when it resolves."""
+        names = [r.name for r in self.settings.routers]
+        if "auto" not in names and self.resolve("auto") is not None:
+            names.append("auto")
+        out = []
+        for name in names:
+            router = self.resolve(name)
+            assert router is not None
+            out.append((name, self.candidates[router.name]))
+        return out

@@ -1,0 +1,50 @@
+"""Routed gateways: simulators named after RouterBench models behind the shipped router."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.demo import DEFAULT_ROUTER
+from tests.conftest import Gateway, Simulator, model_entry
+from tests.routers.conftest import embedder_cache, onnx_embedder
+
+__all__ = ["CANDIDATES", "embedder_cache", "onnx_embedder"]
+
+# (name, input, output) USD per 1M tokens, as in data/default-router/router.json.
+CANDIDATES = (
+    ("mistralai/mistral-7b-chat", 0.2, 0.2),
+    ("mistralai/mixtral-8x7b-chat", 0.6, 0.6),
+    ("gpt-3.5-turbo-1106", 1.0, 2.0),
+    ("gpt-4-1106-preview", 10.0, 30.0),
+)
+
+
+def routed_settings(urls: dict[str, str], cache: Path, **routing: Any) -> dict[str, Any]:
+    return {
+        "models": [
+            model_entry(name, urls[name], price_in=p_in, price_out=p_out)
+            for name, p_in, p_out in CANDIDATES
+        ],
+        "routers": [{"name": "smart", "artifact": str(DEFAULT_ROUTER), "default": True}],
+        "routing": {"embedder_cache": str(cache), **routing},
+    }
+
+
+@pytest.fixture
+def routed(
+    simulator: Callable[..., Simulator],
+    gateway: Callable[..., Gateway],
+    embedder_cache: Path,
+) -> Callable[..., Gateway]:
+    """``routed(**routing)``: a gateway whose router "smart" (alias "auto") picks among
+    CANDIDATES, each a zero-latency simulator."""
+
+    def start(preset: str = "zero", **routing: Any) -> Gateway:
+        urls = {name: simulator(name, preset).base_url for name, _, _ in CANDIDATES}
+        return gateway(**routed_settings(urls, embedder_cache, **routing))
+
+    return start
