@@ -312,8 +312,10 @@ def evaluate(
 def register(app: typer.Typer) -> None:
     """Add the router commands to the main ``switchyard`` app."""
     from gateway.cli_embedder import embedder_app
+    from gateway.cli_replay import replay
 
     app.command()(train)
     app.command()(route)
     app.command("eval")(evaluate)
+    app.command()(replay)
     app.add_typer(embedder_app, name="embedder")
