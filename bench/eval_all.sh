@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every published protocol on the project's routers, with the comparison routers beside them.
 # Reports (JSON, Markdown, Pareto PNG) land in bench/results/eval/<protocol>/.
-# About 25 minutes on 2 cores the first time (embedding ~40k prompts); cached after.
+# Then the bandit replays. About 25 minutes on 2 cores the first time (embedding ~40k prompts); cached after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SY=${SWITCHYARD:-.venv/bin/switchyard}
@@ -22,3 +22,9 @@ rdc=routing/routerdc
 
 "$SY" eval --router data/default-router --protocol routerbench --data routing/routerbench \
   --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc --compare knn-residual
+
+# Online learning (issue 4): replay the RouterBench test split as a stream, 5 seeds.
+"$SY" replay --data routing/routerbench --router data/default-router --seeds 5 \
+  --out bench/results/replay/nodrift
+"$SY" replay --data routing/routerbench --router data/default-router --seeds 5 \
+  --drift favourite:-0.3@0.5 --out bench/results/replay/drift

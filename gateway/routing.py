@@ -1,8 +1,9 @@
 """Routed models ("model": "auto" or a router's name): per-request options, and
 ``RouterService``, which decides off the event loop in micro-batches.
 
-Concurrent decisions are queued; a batch goes out after ``routing.batch_wait_ms`` or at
-``routing.max_batch`` prompts (or, while the worker is busy, as soon as it is free) and is
+Concurrent decisions are queued; a batch goes out on the next loop turn when the worker is
+idle (after ``routing.batch_wait_ms`` if set), at ``routing.max_batch`` prompts, or, while
+the worker is busy, as soon as it is free (so batches grow with load), and is
 embedded in one call on a single worker thread, then each request gets its own decision
 under its own cost weight and constraints. The routers package (numpy, ONNX Runtime) is
 imported when the service starts, never when this module is imported.
@@ -123,7 +124,7 @@ class RouterService:
         self._prompt_text: Callable[[Any], str] = str
         self._embed: Callable[[list[str]], Any] | None = None
         self._queue: list[_Job] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._busy = False
         self._executor: ThreadPoolExecutor | None = None
 
@@ -210,7 +211,12 @@ class RouterService:
         if len(self._queue) >= self.settings.routing.max_batch:
             self._flush()
         elif self._timer is None:
-            self._timer = loop.call_later(self.settings.routing.batch_wait_ms / 1e3, self._flush)
+            wait = self.settings.routing.batch_wait_ms / 1e3
+            # No wait by default: prompts arriving while a batch runs form the next one.
+            if wait:
+                self._timer = loop.call_later(wait, self._flush)
+            else:
+                self._timer = loop.call_soon(self._flush)
         decision = await future
         took = time.perf_counter() - started
         self.metrics.decision_seconds.labels(name).observe(took)

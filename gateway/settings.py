@@ -123,7 +123,12 @@ class RoutingConfig(_Strict):
         default=None, description="Cache holding the exported embedder (~/.cache/switchyard)."
     )
     embedder_threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads.")
-    batch_wait_ms: float = Field(default=2.0, ge=0, description="Longest wait to fill a batch.")
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra wait to fill a batch when the embedder is idle (0: go at once; "
+        "prompts arriving while a batch is embedded always form the next batch).",
+    )
     max_batch: int = Field(default=32, ge=1, description="Prompts embedded in one call at most.")
     records: int = Field(default=10_000, ge=1, description="Outcome records kept in memory.")
 
