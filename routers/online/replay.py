@@ -173,49 +173,24 @@ def replay(
     ``progress`` is called with the number of steps done after each seed's bandit loop chunk."""
     if data.cost is None:
         raise ValueError("replay needs the realized cost of every model (the data has none)")
-    if lam is None:
-        if isinstance(predictor, tuple):
-            raise ValueError("lam (the cost weight) is required with raw predictions")
-        lam = predictor.cost_weight
-    if not (math.isfinite(lam) and lam >= 0):
-        raise ValueError(f"cost weight must be finite and ≥ 0, got {lam}")
+    lam = _cost_weight(predictor, lam)
     if not seeds:
         raise ValueError("replay needs at least one seed")
     q_pred, c_pred, X = _predictions(data, predictor, progress is not None)
-    keep = ~(np.isnan(data.quality).any(axis=1) | np.isnan(data.cost).any(axis=1))
-    keep &= np.isfinite(q_pred).all(axis=1) & np.isfinite(c_pred).all(axis=1)
-    if keep.sum() < 2:
-        raise ValueError("fewer than two rows have every model's quality and cost")
-    quality, cost = data.quality[keep], data.cost[keep]
+    keep = _complete_rows(data.quality, data.cost, q_pred, c_pred)
+    quality, cost, X = data.quality[keep], data.cost[keep], X[keep]
     prior = q_pred[keep] - lam * c_pred[keep]
-    X = X[keep]
     n, m = quality.shape
     offline_pick = np.argmax(prior, axis=1)
-
-    drift_model: str | None = None
-    drift_step: int | None = None
-    if drift is not None:
-        if drift.model == FAVOURITE:
-            drift_model = data.models[int(np.bincount(offline_pick, minlength=m).argmax())]
-        elif drift.model in data.models:
-            drift_model = drift.model
-        else:
-            raise ValueError(f"drift names unknown model {drift.model!r}; models: {data.models}")
-        drift_step = math.ceil(drift.at * n)
-
+    drift_model, drift_step = _drift_target(drift, data.models, offline_pick, n)
     params = dict(bandit_params or {})
     regret: dict[str, list[FloatArray]] = {s: [] for s in STRATEGIES}
     choices: dict[str, list[IntArray]] = {s: [] for s in STRATEGIES}
     for seed in seeds:
         rng = np.random.default_rng(seed)
         order = rng.permutation(n)
-        q = quality[order].copy()
-        if drift_model is not None and drift is not None and drift_step is not None:
-            j = data.models.index(drift_model)
-            q[drift_step:, j] = np.clip(q[drift_step:, j] + drift.delta, 0.0, 1.0)
+        q = _drifted(quality[order], data.models, drift, drift_model, drift_step)
         reward = q - lam * cost[order]
-        best = reward.max(axis=1)
-        rows = np.arange(n)
         picks = {
             "offline": offline_pick[order],
             "oracle": reward.argmax(axis=1),
@@ -224,7 +199,7 @@ def replay(
         }
         for s in STRATEGIES:
             chosen = np.asarray(picks[s], dtype=np.int64)
-            regret[s].append(np.cumsum(best - reward[rows, chosen]))
+            regret[s].append(np.cumsum(reward.max(axis=1) - reward[np.arange(n), chosen]))
             choices[s].append(chosen)
         if progress is not None:
             progress(n)
@@ -240,6 +215,61 @@ def replay(
         dropped_rows=int((~keep).sum()),
         bandit_params=params,
     )
+
+
+def _drifted(
+    quality: FloatArray,
+    models: list[str],
+    drift: DriftSpec | None,
+    model: str | None,
+    step: int | None,
+) -> FloatArray:
+    """``quality`` with the drifted model's scores moved by ``drift.delta`` from ``step`` on."""
+    if drift is None or model is None or step is None:
+        return quality
+    out = quality.copy()
+    j = models.index(model)
+    out[step:, j] = np.clip(out[step:, j] + drift.delta, 0.0, 1.0)
+    return out
+
+
+def _complete_rows(
+    quality: FloatArray, cost: FloatArray, q_pred: FloatArray, c_pred: FloatArray
+) -> npt.NDArray[np.bool_]:
+    """Rows with every model's realized quality and cost and finite predictions."""
+    keep = ~(np.isnan(quality).any(axis=1) | np.isnan(cost).any(axis=1))
+    keep &= np.isfinite(q_pred).all(axis=1) & np.isfinite(c_pred).all(axis=1)
+    if keep.sum() < 2:
+        raise ValueError("fewer than two rows have every model's quality and cost")
+    return np.asarray(keep, dtype=np.bool_)
+
+
+def _cost_weight(
+    predictor: RoutingPipeline | tuple[FloatArray, FloatArray, FloatArray], lam: float | None
+) -> float:
+    """The λ to replay with: the given one, else the pipeline's; finite and ≥ 0."""
+    if lam is None:
+        if isinstance(predictor, tuple):
+            raise ValueError("lam (the cost weight) is required with raw predictions")
+        lam = predictor.cost_weight
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"cost weight must be finite and ≥ 0, got {lam}")
+    return lam
+
+
+def _drift_target(
+    drift: DriftSpec | None, models: list[str], offline_pick: IntArray, n: int
+) -> tuple[str | None, int | None]:
+    """The model a drift applies to (``favourite``: the offline router's most chosen) and
+    the step it starts at."""
+    if drift is None:
+        return None, None
+    step = math.ceil(drift.at * n)
+    if drift.model == FAVOURITE:
+        return models[int(np.bincount(offline_pick, minlength=len(models)).argmax())], step
+    if drift.model in models:
+        return drift.model, step
+    raise ValueError(f"drift names unknown model {drift.model!r}; models: {models}")
 
 
 def _run_bandit(
