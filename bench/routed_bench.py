@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
-    REPO,
     RESULTS,
     SWITCHYARD,
     busy_pct,
@@ -57,13 +56,13 @@ from benchkit import (
     stop_group,
 )
 from limits_bench import free_port, pct
-from routerkit import LoadProbe, load_questions, loadavg_text, machine_info
+from routerkit import LoadProbe, exact_prompt, load_questions, loadavg_text, machine_info
+
+from gateway.demo import DEMO_MODELS
 
 HOST = "127.0.0.1"
-MODELS = ("mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview")
-PRICES = {MODELS[0]: (0.2, 0.2), MODELS[1]: (0.6, 0.6), MODELS[2]: (10.0, 30.0)}
+MODELS = tuple(m.name for m in DEMO_MODELS)
 DIRECT = MODELS[0]
-ROUTER_DIR = REPO / "data" / "default-router"
 TARGET_ADDED_P50_MS = 8.0
 QS = ("p50", "p90", "p99")
 
@@ -101,51 +100,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- setup
 
 
-def exact_prompt(tokens: int, cache: Path | None) -> str:
+def routed_prompt(tokens: int, cache: Path | None) -> str:
     """The shortest prefix of real questions with exactly ``tokens`` tokens (embedder's own
     tokenizer, [CLS] and [SEP] included)."""
     from routers.embedding import OnnxEmbedder, cache_dir
 
     tokenizer = OnnxEmbedder(cache or cache_dir(), threads=1).tokenizer
-    source = " ".join(load_questions(400))
-
-    def count(text: str) -> int:
-        return len(tokenizer.content_ids([text])[0]) + 2
-
-    low, high = 1, len(source)
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (low, mid) if count(source[:mid]) >= tokens else (mid + 1, high)
-    for end in range(low, min(low + 64, len(source)) + 1):
-        if count(source[:end].rstrip()) == tokens:
-            return source[:end].rstrip()
-    raise SystemExit(f"could not cut a prompt of exactly {tokens} tokens")
+    return exact_prompt(tokens, tokenizer, " ".join(load_questions(400)))
 
 
 def write_config(path: Path, port: int, sims: dict[str, int], args: argparse.Namespace) -> None:
-    routing: dict[str, Any] = {
-        "embedder_threads": 1,
-        "batch_wait_ms": args.batch_wait_ms,
-        "max_batch": args.max_batch,
-    }
-    if args.cache_dir is not None:
-        routing["embedder_cache"] = str(args.cache_dir)
-    config = {
-        "server": {"host": HOST, "port": port, "workers": 1, "log_level": "warning"},
-        "models": [
-            {
-                "name": m,
-                "price_input_per_mtok": PRICES[m][0],
-                "price_output_per_mtok": PRICES[m][1],
-                "endpoints": [{"url": f"http://{HOST}:{sims[m]}/v1"}],
-            }
-            for m in MODELS
-        ],
-        "routers": [
-            {"name": "auto", "artifact": str(ROUTER_DIR), "candidates": list(MODELS)},
-        ],
-        "routing": routing,
-    }
+    """The demo's gateway (three RouterBench-named models, router ``auto``), one worker and
+    one embedder thread, with this run's batching options."""
+    from gateway.demo import demo_settings
+
+    config = demo_settings(HOST, port, sims, args.cache_dir).model_dump(mode="json")
+    config["server"].update(workers=1, log_level="warning")
+    config["routing"].update(
+        embedder_threads=1, batch_wait_ms=args.batch_wait_ms, max_batch=args.max_batch
+    )
     path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
 
 
@@ -340,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     probe = LoadProbe()
     pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
-    prompt = exact_prompt(args.prompt_tokens, args.cache_dir)
+    prompt = routed_prompt(args.prompt_tokens, args.cache_dir)
     if pin:
         os.sched_setaffinity(0, {args.other_cpu})
     procs: list[subprocess.Popen[bytes]] = []

@@ -47,10 +47,18 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from routerkit import LoadProbe, load_questions, loadavg_text, machine_info, write_results  # noqa: E402
+from routerkit import (  # noqa: E402
+    LoadProbe,
+    exact_prompt,
+    load_questions,
+    loadavg_text,
+    machine_info,
+    token_count,
+    write_results,
+)
 
 from routers.datasets import load_dataset  # noqa: E402
-from routers.embedding import OnnxEmbedder, PromptTokenizer, cache_dir  # noqa: E402
+from routers.embedding import OnnxEmbedder, cache_dir  # noqa: E402
 from routers.models import make_router  # noqa: E402
 from routers.pipeline import RoutingPipeline  # noqa: E402
 from routers.policy import decide  # noqa: E402
@@ -112,27 +120,6 @@ def build_pipeline(args: argparse.Namespace, cache: Path) -> tuple[RoutingPipeli
 
 
 # -- prompts -------------------------------------------------------------------------------------
-
-
-def token_count(tokenizer: PromptTokenizer, text: str) -> int:
-    """Tokens of ``text`` before truncation, [CLS] and [SEP] included."""
-    return len(tokenizer.content_ids([text])[0]) + 2
-
-
-def exact_prompt(tokens: int, tokenizer: PromptTokenizer, source: str) -> str:
-    """The shortest prefix of ``source`` with exactly ``tokens`` tokens (binary search on the
-    character length, then a short walk when a word's pieces overshoot)."""
-    low, high = 1, len(source)
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (
-            (low, mid) if token_count(tokenizer, source[:mid]) >= tokens else (mid + 1, high)
-        )
-    for end in range(low, min(low + 64, len(source)) + 1):
-        text = source[:end].rstrip()
-        if token_count(tokenizer, text) == tokens:
-            return text
-    raise ValueError(f"could not cut a prompt of exactly {tokens} tokens")
 
 
 # -- timing --------------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ import time
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from routers.embedding import PromptTokenizer
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -130,3 +133,24 @@ def write_results(text: str, results: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def token_count(tokenizer: PromptTokenizer, text: str) -> int:
+    """Tokens of ``text`` before truncation, [CLS] and [SEP] included."""
+    return len(tokenizer.content_ids([text])[0]) + 2
+
+
+def exact_prompt(tokens: int, tokenizer: PromptTokenizer, source: str) -> str:
+    """The shortest prefix of ``source`` with exactly ``tokens`` tokens (binary search on the
+    character length, then a short walk when a word's pieces overshoot)."""
+    low, high = 1, len(source)
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (
+            (low, mid) if token_count(tokenizer, source[:mid]) >= tokens else (mid + 1, high)
+        )
+    for end in range(low, min(low + 64, len(source)) + 1):
+        text = source[:end].rstrip()
+        if token_count(tokenizer, text) == tokens:
+            return text
+    raise ValueError(f"could not cut a prompt of exactly {tokens} tokens")
