@@ -21,17 +21,15 @@ from routers.evaluation.metrics import (
     sweep_points,
     threshold_curve,
 )
-from routers.evaluation.protocols import (
+from routers.evaluation.report import Curve, Report, ReportRow, write_report
+from routers.evaluation.routellm import (
     ROUTELLM_STRONG,
     ROUTELLM_WEAK,
-    ROUTERDC_ID_TASKS,
-    ROUTERDC_OOD_TASKS,
     evaluate_routellm,
-    evaluate_routerbench,
-    evaluate_routerdc,
     routellm_folds,
 )
-from routers.evaluation.report import Curve, Report, ReportRow, write_report
+from routers.evaluation.routerbench import evaluate_routerbench
+from routers.evaluation.routerdc import ROUTERDC_ID_TASKS, ROUTERDC_OOD_TASKS, evaluate_routerdc
 from routers.evaluation.types import Prediction, Router, choose
 
 __all__ = [
