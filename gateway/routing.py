@@ -273,11 +273,17 @@ class RouterService:
         assert self._embed is not None, "start() first"
         texts = [job.text for job in jobs]
         X = np.asarray(self._embed(texts), dtype=np.float64)
+        preds = {}  # one prediction call per router over its rows of the batch
+        for router in {id(job.router): job.router for job in jobs}.values():
+            rows = [i for i, job in enumerate(jobs) if job.router is router]
+            pred = router.pipeline.predict_features(X[rows], [texts[i] for i in rows])
+            preds.update(
+                {i: (pred.quality[k : k + 1], pred.cost[k : k + 1]) for k, i in enumerate(rows)}
+            )
         out: list[Decision | Exception] = []
         for i, job in enumerate(jobs):
             pipe = job.router.pipeline
-            quality = pipe.router.predict_quality(X[i : i + 1])
-            cost = pipe.cost.predict([texts[i]])
+            quality, cost = preds[i]
             try:
                 constraints = Constraints(allowed=job.allowed)
                 out.append(

@@ -87,8 +87,7 @@ class RoutingPipeline:
         return self.predict_prompts(data.prompts)
 
     def predict_prompts(self, prompts: Sequence[str], *, progress: bool = False) -> Prediction:
-        X = self.features(prompts, progress=progress)
-        return Prediction(quality=self.router.predict_quality(X), cost=self.cost.predict(prompts))
+        return self.predict_features(self.features(prompts, progress=progress), prompts)
 
     def decide(
         self,
@@ -101,10 +100,13 @@ class RoutingPipeline:
         if not prompts:
             return []
         X = np.asarray(self.embedder.embed(list(prompts)), dtype=np.float64)
-        quality = self.router.predict_quality(X)
-        cost = self.cost.predict(prompts)
+        pred = self.predict_features(X, prompts)
         lam = self.cost_weight if cost_weight is None else cost_weight
-        return decide(self.models, quality, cost, lam, constraints, self.prices)
+        return decide(self.models, pred.quality, pred.cost, lam, constraints, self.prices)
+
+    def predict_features(self, X: FloatArray, prompts: Sequence[str]) -> Prediction:
+        """Quality and cost from already computed embeddings ``X`` of ``prompts``."""
+        return Prediction(quality=self.router.predict_quality(X), cost=self.cost.predict(prompts))
 
     # -- persistence ---------------------------------------------------------------------------
 
