@@ -80,7 +80,8 @@ def create_app(
     app.include_router(proxy_routes(Proxy(upstreams, guard, metrics, routing)))
     app.include_router(feedback_routes(routing, guard))
     app.include_router(system_routes(upstreams, guard, registry, routing))
-    app.include_router(admin_routes(upstreams, guard, Path(config_path) if config_path else None))
+    config_file = Path(config_path) if config_path else None
+    app.include_router(admin_routes(upstreams, guard, config_file, routing))
     return app
 
 

@@ -1,4 +1,8 @@
-"""``POST /v1/feedback``: a score (or thumbs) for a routed request, by its decision id."""
+"""``POST /v1/feedback``: a score (or thumbs) for a routed request, by its decision id.
+
+Any replica answers: a decision made elsewhere is looked up in the shared store. The first
+score given for a decision wins, on every replica; only that one is learned from.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from backends.errors import MalformedJSONError, NotFoundError
+from backends.errors import MalformedJSONError, NotFoundError, StateStoreUnavailableError
+from gateway.online.store import StateUnavailableError
+from gateway.outcomes import Feedback, parse_feedback
 from gateway.routing import RouterService
 from gateway.tenancy.guard import Guard
 
@@ -52,7 +58,38 @@ def feedback_routes(routing: RouterService | None, guard: Guard) -> APIRouter:
             raise MalformedJSONError(f"request body is not valid JSON: {err}") from None
         if routing is None:
             raise NotFoundError("this gateway has no routers, so no routing decisions")
-        answer = routing.outcomes.feedback(body)
+        answer = await give_feedback(routing, body)
         return Response(orjson.dumps(answer.as_json()), media_type="application/json")
 
     return routes
+
+
+async def give_feedback(routing: RouterService, body: object) -> Feedback:
+    """Validate ``body``, turn its score into a reward (score − λ·cost, with the decision's
+    λ and cost) and, the first time, learn from it."""
+    decision_id, score = parse_feedback(body)
+    outcomes = routing.outcomes
+    if (given := outcomes.given(decision_id)) is not None:
+        return given
+    decided = outcomes.lookup(decision_id)
+    if decided is None:
+        try:
+            decided = await routing.shared.lookup(decision_id)
+        except StateUnavailableError:
+            raise StateStoreUnavailableError(
+                "the decision is not known to this replica and the state store is unavailable; "
+                "try again"
+            ) from None
+    if decided is None:
+        raise NotFoundError(f"no routing decision '{decision_id}' is known")
+    answer = Feedback(decision_id, score, score - decided.cost_weight * decided.cost)
+    try:
+        answer, first = await routing.shared.claim(answer)
+    except StateUnavailableError:
+        first = True  # Redis is away: this replica's memory keeps it idempotent meanwhile
+    if (given := outcomes.given(decision_id)) is not None:
+        return given  # the same feedback, given twice at once
+    outcomes.remember(answer)
+    if first:
+        await routing.learn(answer, decided)
+    return answer

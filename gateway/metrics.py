@@ -95,6 +95,28 @@ class GatewayMetrics:
             "Embedding calls made by the routers (each embeds a batch of prompts).",
             registry=registry,
         )
+        self.feedback = Histogram(
+            "switchyard_feedback_score",
+            "Feedback scores in [0, 1] given to routed requests, by router and chosen model.",
+            ["router", "model"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            registry=registry,
+        )
+        self.outcomes_buffered = Gauge(
+            "switchyard_outcomes_buffered",
+            "Outcome records and bandit observations waiting to be written to the state store.",
+            registry=registry,
+        )
+        self.outcomes_dropped = Counter(
+            "switchyard_outcomes_dropped",
+            "Outcome records or observations dropped because the buffer was full.",
+            registry=registry,
+        )
+        self.state_store_up = Gauge(
+            "switchyard_state_store_up",
+            "1 while the shared state store (Redis) answers the background writer, else 0.",
+            registry=registry,
+        )
 
     def _add_tenancy_metrics(self, registry: CollectorRegistry) -> None:
         self.spend = Counter(
@@ -117,6 +139,11 @@ class GatewayMetrics:
 
     def watch_breakers(self, pools: Callable[[], Mapping[str, EndpointPool]]) -> None:
         self.registry.register(_BreakerCollector(pools))
+
+    def watch_bandits(self, steps: Callable[[], Mapping[str, int]]) -> None:
+        """``steps()``: per router, the observations its bandit statistics hold (a replica
+        sharing through Redis counts every replica's)."""
+        self.registry.register(_BanditCollector(steps))
 
     # DispatchObserver
     def upstream_error(self, model: str, endpoint: str, error: UpstreamError) -> None:
@@ -144,4 +171,19 @@ class _BreakerCollector(Collector):
         for model, pool in self._pools().items():
             for ep in pool.endpoints:
                 family.add_metric([model, ep.name], int(ep.breaker.state))
+        yield family
+
+
+class _BanditCollector(Collector):
+    def __init__(self, steps: Callable[[], Mapping[str, int]]) -> None:
+        self._steps = steps
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "switchyard_bandit_observations",
+            "Feedback observations in each router's bandit statistics (all replicas').",
+            labels=["router"],
+        )
+        for router, step in self._steps().items():
+            family.add_metric([router], step)
         yield family

@@ -1,17 +1,18 @@
-"""Outcome records of routed requests and the feedback on them, in process (bounded).
+"""Outcome records of routed requests and what feedback needs to learn from them, in process.
 
 A decision is *pending* from the moment it is made until its response is done; then its
-``OutcomeRecord`` goes into a ring buffer. Feedback looks a decision id up in either, and is
-kept (first score wins) so that repeating it gives the same answer.
+``OutcomeRecord`` goes into a ring buffer. ``lookup`` finds either as a ``Decided``: what a
+feedback score needs to become a reward and a bandit observation. Feedback given here is
+remembered (first score wins) so that repeating it gives the same answer.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from backends.errors import InvalidRequestError, NotFoundError
+from backends.errors import InvalidRequestError
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -25,10 +26,11 @@ class Route:
     router: str
     model: str
     cost_weight: float
-    quality: dict[str, float]  # predicted, per candidate
+    quality: dict[str, float]  # predicted by the offline router, per candidate
     cost: dict[str, float]  # predicted USD, per candidate
     started: float  # perf_counter() when the request arrived
     decision_s: float
+    context: tuple[float, ...] | None = None  # the bandit's context, when the router has one
 
 
 @dataclass(slots=True)
@@ -45,6 +47,45 @@ class OutcomeRecord:
     latency_s: float
     ttft_s: float | None
     cost_weight: float
+    time: float = 0.0  # Unix time when the response was done
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A decision as feedback sees it; ``prior`` is the offline predicted reward of the
+    chosen model (quality − λ·predicted cost), ``cost`` the realized cost when known."""
+
+    router: str
+    model: str
+    cost_weight: float
+    cost: float
+    prior: float
+    context: tuple[float, ...] | None
+
+    @classmethod
+    def of(cls, route: Route, cost_usd: float | None = None) -> Decided:
+        predicted = route.cost.get(route.model, 0.0)
+        prior = route.quality.get(route.model, 0.0) - route.cost_weight * predicted
+        cost = predicted if cost_usd is None else cost_usd
+        return cls(route.router, route.model, route.cost_weight, cost, prior, route.context)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decided:
+        context = data.get("context")
+        return cls(
+            router=str(data["router"]),
+            model=str(data["model"]),
+            cost_weight=float(data["cost_weight"]),
+            cost=float(data["cost"]),
+            prior=float(data["prior"]),
+            context=None if context is None else tuple(float(v) for v in context),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +105,12 @@ def _put_bounded(mapping: dict[K, V], key: K, value: V, limit: int) -> None:
 
 
 class OutcomeLog:
-    """Pending decisions, the last ``size`` outcome records, and the feedback given."""
+    """Pending decisions, the last ``size`` outcome records, and the feedback given here."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.records: deque[OutcomeRecord] = deque(maxlen=size)
+        self._decided: dict[str, Decided] = {}
         self._by_id: dict[str, OutcomeRecord] = {}
         self._pending: dict[str, Route] = {}
         self._feedback: dict[str, Feedback] = {}
@@ -76,38 +118,36 @@ class OutcomeLog:
     def pending(self, route: Route) -> None:
         _put_bounded(self._pending, route.decision_id, route, self.size)
 
-    def finish(self, record: OutcomeRecord) -> None:
+    def finish(self, route: Route, record: OutcomeRecord) -> Decided:
         self._pending.pop(record.decision_id, None)
         if len(self.records) == self.size:
-            self._by_id.pop(self.records[0].decision_id, None)
+            gone = self.records[0].decision_id
+            self._by_id.pop(gone, None)
+            self._decided.pop(gone, None)
         self.records.append(record)
         self._by_id[record.decision_id] = record
+        decided = Decided.of(route, record.cost_usd)
+        self._decided[record.decision_id] = decided
+        return decided
 
     def record(self, decision_id: str) -> OutcomeRecord | None:
         return self._by_id.get(decision_id)
 
-    def feedback(self, body: Any) -> Feedback:
-        """Validate a feedback body and answer it; NotFoundError for an unknown decision."""
-        decision_id, score = _parse_feedback(body)
-        given = self._feedback.get(decision_id)
-        if given is not None:
-            return given
-        record = self._by_id.get(decision_id)
-        if record is not None:
-            lam = record.cost_weight
-            cost = record.cost_usd
-            if cost is None:
-                cost = record.candidates.get(record.model, {}).get("cost", 0.0)
-        elif (route := self._pending.get(decision_id)) is not None:
-            lam, cost = route.cost_weight, route.cost.get(route.model, 0.0)
-        else:
-            raise NotFoundError(f"no routing decision '{decision_id}' is known here")
-        answer = Feedback(decision_id, score, score - lam * cost)
-        _put_bounded(self._feedback, decision_id, answer, self.size)
-        return answer
+    def lookup(self, decision_id: str) -> Decided | None:
+        if (decided := self._decided.get(decision_id)) is not None:
+            return decided
+        route = self._pending.get(decision_id)
+        return None if route is None else Decided.of(route)
+
+    def given(self, decision_id: str) -> Feedback | None:
+        return self._feedback.get(decision_id)
+
+    def remember(self, answer: Feedback) -> None:
+        _put_bounded(self._feedback, answer.decision_id, answer, self.size)
 
 
-def _parse_feedback(body: Any) -> tuple[str, float]:
+def parse_feedback(body: Any) -> tuple[str, float]:
+    """The decision id and the score in [0, 1] of a feedback body (400 when malformed)."""
     if not isinstance(body, dict):
         raise InvalidRequestError("feedback must be a JSON object")
     decision_id = body.get("decision_id")

@@ -255,7 +255,8 @@ class Proxy:
         """The routed request is done: its outcome record goes into the log."""
         assert self.routing is not None
         prompt, completion, cost = spent if spent is not None else (0, 0, None)
-        self.routing.outcomes.finish(
+        self.routing.finish(
+            route,
             OutcomeRecord(
                 decision_id=route.decision_id,
                 router=route.router,
@@ -271,7 +272,8 @@ class Proxy:
                 latency_s=time.perf_counter() - route.started,
                 ttft_s=ttft,
                 cost_weight=route.cost_weight,
-            )
+                time=time.time(),
+            ),
         )
 
 

@@ -19,18 +19,21 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.errors import InvalidRequestError
 from gateway.metrics import GatewayMetrics
-from gateway.outcomes import OutcomeLog, Route
+from gateway.online.store import LocalState, SharedState
+from gateway.outcomes import Decided, Feedback, OutcomeLog, OutcomeRecord, Route
 from gateway.settings import RouterConfig, Settings
 
 if TYPE_CHECKING:
+    from gateway.online.learner import Learner
     from routers.pipeline import RoutingPipeline
     from routers.policy import Decision
 
 log = logging.getLogger("switchyard.gateway")
+T = TypeVar("T")
 
 OPTIONS_FIELD = "switchyard"
 _HEADERS = {
@@ -103,16 +106,24 @@ class _Loaded:
 
 
 @dataclass(slots=True)
+class _Chosen:
+    decision: Decision
+    quality: dict[str, float]  # the offline router's, before the bandit's correction
+    context: tuple[float, ...] | None  # the bandit's context, when the router has one
+
+
+@dataclass(slots=True)
 class _Job:
     router: _Loaded
     text: str
     cost_weight: float
     allowed: frozenset[str]
-    future: asyncio.Future[Decision]
+    future: asyncio.Future[_Chosen]
 
 
 class RouterService:
-    """The configured routers, the embedder, the decision batcher and the outcome log."""
+    """The configured routers, the embedder, the decision batcher, the bandits, the outcome
+    log and the state shared with other replicas (Redis when ``state.redis_url`` is set)."""
 
     def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
         self.settings = settings
@@ -127,13 +138,30 @@ class RouterService:
         self._timer: asyncio.Handle | None = None
         self._busy = False
         self._executor: ThreadPoolExecutor | None = None
+        self.learner: Learner | None = None
+        self.shared: SharedState = LocalState()
 
     async def start(self) -> None:
-        """Load the embedder and the routers (on the worker thread; exports if needed)."""
+        """Load the embedder and the routers (on the worker thread; exports if needed), then
+        start sharing state when Redis is configured."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="switchyard-router")
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        await self.on_worker(self._load)
+        if self.learner is not None:
+            self.metrics.watch_bandits(self.learner.steps)
+        if self.settings.state.redis_url is not None and self.learner is not None:
+            from gateway.online.learner import WorkerBandits
+            from gateway.online.redis_state import RedisState
+
+            self.shared = RedisState(self.settings.state, self.settings.routing, self.metrics)
+            await self.shared.start(WorkerBandits(self.learner, self._executor))
+
+    async def on_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the router worker thread (where the bandits live)."""
+        assert self._executor is not None, "start() first"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _load(self) -> None:
+        from gateway.online.learner import Learner
         from routers.embedding import EmbedderUnavailableError, load_embedder, prompt_text
         from routers.pipeline import RoutingPipeline
 
@@ -147,16 +175,23 @@ class RouterService:
             ) from None
         self._prompt_text = prompt_text
         self._embed = embedder.embed
+        learner = Learner()
         for router in self.settings.routers:
             pipe = RoutingPipeline.load(router.artifact, embedder)
             lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
             candidates = self.candidates[router.name]
             self._routers[router.name] = _Loaded(router, pipe, candidates, lam)
-            log.info("router %s: %s over %s", router.name, router.artifact, ", ".join(candidates))
+            if router.bandit.enabled:
+                learner.add(router.name, pipe.models, router.bandit, embedder.dim, embedder.name)
+            online = "with a bandit" if router.bandit.enabled else "offline only"
+            log.info("router %s: %s over %s, %s", router.name, router.artifact,
+                     ", ".join(candidates), online)  # fmt: skip
+        self.learner = learner if learner.names() else None
 
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        await self.shared.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -206,7 +241,7 @@ class RouterService:
         router = self._routers[name]
         lam = router.cost_weight if options.cost_weight is None else options.cost_weight
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Decision] = loop.create_future()
+        future: asyncio.Future[_Chosen] = loop.create_future()
         self._queue.append(_Job(router, text, lam, allowed, future))
         if len(self._queue) >= self.settings.routing.max_batch:
             self._flush()
@@ -217,7 +252,8 @@ class RouterService:
                 self._timer = loop.call_later(wait, self._flush)
             else:
                 self._timer = loop.call_soon(self._flush)
-        decision = await future
+        chosen = await future
+        decision = chosen.decision
         took = time.perf_counter() - started
         self.metrics.decision_seconds.labels(name).observe(took)
         self.metrics.routed.labels(name, decision.model).inc()
@@ -226,10 +262,11 @@ class RouterService:
             router=name,
             model=decision.model,
             cost_weight=lam,
-            quality={m: decision.quality[m] for m in router.candidates},
+            quality={m: chosen.quality[m] for m in router.candidates},
             cost={m: decision.cost[m] for m in router.candidates},
             started=started,
             decision_s=took,
+            context=chosen.context,
         )
         self.outcomes.pending(route)
         return route
@@ -250,7 +287,7 @@ class RouterService:
         done = loop.run_in_executor(self._executor, self._run_batch, jobs)
         done.add_done_callback(lambda fut: self._resolve(jobs, fut))
 
-    def _resolve(self, jobs: list[_Job], done: asyncio.Future[list[Decision | Exception]]) -> None:
+    def _resolve(self, jobs: list[_Job], done: asyncio.Future[list[_Chosen | Exception]]) -> None:
         self._busy = False
         error = done.exception() if not done.cancelled() else RuntimeError("router stopped")
         for i, job in enumerate(jobs):
@@ -264,36 +301,68 @@ class RouterService:
         if self._queue:
             self._flush()
 
-    def _run_batch(self, jobs: Sequence[_Job]) -> list[Decision | Exception]:
-        """On the worker thread: one embedding call, then a decision per job."""
+    def _run_batch(self, jobs: Sequence[_Job]) -> list[_Chosen | Exception]:
+        """On the worker thread: one embedding call, one prediction per router, then a
+        decision per job under its own cost weight and constraints."""
         import numpy as np
-
-        from routers.policy import Constraints, NoModelAllowedError, decide
 
         assert self._embed is not None, "start() first"
         texts = [job.text for job in jobs]
         X = np.asarray(self._embed(texts), dtype=np.float64)
-        preds = {}  # one prediction call per router over its rows of the batch
+        out: list[_Chosen | Exception] = [RuntimeError("not decided")] * len(jobs)
         for router in {id(job.router): job.router for job in jobs}.values():
             rows = [i for i, job in enumerate(jobs) if job.router is router]
             pred = router.pipeline.predict_features(X[rows], [texts[i] for i in rows])
-            preds.update(
-                {i: (pred.quality[k : k + 1], pred.cost[k : k + 1]) for k, i in enumerate(rows)}
-            )
-        out: list[Decision | Exception] = []
-        for i, job in enumerate(jobs):
-            pipe = job.router.pipeline
-            quality, cost = preds[i]
-            try:
-                constraints = Constraints(allowed=job.allowed)
-                out.append(
-                    decide(pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices)[0]
-                )
-            except NoModelAllowedError as err:
-                out.append(InvalidRequestError(str(err), param="models"))
-            except ValueError as err:
-                out.append(InvalidRequestError(str(err), param="cost_weight"))
+            quality, contexts = pred.quality, None
+            if self.learner is not None and router.config.name in self.learner:
+                quality, contexts = self.learner.adjust(router.config.name, X[rows], quality)
+            models = router.pipeline.models
+            for k, i in enumerate(rows):
+                offline = dict(zip(models, map(float, pred.quality[k]), strict=True))
+                z = None if contexts is None else tuple(map(float, contexts[k]))
+                out[i] = self._choose(jobs[i], quality[k : k + 1], pred.cost[k : k + 1], offline, z)
         return out
+
+    def _choose(
+        self,
+        job: _Job,
+        quality: Any,
+        cost: Any,
+        offline: dict[str, float],
+        context: tuple[float, ...] | None,
+    ) -> _Chosen | Exception:
+        from routers.policy import Constraints, NoModelAllowedError, decide
+
+        pipe = job.router.pipeline
+        try:
+            constraints = Constraints(allowed=job.allowed)
+            decision = decide(pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices)
+        except NoModelAllowedError as err:
+            return InvalidRequestError(str(err), param="models")
+        except ValueError as err:
+            return InvalidRequestError(str(err), param="cost_weight")
+        return _Chosen(decision[0], offline, context)
+
+    # -- outcomes and feedback -------------------------------------------------------------
+
+    def finish(self, route: Route, record: OutcomeRecord) -> None:
+        """A routed request is done: record it here and hand it to the shared store."""
+        decided = self.outcomes.finish(route, record)
+        self.shared.publish(record, decided)
+
+    async def learn(self, answer: Feedback, decided: Decided) -> None:
+        """New feedback: the bandit of the decision's router learns its reward's residual,
+        here at once and on every replica through the shared store."""
+        self.metrics.feedback.labels(decided.router, decided.model).observe(answer.score)
+        self.shared.feedback_given(answer, decided)
+        learner = self.learner
+        if learner is None or decided.context is None or decided.router not in learner:
+            return
+        from routers.online.stats import Observation
+
+        row = Observation(decided.model, decided.context, answer.reward - decided.prior)
+        await self.on_worker(learner.learn, decided.router, row)
+        self.shared.observe(decided.router, row)
 
     def cards(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, candidates) of each routed model name, "auto" included when it resolves."""

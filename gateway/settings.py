@@ -91,6 +91,22 @@ class UpstreamConfig(_Strict):
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="Open time before a probe.")
 
 
+class BanditConfig(_Strict):
+    """Online learning on top of a router: linear Thompson sampling on the residual of its
+    predicted reward, learned from feedback (see ``routers.online.bandit``)."""
+
+    enabled: bool = Field(default=True, description="Learn from feedback and explore.")
+    dim: int = Field(default=48, ge=1, le=512, description="Random projection of the embedding.")
+    prior_strength: float = Field(
+        default=100.0, gt=0, description="How many observations the offline prior is worth."
+    )
+    noise: float = Field(default=0.05, ge=0, description="Exploration scale (0: greedy).")
+    discount: float = Field(
+        default=0.995, gt=0, le=1, description="Forgetting per observation, for drift."
+    )
+    seed: int = Field(default=0, description="Seeds the projection; replicas must agree.")
+
+
 class RouterConfig(_Strict):
     """A routed model: a trained router directory choosing among configured models."""
 
@@ -103,6 +119,7 @@ class RouterConfig(_Strict):
         default=None, ge=0, description="Quality points per USD; default: the artifact's."
     )
     default: bool = Field(default=False, description='The router behind "model": "auto".')
+    bandit: BanditConfig = BanditConfig()
 
     def artifact_models(self) -> list[str]:
         """The models named in the artifact's router.json (ValueError if unreadable)."""
@@ -131,6 +148,18 @@ class RoutingConfig(_Strict):
     )
     max_batch: int = Field(default=32, ge=1, description="Prompts embedded in one call at most.")
     records: int = Field(default=10_000, ge=1, description="Outcome records kept in memory.")
+    refresh_s: float = Field(
+        default=1.0, gt=0, description="How often a replica reads the shared bandit statistics."
+    )
+    buffer: int = Field(
+        default=10_000, ge=1, description="Records held while Redis is away (oldest dropped)."
+    )
+    stream_maxlen: int = Field(
+        default=1_000_000, ge=1, description="Outcome stream length kept in Redis (approx.)."
+    )
+    decision_ttl_s: int = Field(
+        default=7 * 86400, ge=1, description="How long feedback can be given for a decision."
+    )
 
 
 AUTO = "auto"

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -27,6 +27,7 @@ from backends.errors import (
     PermissionDeniedError,
     StateStoreUnavailableError,
 )
+from gateway.routing import RouterService
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.tenancy import periods
 from gateway.tenancy.config import Limits, Period
@@ -312,7 +313,12 @@ def _changes(old: Settings, new: Settings, path: Path) -> dict[str, Any]:
     }
 
 
-def admin_routes(upstreams: Upstreams, guard: Guard, config_path: Path | None) -> APIRouter:
+def admin_routes(
+    upstreams: Upstreams,
+    guard: Guard,
+    config_path: Path | None,
+    routing: RouterService | None = None,
+) -> APIRouter:
     admin = Admin(upstreams, guard, config_path)
 
     class AdminRoute(APIRoute):
@@ -330,6 +336,8 @@ def admin_routes(upstreams: Upstreams, guard: Guard, config_path: Path | None) -
     routes = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute)
     _key_routes(routes, admin)
     _ops_routes(routes, admin)
+    if routing is not None:
+        _routing_routes(routes, routing)
     return routes
 
 
@@ -374,6 +382,20 @@ def _ops_routes(routes: APIRouter, admin: Admin) -> None:
     @routes.get("/backends", summary="Every model's endpoints, breaker state and load")
     async def backends() -> Response:
         return _json({"object": "list", "data": admin.backends()})
+
+
+def _routing_routes(routes: APIRouter, routing: RouterService) -> None:
+    @routes.get("/routing", summary="The routers' bandits and the shared state store")
+    async def bandits() -> Response:
+        learner = routing.learner
+        view = {} if learner is None else await routing.on_worker(learner.view)
+        return _json({"routers": view, "store": routing.shared.view()})
+
+    @routes.get("/outcomes", summary="This replica's recent outcome records, as JSON lines")
+    async def outcomes(limit: int = Query(default=1000, ge=1, le=100_000)) -> Response:
+        records = list(routing.outcomes.records)[-limit:]
+        body = b"".join(orjson.dumps(r.as_json()) + b"\n" for r in records)
+        return Response(body, media_type="application/x-ndjson")
 
 
 __all__ = ["Admin", "ConflictError", "admin_routes", "redacted_config"]

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
+
+from .stats import ArmStats, Observation, fold
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -200,13 +202,7 @@ class LinearThompsonBandit:
         """Per-row, per-arm score (n, m): prior mean + a Thompson sample of the residual
         (its posterior mean when ``sample`` is False); ``-inf`` where ``allowed`` is False."""
         z = self.context(x)
-        prior = self._check_prior(prior_mean, z.shape[0])
-        mean, cov = self.posterior()
-        out = prior + z @ mean.T
-        if sample and self.noise > 0 and self.n_arms:
-            var = np.einsum("ni,mij,nj->nm", z, cov, z)
-            eps = self._rng.standard_normal(out.shape)
-            out = out + self.noise * np.sqrt(np.maximum(var, 0.0)) * eps
+        out = self._check_prior(prior_mean, z.shape[0]) + self.residual(z, sample=sample)
         if allowed is not None:
             mask = np.asarray(allowed, dtype=bool)
             if mask.ndim == 1:
@@ -216,6 +212,17 @@ class LinearThompsonBandit:
             if not mask.any(axis=1).all():
                 raise ValueError("allowed excludes every arm for some row")
             out = np.where(mask, out, -np.inf)
+        return out
+
+    def residual(self, z: FloatArray, *, sample: bool = True) -> FloatArray:
+        """Per-row, per-arm residual (n, m) for contexts ``z`` (from :meth:`context`): a
+        Thompson sample from the posterior, or its mean when ``sample`` is False."""
+        mean, cov = self.posterior()
+        out = np.asarray(z @ mean.T, dtype=np.float64)
+        if sample and self.noise > 0 and self.n_arms:
+            var = np.einsum("ni,mij,nj->nm", z, cov, z)
+            eps = self._rng.standard_normal(out.shape)
+            out = out + self.noise * np.sqrt(np.maximum(var, 0.0)) * eps
         return out
 
     def select(
@@ -258,6 +265,28 @@ class LinearThompsonBandit:
         self.n_updates_ += n
         self._cache = None
         return self
+
+    def learn(self, rows: Sequence[Observation]) -> Self:
+        """Learn rows whose context and residual are already known (a replica applying
+        feedback given elsewhere); same arithmetic as :meth:`partial_fit`, row by row.
+        Rows for arms this bandit does not have are skipped."""
+        stats = {a: ArmStats(self.A_[j], self.b_[j], self.n_updates_) for a, j in self._index()}
+        step = fold(stats, self.n_updates_, rows, self.discount, self.context_dim)
+        return self.set_stats(stats, step)
+
+    def set_stats(self, arms: Mapping[str, ArmStats], step: int) -> Self:
+        """Take shared statistics as of global ``step`` (arms missing from ``arms`` get none)."""
+        d = self.context_dim
+        A, b = np.zeros((self.n_arms, d, d)), np.zeros((self.n_arms, d))
+        for name, j in self._index():
+            if (stats := arms.get(name)) is not None:
+                A[j], b[j] = stats.at(step, self.discount)
+        self.A_, self.b_, self.n_updates_ = A, b, step
+        self._cache = None
+        return self
+
+    def _index(self) -> list[tuple[str, int]]:
+        return [(name, j) for j, name in enumerate(self.arms_)]
 
     def _arm_indices(self, arm: object, n: int) -> IntArray:
         items = [arm] if isinstance(arm, str | int | np.integer) else list(np.asarray(arm).ravel())

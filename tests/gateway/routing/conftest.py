@@ -23,13 +23,16 @@ CANDIDATES = (
 )
 
 
-def routed_settings(urls: dict[str, str], cache: Path, **routing: Any) -> dict[str, Any]:
+def routed_settings(
+    urls: dict[str, str], cache: Path, bandit: dict[str, Any] | None = None, **routing: Any
+) -> dict[str, Any]:
+    router = {"name": "smart", "artifact": str(DEFAULT_ROUTER), "default": True}
     return {
         "models": [
             model_entry(name, urls[name], price_in=p_in, price_out=p_out)
             for name, p_in, p_out in CANDIDATES
         ],
-        "routers": [{"name": "smart", "artifact": str(DEFAULT_ROUTER), "default": True}],
+        "routers": [router | ({"bandit": bandit} if bandit is not None else {})],
         "routing": {"embedder_cache": str(cache), **routing},
     }
 
@@ -40,11 +43,13 @@ def routed(
     gateway: Callable[..., Gateway],
     embedder_cache: Path,
 ) -> Callable[..., Gateway]:
-    """``routed(**routing)``: a gateway whose router "smart" (alias "auto") picks among
-    CANDIDATES, each a zero-latency simulator."""
+    """``routed(bandit=..., **routing)``: a gateway whose router "smart" (alias "auto") picks
+    among CANDIDATES, each a zero-latency simulator."""
 
-    def start(preset: str = "zero", **routing: Any) -> Gateway:
+    def start(
+        preset: str = "zero", bandit: dict[str, Any] | None = None, **routing: Any
+    ) -> Gateway:
         urls = {name: simulator(name, preset).base_url for name, _, _ in CANDIDATES}
-        return gateway(**routed_settings(urls, embedder_cache, **routing))
+        return gateway(**routed_settings(urls, embedder_cache, bandit, **routing))
 
     return start

@@ -63,7 +63,7 @@ def test_auto_and_the_router_name_route_to_a_candidate(routed: Callable[..., Gat
 def test_cost_weight_extremes_match_the_pipeline(
     routed: Callable[..., Gateway], onnx_embedder: OnnxEmbedder
 ) -> None:
-    gw = routed()
+    gw = routed(bandit={"noise": 0.0})  # no feedback, no exploration: the offline decision
     best = expected(onnx_embedder, 0.0)
     pipe = RoutingPipeline.load(DEFAULT_ROUTER, onnx_embedder)
     quality = pipe.decide([prompt_text(MESSAGES)], cost_weight=0.0)[0].quality

@@ -1,0 +1,138 @@
+"""``Learner``: each router's bandit on top of its offline predictions.
+
+Every method runs on the router worker thread (the one that embeds and decides), so a
+decision never reads statistics half-way through an update. The bandit only corrects the
+offline router's predicted quality (``adjust``); the cost-aware policy still decides.
+
+Imported when routers start (it needs numpy), never at gateway import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.settings import BanditConfig
+from routers.online.bandit import LinearThompsonBandit
+from routers.online.stats import ArmStats, Observation
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class _Arms:
+    bandit: LinearThompsonBandit
+    key: str  # names the shared statistics: the router plus everything that shapes them
+    learned: int = 0  # observations learned on this replica
+
+
+class Learner:
+    """The bandits of the routers that have ``bandit.enabled``."""
+
+    def __init__(self) -> None:
+        self._routers: dict[str, _Arms] = {}
+
+    def add(
+        self,
+        name: str,
+        models: Sequence[str],
+        config: BanditConfig,
+        input_dim: int,
+        embedder: str,
+    ) -> None:
+        bandit = LinearThompsonBandit(
+            list(models),
+            input_dim=input_dim,
+            dim=config.dim,
+            prior_strength=config.prior_strength,
+            noise=config.noise,
+            discount=config.discount,
+            seed=config.seed,
+        )
+        # Replicas share statistics only if their contexts and discounting agree.
+        shape = f"{embedder}|{input_dim}|{config.dim}|{config.seed}|{config.discount}"
+        digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
+        self._routers[name] = _Arms(bandit, f"{name}:{digest}")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._routers
+
+    def names(self) -> list[str]:
+        return list(self._routers)
+
+    def key(self, name: str) -> str:
+        return self._routers[name].key
+
+    def shape(self, name: str) -> tuple[int, float]:
+        """(context size, discount) of the router's bandit, for folding shared statistics."""
+        bandit = self._routers[name].bandit
+        return bandit.context_dim, bandit.discount
+
+    def adjust(
+        self, name: str, X: FloatArray, quality: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Quality plus a Thompson sample of the learned residual, and the contexts ``z``."""
+        bandit = self._routers[name].bandit
+        z = bandit.context(X)
+        return quality + bandit.residual(z), z
+
+    def learn(self, name: str, row: Observation) -> None:
+        arms = self._routers.get(name)
+        if arms is not None:
+            arms.bandit.learn([row])
+            arms.learned += 1
+
+    def replace(self, name: str, stats: dict[str, ArmStats], step: int) -> None:
+        """Take the shared statistics (they include what was learned here once flushed)."""
+        arms = self._routers.get(name)
+        if arms is not None:
+            arms.bandit.set_stats(stats, step)
+
+    def steps(self) -> dict[str, int]:
+        """Observations held per router (an int read: safe from any thread)."""
+        return {name: arms.bandit.n_updates_ for name, arms in self._routers.items()}
+
+    def view(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, arms in self._routers.items():
+            bandit = arms.bandit
+            out[name] = {
+                "kind": "linear-thompson",
+                "key": arms.key,
+                "step": bandit.n_updates_,
+                "learned_here": arms.learned,
+                "arms": {
+                    arm: {"weight": round(float(np.trace(bandit.A_[j])), 6)}
+                    for j, arm in enumerate(bandit.arms_)
+                },
+            }
+        return out
+
+
+class WorkerBandits:
+    """The learner as a shared store sees it (``store.Bandits``): calls that read or replace
+    statistics hop to the router worker thread."""
+
+    def __init__(self, learner: Learner, executor: Executor) -> None:
+        self._learner = learner
+        self._executor = executor
+
+    def names(self) -> list[str]:
+        return self._learner.names()
+
+    def key(self, name: str) -> str:
+        return self._learner.key(name)
+
+    def shape(self, name: str) -> tuple[int, float]:
+        return self._learner.shape(name)
+
+    async def apply(self, name: str, stats: dict[str, ArmStats], step: int) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._learner.replace, name, stats, step)

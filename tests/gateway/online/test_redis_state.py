@@ -1,0 +1,73 @@
+"""``RedisState`` on a real Redis (plain and a one-node Cluster): replicas folding at once
+lose no observation and end with identical statistics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.metrics import GatewayMetrics
+from gateway.online.learner import Learner, WorkerBandits
+from gateway.online.redis_state import RedisState
+from gateway.settings import BanditConfig, RoutingConfig
+from gateway.tenancy.config import StateConfig
+from routers.online.stats import Observation
+from tests.support.redis import available, redis_running
+
+pytestmark = pytest.mark.anyio
+ARMS = ["small", "large"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=[False, True], ids=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if not available():
+        pytest.skip("redis-server is not installed")
+    with redis_running(tmp_path, cluster=request.param) as server:
+        yield server.url
+
+
+async def _replica(url: str, executor: ThreadPoolExecutor) -> tuple[RedisState, Learner]:
+    learner = Learner()
+    learner.add("r", ARMS, BanditConfig(dim=8), input_dim=16, embedder="test")
+    routing = RoutingConfig(refresh_s=0.05)
+    state = RedisState(StateConfig(redis_url=url), routing, GatewayMetrics(CollectorRegistry()))
+    await state.start(WorkerBandits(learner, executor))
+    return state, learner
+
+
+def _rows(n: int, seed: int) -> list[Observation]:
+    rng = np.random.default_rng(seed)
+    return [
+        Observation(ARMS[i % 2], tuple(rng.normal(size=9)), float(rng.normal())) for i in range(n)
+    ]
+
+
+async def test_replicas_folding_at_once_share_every_observation(redis_url: str) -> None:
+    with ThreadPoolExecutor(1) as executor:
+        (one, first), (two, second) = [await _replica(redis_url, executor) for _ in range(2)]
+        try:
+            for a, b in zip(_rows(60, 1), _rows(60, 2), strict=True):
+                one.observe("r", a)
+                two.observe("r", b)
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if first.steps()["r"] == second.steps()["r"] == 120:
+                    break
+            assert first.steps()["r"] == second.steps()["r"] == 120
+            view_one, view_two = first.view()["r"], second.view()["r"]
+            assert view_one["arms"] == view_two["arms"]
+            assert view_one["key"] == view_two["key"]
+        finally:
+            await one.close()
+            await two.close()
