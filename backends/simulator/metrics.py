@@ -4,7 +4,9 @@ The gateway scrapes these exactly as it would scrape a real vLLM, so names, type
 ``model_name`` label match vLLM. Values are plain ints and floats bumped from the event loop
 and turned into metric families only at scrape time (a custom collector): prometheus_client's
 own Counter/Histogram take a lock per call, and the zero-latency benchmark path must stay cheap.
-Gauges are read from the engine at scrape time.
+Gauges are read from the engine at scrape time. ``vllm:cache_config_info`` carries the KV
+pool as vLLM does (``num_gpu_blocks`` of ``block_size`` tokens, no ``model_name`` label), and
+``vllm:num_preemptions`` stays 0: the simulated engine never evicts a running sequence.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from backends.simulator.config import PerfModel
+
 # vLLM's bucket boundaries (vllm/engine/metrics.py), so dashboards built for vLLM still fit.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
                 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
@@ -34,6 +38,7 @@ _GAUGES = (
     ("vllm:num_requests_waiting", "Requests waiting to be admitted."),
     ("vllm:kv_cache_usage_perc", "KV-cache usage; 1 means 100 percent."),
 )
+BLOCK_SIZE = 16  # vLLM's default --block-size on GPUs
 
 
 class LoadSource(Protocol):
@@ -47,6 +52,9 @@ class LoadSource(Protocol):
 
     @property
     def kv_cache_usage(self) -> float: ...
+
+    @property
+    def perf(self) -> PerfModel: ...
 
 
 class Histogram:
@@ -118,6 +126,7 @@ class SimulatorCollector(Collector):
 
     def _families(self, with_values: bool) -> Iterator[Metric]:
         yield from self._gauges(with_values)
+        yield self._cache_config(with_values)
         yield from self._counters(with_values)
         yield from self._histograms(with_values)
 
@@ -129,6 +138,22 @@ class SimulatorCollector(Collector):
             if with_values:
                 family.add_metric(self._labels, values[i])
             yield family
+
+    def _cache_config(self, with_values: bool) -> Metric:
+        perf = self._load.perf
+        labels = {
+            "block_size": str(BLOCK_SIZE),
+            "cache_dtype": "auto",
+            "enable_prefix_caching": "False",
+            "gpu_memory_utilization": "0.9",
+            "num_gpu_blocks": str(perf.kv_cache_tokens // BLOCK_SIZE),
+        }
+        family = GaugeMetricFamily(
+            "vllm:cache_config_info", "Information of the LLMEngine CacheConfig", labels=[*labels]
+        )
+        if with_values:
+            family.add_metric([*labels.values()], 1.0)
+        return family
 
     def _counters(self, with_values: bool) -> Iterator[Metric]:
         m = self._metrics
@@ -143,12 +168,18 @@ class SimulatorCollector(Collector):
             "Successfully finished requests.",
             labels=["model_name", "finished_reason"],
         )
+        preemptions = CounterMetricFamily(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine.",
+            labels=["model_name"],
+        )
         if with_values:
+            preemptions.add_metric(self._labels, 0)
             prompt.add_metric(self._labels, m.prompt_tokens)
             generation.add_metric(self._labels, m.generation_tokens)
             for reason, count in m.success.items():
                 success.add_metric([*self._labels, reason], count)
-        yield from (prompt, generation, success)
+        yield from (prompt, generation, success, preemptions)
 
     def _histograms(self, with_values: bool) -> Iterator[Metric]:
         m = self._metrics
