@@ -9,6 +9,10 @@ simulators and this load generator run on core 1. The same gateway serves both v
   A  ``"model": "mistralai/mistral-7b-chat"``: no routing.
   B  ``"model": "auto"``: the router embeds the prompt, predicts quality and cost, picks a
      model (the decision batcher's ``batch_wait_ms`` timer included, as configured).
+  C  (``--redis``) ``"model": "auto"`` on a second, identical gateway (also on core 0) whose
+     state is shared through a private ``redis-server`` (core 1): outcome records go to the
+     Redis stream and the bandit statistics are refreshed from Redis every second. C - B is
+     what Redis adds to the request path (target: at most 1 ms at p50).
 
 Both send the same prompt of exactly ``--prompt-tokens`` tokens ([CLS] and [SEP] included,
 counted with the embedder's own tokenizer, cut from real MMLU/GSM8K questions as
@@ -64,6 +68,7 @@ HOST = "127.0.0.1"
 MODELS = tuple(m.name for m in DEMO_MODELS)
 DIRECT = MODELS[0]
 TARGET_ADDED_P50_MS = 8.0
+TARGET_REDIS_P50_MS = 1.0
 QS = ("p50", "p90", "p99")
 
 
@@ -87,6 +92,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--other-cpu", type=int, default=1, help="core of simulators and client")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--quick", action="store_true", help="short smoke run")
+    p.add_argument("--redis", action="store_true", help="add variant C: state in redis-server")
     p.add_argument("--out", type=Path, default=RESULTS / "routed_bench.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -109,13 +115,20 @@ def routed_prompt(tokens: int, cache: Path | None) -> str:
     return exact_prompt(tokens, tokenizer, " ".join(load_questions(400)))
 
 
-def write_config(path: Path, port: int, sims: dict[str, int], args: argparse.Namespace) -> None:
+def write_config(
+    path: Path,
+    port: int,
+    sims: dict[str, int],
+    args: argparse.Namespace,
+    redis_url: str | None = None,
+) -> None:
     """The demo's gateway (three RouterBench-named models, router ``auto``), one worker and
-    one embedder thread, with this run's batching options."""
+    one embedder thread, with this run's batching options (and Redis for variant C)."""
     from gateway.demo import demo_settings
 
     config = demo_settings(HOST, port, sims, args.cache_dir).model_dump(mode="json")
     config["server"].update(workers=1, log_level="warning")
+    config["state"].update(redis_url=redis_url)
     config["routing"].update(
         embedder_threads=1, batch_wait_ms=args.batch_wait_ms, max_batch=args.max_batch
     )
@@ -192,21 +205,25 @@ def lat_stats(lat: Sequence[float]) -> dict[str, float]:
     return {q: round(pct(lat, int(q[1:]) / 100), 4) for q in QS}
 
 
-def run_c1(args: argparse.Namespace, a: Client, b: Client, deadline: float) -> list[dict[str, Any]]:
-    a.block(args.warmup)
-    b.block(args.warmup)
-    a.chosen.clear()
-    b.chosen.clear()
+def run_c1(
+    args: argparse.Namespace, clients: dict[str, Client], deadline: float
+) -> list[dict[str, Any]]:
+    """Blocks of each variant in turn, the order reversed every other repetition."""
+    for client in clients.values():
+        client.block(args.warmup)
+        client.chosen.clear()
     reps: list[dict[str, Any]] = []
     for rep in range(args.reps):
-        order = (("A", a), ("B", b)) if rep % 2 == 0 else (("B", b), ("A", a))
-        row: dict[str, Any] = {"rep": rep, "order": "".join(n for n, _ in order), "busy_pct": {}}
-        for name, client in order:
+        names = list(clients) if rep % 2 == 0 else list(reversed(clients))
+        row: dict[str, Any] = {"rep": rep, "order": "".join(names), "busy_pct": {}}
+        for name in names:
             before = cpu_ticks()
-            lat = client.block(args.requests, deadline)
+            lat = clients[name].block(args.requests, deadline)
             row["busy_pct"][name] = busy_pct(before, cpu_ticks())
             row[name] = {"requests": len(lat), **lat_stats(lat)}
         row["added"] = {q: round(row["B"][q] - row["A"][q], 4) for q in QS}
+        if "C" in clients:
+            row["redis_added"] = {q: round(row["C"][q] - row["B"][q], 4) for q in QS}
         reps.append(row)
         print(f"rep {rep} {json.dumps(row)}", file=sys.stderr, flush=True)
         if time.monotonic() > deadline:
@@ -237,12 +254,14 @@ def run_c8(port: int, prompt: str, n: int) -> dict[str, Any]:
 
 
 def summarize(reps: list[dict[str, Any]], c8: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        key: {q: mmm([r[key][q] for r in reps]) for q in QS} for key in ("A", "B", "added")
-    }
+    keys = [k for k in ("A", "B", "C", "added", "redis_added") if k in reps[0]]
+    out: dict[str, Any] = {key: {q: mmm([r[key][q] for r in reps]) for q in QS} for key in keys}
     out["c8_B"] = {k: mmm([r[k] for r in c8]) for k in ("rps", "p50", "p99", "mean_batch")}
     out["target_added_p50_ms"] = TARGET_ADDED_P50_MS
     out["meets_target"] = out["added"]["p50"]["median"] <= TARGET_ADDED_P50_MS
+    if "redis_added" in out:
+        out["target_redis_p50_ms"] = TARGET_REDIS_P50_MS
+        out["redis_meets_target"] = out["redis_added"]["p50"]["median"] <= TARGET_REDIS_P50_MS
     return out
 
 
@@ -256,9 +275,12 @@ def table(s: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any]) -> 
     for label, key in (
         (f"A: model {DIRECT} (no routing)", "A"),
         ("B: model auto (routed)", "B"),
+        ("C: model auto, state in Redis", "C"),
         ("added by routing (B - A)", "added"),
+        ("added by Redis (C - B)", "redis_added"),
     ):
-        rows.append(f"| {label} | " + " | ".join(cell(s[key][q], 3) for q in QS) + " |")
+        if key in s:
+            rows.append(f"| {label} | " + " | ".join(cell(s[key][q], 3) for q in QS) + " |")
     c8 = s["c8_B"]
     verdict = "meets" if s["meets_target"] else "MISSES"
     return "\n".join(
@@ -273,7 +295,14 @@ def table(s: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any]) -> 
             "",
             f"Target: routed request adds at most {TARGET_ADDED_P50_MS:g} ms at p50 "
             f"({args.prompt_tokens}-token prompt): {verdict} it. batch_wait_ms "
-            f"{args.batch_wait_ms:g}. Load average {loadavg_text(meta)}; CPU busy share "
+            f"{args.batch_wait_ms:g}. "
+            + (
+                f"Redis adds at most {TARGET_REDIS_P50_MS:g} ms at p50: "
+                f"{'meets' if s['redis_meets_target'] else 'MISSES'} it. "
+                if "redis_meets_target" in s
+                else ""
+            )
+            + f"Load average {loadavg_text(meta)}; CPU busy share "
             f"{meta.get('cpu_busy_share')}, others {meta.get('cpu_share_others')}.",
         ]
     )
@@ -281,23 +310,33 @@ def table(s: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any]) -> 
 
 def start_all(
     args: argparse.Namespace, workdir: Path, procs: list[subprocess.Popen[bytes]], pin: bool
-) -> tuple[int, float]:
-    """Simulators and the gateway; (gateway port, seconds until it answered)."""
+) -> tuple[dict[str, int], float]:
+    """Simulators, the gateway (and Redis plus a second gateway for variant C); (gateway port
+    per variant, seconds until the first answered)."""
     sims = {m: free_port() for m in MODELS}
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
     env |= {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     gw_cpu, other = (args.gateway_cpu, args.other_cpu) if pin else (None, None)
     for i, (model, sim_port) in enumerate(sims.items()):
         argv = [*simulator_argv(model, sim_port), "--host", HOST]
         procs.append(launch(argv, other, workdir / f"sim{i}.log", env))
-    config = workdir / "gateway.yaml"
-    write_config(config, port, sims, args)
-    argv = [str(SWITCHYARD), "serve", "-c", str(config)]
-    procs.append(launch(argv, gw_cpu, workdir / "gateway.log", env))
+    ports = {"B": free_port()}
+    redis_url = None
+    if args.redis:
+        redis_port = free_port()
+        argv = ["redis-server", "--port", str(redis_port), "--bind", HOST, "--save", "",
+                "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+        procs.append(launch(argv, other, workdir / "redis.log", env))
+        redis_url, ports["C"] = f"redis://{HOST}:{redis_port}/0", free_port()
     t0 = time.monotonic()
-    Client(port, "auto", "hello").wait_ready(t0 + 120)
-    return port, time.monotonic() - t0
+    for name, port in ports.items():
+        config = workdir / f"gateway-{name}.yaml"
+        write_config(config, port, sims, args, redis_url if name == "C" else None)
+        argv = [str(SWITCHYARD), "serve", "-c", str(config)]
+        procs.append(launch(argv, gw_cpu, workdir / f"gateway-{name}.log", env))
+    for port in ports.values():
+        Client(port, "auto", "hello").wait_ready(t0 + 120)
+    return ports, time.monotonic() - t0
 
 
 def launch(
@@ -319,9 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="routed-bench-") as tmp:
         try:
-            port, ready_s = start_all(args, Path(tmp), procs, pin)
-            a, b = Client(port, DIRECT, prompt), Client(port, "auto", prompt)
-            reps = run_c1(args, a, b, time.monotonic() + args.max_seconds)
+            ports, ready_s = start_all(args, Path(tmp), procs, pin)
+            port = ports["B"]
+            clients = {"A": Client(port, DIRECT, prompt), "B": Client(port, "auto", prompt)}
+            if "C" in ports:
+                clients["C"] = Client(ports["C"], "auto", prompt)
+            reps = run_c1(args, clients, time.monotonic() + args.max_seconds)
             c8 = [run_c8(port, prompt, args.c8_requests) for _ in range(args.c8_reps)]
         except BaseException:
             for name in sorted(os.listdir(tmp)):
@@ -342,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "prompt": {"tokens": args.prompt_tokens, "chars": len(prompt), "text": prompt},
         "gateway_ready_s": round(ready_s, 2),
-        "routed_choices": dict(b.chosen),
+        "routed_choices": dict(clients["B"].chosen),
         "summary": summary,
         "reps": reps,
         "c8_runs": c8,

@@ -423,3 +423,41 @@ def test_help_describes_the_options(command: str, expected: list[str]) -> None:
     assert result.exit_code == 0, result.output
     for option in expected:
         assert option in result.output
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+
+def test_replay_writes_its_report_and_prints_each_strategys_regret(
+    trained: tuple[Path, Result], routing_jsonl: Path, cache: Path, tmp_path: Path
+) -> None:
+    router, _ = trained
+    out = tmp_path / "replay"
+    result = invoke(
+        "replay", "--data", str(routing_jsonl), "--router", str(router), "--out", str(out),
+        "--split", "all", "--seeds", "2", "--drift", f"{CHEAP}:-0.3@0.5",
+        "--bandit-param", "dim=16", "--cache-dir", str(cache),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "replaying 80 requests × 2 seeds, 4 models" in result.output
+    for strategy in ("offline", "bandit", "oracle", "random"):
+        assert f"{strategy} " in result.output
+    report = json.loads((out / "replay.json").read_text())
+    assert report["metadata"]["drift"] == f"{CHEAP}:-0.3@0.5"
+    assert report["steps"] == 80 and report["drift"]["model"] == CHEAP
+    assert report["bandit_params"] == {"dim": 16}
+    assert (out / "regret.png").stat().st_size > 0 and (out / "replay.md").is_file()
+
+
+def test_replay_refuses_a_malformed_drift_and_a_missing_split(
+    trained: tuple[Path, Result], routing_jsonl: Path, cache: Path, tmp_path: Path
+) -> None:
+    router, _ = trained
+    base = ["replay", "--data", str(routing_jsonl), "--router", str(router),
+            "--out", str(tmp_path / "r"), "--cache-dir", str(cache)]  # fmt: skip
+    bad = invoke(*base, "--split", "all", "--drift", "nonsense")
+    assert bad.exit_code == 2 and "error:" in bad.output
+    no_split = invoke(*base)  # the JSONL file has no test split
+    assert no_split.exit_code == 2 and "--split all" in no_split.output
+    wrong = invoke(*base, "--split", "all", "--bandit-param", "alpha=1")
+    assert wrong.exit_code == 2 and "--bandit-param" in wrong.output
