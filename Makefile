@@ -61,11 +61,12 @@ default-router: $(DEV_STAMP)  ## rebuild data/default-router from the RouterBenc
 	$(BIN)/switchyard train --router default --data routing/routerbench \
 	  --prices data/routerbench-prices.yaml --budget-per-1k 1.0 --out data/default-router
 
-bench-more: $(BENCH_STAMP)  ## HTTP clients, 10-minute memory soak, GC probe, limits (~30 min)
+bench-more: $(BENCH_STAMP)  ## HTTP clients, memory soak, GC probe, limits, routing (~35 min)
 	$(BIN)/python bench/client_variants.py --compare
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/gc_probe.py
 	$(BIN)/python bench/limits_bench.py --reps 8
+	$(BIN)/python bench/routed_bench.py --redis
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -5,6 +5,7 @@ Real ``redis-server`` on a free port (killed and restarted by the test), real so
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,11 @@ def _bandit_step(redis_url: str) -> int:
 
 
 def test_records_buffered_while_redis_is_down_reach_the_stream_after_a_restart(
-    shared_gateway: Callable[..., Gateway], redis_server: RedisServer
+    shared_gateway: Callable[..., Gateway],
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="switchyard.state")
     gw = shared_gateway(redis_server.url)
     before = {route(gw.url)[1] for _ in range(3)}
     eventually(lambda: before <= decisions_in(redis_server.url), what="records in the stream")
@@ -68,6 +72,10 @@ def test_records_buffered_while_redis_is_down_reach_the_stream_after_a_restart(
     # observations), and a new one folds on top.
     eventually(lambda: _bandit_step(redis_server.url) >= 2, what="statistics re-seeded")
     assert gw.metric("switchyard_bandit_observations", router="smart") >= 2
+    said = [r.getMessage() for r in caplog.records if r.name == "switchyard.state"]
+    assert sum("Redis unreachable" in m for m in said) == 1  # once, not once per failure
+    assert any("Redis is back" in m for m in said)
+    assert any("seeded them" in m for m in said)
 
 
 def test_feedback_for_a_decision_unknown_here_is_503_while_redis_is_down(
