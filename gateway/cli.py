@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli_outcomes import register as register_outcome_commands
+from gateway.cli_plan import register as register_plan_commands
 from gateway.cli_routers import register as register_router_commands
 from gateway.settings import SettingsError, build_settings, load_settings
 
@@ -80,13 +82,24 @@ def demo(
             show_default="~/.cache/switchyard",
         ),
     ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Run the fleet of a folder written by switchyard plan instead: one simulator "
+            "per planned configuration, at the performance model's speed.",
+        ),
+    ] = None,
 ) -> None:
     """Start three simulated vLLM backends (distinct prices and speeds) and the gateway,
     with the routed model "auto" (the default router) choosing among them.
 
     No GPU, no Redis. Prints a curl and an OpenAI SDK example; Ctrl-C stops everything."""
-    from gateway.demo import run_demo
+    from gateway.demo import run_demo, run_plan_demo
 
+    if plan is not None:
+        run_plan_demo(host, port, plan)
+        return
     run_demo(host, port, cache_dir)
 
 
@@ -111,6 +124,9 @@ def simulate(
         float, typer.Option(min=0, max=1, help="Share of requests never answered.")
     ] = 0.0,
     embeddings: Annotated[bool, typer.Option(help="Also serve /v1/embeddings.")] = False,
+    perf_file: Annotated[
+        Path | None, typer.Option(help="YAML mapping of PerfModel fields overriding the preset's.")
+    ] = None,
 ) -> None:
     """Run a vLLM-compatible simulated server: OpenAI endpoints, vLLM /metrics, a latency
     model, and fault injection (also at run time: POST /sim/faults)."""
@@ -127,11 +143,25 @@ def simulate(
     if max_num_seqs is not None:
         overrides["max_num_seqs"] = max_num_seqs
     try:
+        if perf_file is not None:
+            overrides = {**_perf_overrides(perf_file), **overrides}
         config = build_config(model, preset, seed, **overrides)
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     serve_simulator(config, host=host, port=port)
+
+
+def _perf_overrides(path: Path) -> dict[str, object]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping of PerfModel fields")
+    return dict(doc)
 
 
 keys_app = typer.Typer(
@@ -184,6 +214,8 @@ def keys_hash(
 
 
 register_router_commands(app)
+register_plan_commands(app)
+register_outcome_commands(app)
 
 
 def main() -> None:

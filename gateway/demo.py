@@ -1,5 +1,6 @@
 """``switchyard demo``: three simulated vLLM servers (cheap and fast, mid, dear and slow) as
-child processes, and the gateway in front of them. No GPU, no Redis."""
+child processes, and the gateway in front of them. No GPU, no Redis. With ``--plan DIR``,
+the fleet of a placement plan instead, each simulator at its configuration's modelled speed."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from gateway.serve import run_gateway
 from gateway.settings import Settings, build_settings
@@ -137,5 +142,63 @@ def run_demo(host: str, port: int, cache_dir: Path | None = None) -> None:
         settings = demo_settings(host, port, ports, cache_dir)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         print(banner(f"http://{shown}:{port}"), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            run_gateway(settings)
+
+
+# --- switchyard demo --plan DIR ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def plan_simulators(plan_dir: Path, work: Path) -> Iterator[list[tuple[dict[str, Any], int]]]:
+    """One simulator per planned configuration, standing for all its replicas (its speed and
+    capacity from the plan's ``simulators.yaml``); yield [(entry, port)]; stop them all."""
+    entries = yaml.safe_load((plan_dir / "simulators.yaml").read_text())["simulators"]
+    procs: list[subprocess.Popen[bytes]] = []
+    started: list[tuple[dict[str, Any], int]] = []
+    try:
+        for seed, entry in enumerate(entries):
+            perf_file = work / f"{entry['config']}.yaml"
+            perf_file.write_text(yaml.safe_dump(entry["perf"]))
+            port = _free_port()
+            cmd = [sys.executable, "-m", "gateway", "simulate", "--model", entry["model"],
+                   "--port", str(port), "--preset", "zero", "--seed", str(seed),
+                   "--perf-file", str(perf_file)]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+            started.append((entry, port))
+        for proc, (_, port) in zip(procs, started, strict=True):
+            _wait_for(port, proc)
+        yield started
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def plan_settings(host: str, port: int, started: list[tuple[dict[str, Any], int]]) -> Settings:
+    models: dict[str, dict[str, Any]] = {}
+    for entry, sim_port in started:
+        model = models.setdefault(entry["model"], {
+            "name": entry["model"], "price_input_per_mtok": entry["price_per_mtok"],
+            "price_output_per_mtok": entry["price_per_mtok"], "endpoints": [],
+        })  # fmt: skip
+        # The plan's traffic share of each pool becomes its endpoint's weight.
+        url = f"http://127.0.0.1:{sim_port}/v1"
+        model["endpoints"].append({"url": url, "weight": entry["weight"]})
+    return build_settings({"server": {"host": host, "port": port}, "models": list(models.values())})
+
+
+def run_plan_demo(host: str, port: int, plan_dir: Path) -> None:
+    with tempfile.TemporaryDirectory() as work, plan_simulators(plan_dir, Path(work)) as started:
+        settings = plan_settings(host, port, started)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        models = sorted({entry["model"] for entry, _ in started})
+        print(f"\nSwitchyard demo of plan {plan_dir}: gateway on http://{shown}:{port}, "
+              f"models {', '.join(models)} on {len(started)} simulated pools. Stop: Ctrl-C\n",
+              flush=True)  # fmt: skip
         with contextlib.suppress(KeyboardInterrupt):
             run_gateway(settings)

@@ -1,0 +1,179 @@
+{{/* Names, labels, the gateway's config and the checks every render runs. */}}
+
+{{- define "switchyard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* <release>-<chart>, or the release name when it already holds the chart name. */}}
+{{- define "switchyard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of every object; call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "switchyard.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+{{ include "switchyard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- end }}
+
+{{- define "switchyard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchyard.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "switchyard.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Name of a pool's Deployment and Service; call with (dict "ctx" $ "pool" $pool). */}}
+{{- define "switchyard.vllmName" -}}
+{{- $name := printf "%s-vllm-%s" (include "switchyard.fullname" .ctx) .pool.name }}
+{{- if gt (len $name) 63 }}
+{{- fail (printf "vllm.pools: pool %q makes the name %q longer than 63 characters; shorten the pool name or set fullnameOverride" .pool.name $name) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* The model name the gateway knows a pool by. */}}
+{{- define "switchyard.servedModel" -}}
+{{- .servedModelName | default .model }}
+{{- end }}
+
+{{/* Value of a vllm serve flag in a pool's args ("" if absent); (dict "pool" p "flag" f). */}}
+{{- define "switchyard.poolArg" -}}
+{{- $flag := .flag }}
+{{- $prev := "" }}
+{{- $found := "" }}
+{{- range .pool.args }}
+{{- $arg := toString . }}
+{{- if eq $prev $flag }}{{ $found = $arg }}{{ end }}
+{{- if hasPrefix (printf "%s=" $flag) $arg }}{{ $found = trimPrefix (printf "%s=" $flag) $arg }}{{ end }}
+{{- $prev = $arg }}
+{{- end }}
+{{- $found }}
+{{- end }}
+
+{{/* The in-chart or external Redis URL ("" when the URL comes from a Secret or not at all). */}}
+{{- define "switchyard.redisUrl" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "redis://%s-redis.%s.svc:6379/0" (include "switchyard.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- .Values.redis.external.url }}
+{{- end }}
+{{- end }}
+
+{{/* Endpoints of a model served by pools, one per pool Service; (dict "ctx" $ "model" name).
+A Service balances over its pool's pods, so the endpoint's default weight and its
+max_num_seqs count every replica. */}}
+{{- define "switchyard.poolEndpoints" -}}
+{{- $eps := list }}
+{{- range .ctx.Values.vllm.pools }}
+{{- if eq (include "switchyard.servedModel" .) $.model }}
+{{- $svc := include "switchyard.vllmName" (dict "ctx" $.ctx "pool" .) }}
+{{- $replicas := int (.replicas | default 1) }}
+{{- $ep := dict "url" (printf "http://%s.%s.svc:8000/v1" $svc $.ctx.Release.Namespace) }}
+{{- $_ := set $ep "weight" (hasKey . "weight" | ternary .weight $replicas) }}
+{{- $seqs := include "switchyard.poolArg" (dict "pool" . "flag" "--max-num-seqs") }}
+{{- if $seqs }}{{ $_ := set $ep "max_num_seqs" (mul (atoi $seqs) $replicas) }}{{ end }}
+{{- $eps = append $eps $ep }}
+{{- end }}
+{{- end }}
+{{- toYaml $eps }}
+{{- end }}
+
+{{/* The gateway's models: gateway.models (plus pool endpoints), then pool-served models it
+does not list, priced with gateway.selfHostedPrices. */}}
+{{- define "switchyard.models" -}}
+{{- $models := list }}
+{{- $listed := list }}
+{{- range .Values.gateway.models }}
+{{- $m := deepCopy . }}
+{{- $pooled := include "switchyard.poolEndpoints" (dict "ctx" $ "model" .name) | fromYamlArray }}
+{{- $eps := concat (.endpoints | default list) $pooled }}
+{{- if not $eps }}
+{{- fail (printf "gateway.models: %q has no endpoints and no vllm pool serves it (servedModelName)" .name) }}
+{{- end }}
+{{- $_ := set $m "endpoints" $eps }}
+{{- $models = append $models $m }}
+{{- $listed = append $listed .name }}
+{{- end }}
+{{- range .Values.vllm.pools }}
+{{- $name := include "switchyard.servedModel" . }}
+{{- if not (has $name $listed) }}
+{{- $m := deepCopy $.Values.gateway.selfHostedPrices }}
+{{- $_ := set $m "name" $name }}
+{{- $len := include "switchyard.poolArg" (dict "pool" . "flag" "--max-model-len") }}
+{{- if $len }}{{ $_ := set $m "max_context" (atoi $len) }}{{ end }}
+{{- $_ := set $m "endpoints" (include "switchyard.poolEndpoints" (dict "ctx" $ "model" $name) | fromYamlArray) }}
+{{- $models = append $models $m }}
+{{- $listed = append $listed $name }}
+{{- end }}
+{{- end }}
+{{- toYaml $models }}
+{{- end }}
+
+{{/* The gateway's config file (gateway/settings.py): values' config plus what the chart knows. */}}
+{{- define "switchyard.gatewayConfig" -}}
+{{- $cfg := deepCopy (.Values.gateway.config | default (dict)) }}
+{{- $server := deepCopy ($cfg.server | default (dict)) }}
+{{- $_ := set $server "host" "0.0.0.0" }}
+{{- $_ := set $server "port" (int .Values.gateway.port) }}
+{{- $_ := set $cfg "server" $server }}
+{{- $redis := include "switchyard.redisUrl" . }}
+{{- if $redis }}
+{{- $state := deepCopy ($cfg.state | default (dict)) }}
+{{- $_ := set $state "redis_url" $redis }}
+{{- $_ := set $cfg "state" $state }}
+{{- end }}
+{{- $_ := set $cfg "models" (include "switchyard.models" . | fromYamlArray) }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Checks the schema cannot express; each failure says what to set. */}}
+{{- define "switchyard.validate" -}}
+{{- $v := .Values }}
+{{- if hasKey ($v.gateway.config | default (dict)) "models" }}
+{{- fail "gateway.config.models: list models under gateway.models (the chart adds the pools' endpoints)" }}
+{{- end }}
+{{- if and (not $v.vllm.pools) (not $v.gateway.models) }}
+{{- fail "no models: set vllm.pools (switchyard plan writes them: -f DIR/helm-values.yaml) or gateway.models" }}
+{{- end }}
+{{- $names := list }}
+{{- range $i, $p := $v.vllm.pools }}
+{{- if not $p.model }}
+{{- fail (printf "vllm.pools[%d] (%s): model is required (the Hugging Face repo vllm serves)" $i ($p.name | default "unnamed")) }}
+{{- end }}
+{{- if has $p.name $names }}
+{{- fail (printf "vllm.pools: the name %q is used twice" $p.name) }}
+{{- end }}
+{{- $names = append $names $p.name }}
+{{- range $p.args }}
+{{- if or (eq (toString .) "--port") (hasPrefix "--port=" (toString .)) }}
+{{- fail (printf "vllm.pools[%d].args: --port is the chart's (8000); remove it" $i) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $replicas := int $v.gateway.replicas }}
+{{- if $v.gateway.autoscaling.enabled }}{{ $replicas = int $v.gateway.autoscaling.maxReplicas }}{{ end }}
+{{- $shared := or $v.redis.enabled $v.redis.external.url $v.redis.external.urlSecret.name }}
+{{- if and (gt $replicas 1) $v.gateway.config.routers (not $shared) }}
+{{- fail "gateway: several replicas with routers would each learn alone: set redis.enabled=true or redis.external.url (or redis.external.urlSecret)" }}
+{{- end }}
+{{- if and $v.redis.enabled (or $v.redis.external.url $v.redis.external.urlSecret.name) }}
+{{- fail "redis: set either redis.enabled (in-chart Redis) or redis.external, not both" }}
+{{- end }}
+{{- if and ($v.gateway.config.auth | default (dict)).enabled (not $v.gateway.apiKeys.existingSecret) }}
+{{- fail "gateway.config.auth.enabled needs gateway.apiKeys.existingSecret: a Secret holding SWITCHYARD_KEY_SECRET and the keys' key_env variables" }}
+{{- end }}
+{{- end }}
