@@ -13,7 +13,8 @@ backends raise it and nothing may import ``gateway``::
     ├── NotFoundError                   404
     │   └── ModelNotFoundError          404 model_not_found
     ├── RateLimitError                  429 (rate limits, with Retry-After)
-    │   └── BudgetExceededError         429 insufficient_quota (spend budget used up)
+    │   ├── BudgetExceededError         429 insufficient_quota (spend budget used up)
+    │   └── OverloadedError             429 model_overloaded (load shed, with Retry-After)
     ├── StateStoreUnavailableError      503 (Redis down and limits fail closed)
     └── UpstreamError                   502 upstream_error (bad status, broken connection)
         ├── UpstreamTimeoutError        504 (connect, first byte or read timeout)
@@ -111,6 +112,18 @@ class RateLimitError(SwitchyardError):
 class BudgetExceededError(RateLimitError):
     type = "insufficient_quota"
     code = "budget_exceeded"
+
+
+class OverloadedError(RateLimitError):
+    """Every replica that could serve the request is saturated (or paused by its own
+    ``Retry-After``): shed now, with a ``Retry-After``, rather than queue without bound."""
+
+    code = "model_overloaded"
+
+    def __init__(self, message: str, retry_after_s: float, *, param: str | None = None) -> None:
+        seconds = max(1, min(int(retry_after_s + 0.999), 60))
+        super().__init__(message, param=param, headers={"retry-after": str(seconds)})
+        self.retry_after_s = seconds
 
 
 class StateStoreUnavailableError(SwitchyardError):

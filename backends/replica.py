@@ -9,7 +9,8 @@ this gateway's in-flight counts, breaker verdict, weight), so it is tested witho
 Expected delay (seconds) of an endpoint, with ``ahead`` the requests before the new one —
 ``waiting + running`` from a fresh snapshot plus this gateway's ``sent_since_snapshot``, or,
 when the snapshot is unknown or older than ``policy.max_snapshot_age_s``, this gateway's own
-``in_flight`` count — and ``capacity = max_num_seqs x weight``::
+``in_flight`` count — and ``capacity = max_num_seqs x weight`` (or ``running`` when the
+snapshot shows a queue: the engine admits no more, whatever the configuration says)::
 
     occupancy = max(min(ahead / capacity, 1), kv_cache_usage)
     queued    = max(0, ahead + 1 - capacity)        # must leave before it is admitted
@@ -89,7 +90,9 @@ class EndpointView:
     name: str
     allows: bool = True  # its circuit breaker lets a request through now
     in_flight: int = 0  # this gateway's requests in flight there now
-    # This gateway's requests sent there after the snapshot was taken (not yet in it).
+    # This gateway's requests sent there after the snapshot was taken (not yet in it), less
+    # those of its requests that finished since (already gone from the engine): negative
+    # when more finished than were sent.
     sent_since_snapshot: int = 0
     snapshot: EngineSnapshot | None = None
     weight: float = 1.0  # set by the placement planner; scales capacity; 0 drains it
@@ -165,12 +168,15 @@ def _usable(view: EndpointView, now: float, policy: ReplicaPolicy) -> EngineSnap
 def _load(view: EndpointView, snapshot: EngineSnapshot | None) -> float:
     if snapshot is None:
         return float(view.in_flight)
-    return float(snapshot.waiting + snapshot.running + view.sent_since_snapshot)
+    return max(0.0, float(snapshot.waiting + snapshot.running + view.sent_since_snapshot))
 
 
 def _capacity(view: EndpointView, snapshot: EngineSnapshot | None, policy: ReplicaPolicy) -> float:
     seqs = snapshot.max_num_seqs if snapshot is not None else None
     seqs = seqs or view.max_num_seqs or policy.default_max_num_seqs
+    if snapshot is not None and snapshot.waiting > 0 and snapshot.running > 0:
+        # A queue means the batch is full, whatever the config says (or KV cache ran out).
+        return float(min(seqs, snapshot.running))
     return max(seqs * view.weight, 1e-9)
 
 

@@ -69,6 +69,25 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=registry,
         )
+        self.fallbacks = Counter(
+            "switchyard_fallbacks",
+            "Requests served by a fallback model because their own model could not serve them.",
+            ["model", "fallback"],
+            registry=registry,
+        )
+        self.shed = Counter(
+            "switchyard_shed",
+            "Requests that skipped a saturated model (to a fallback) or were refused with 429.",
+            ["model"],
+            registry=registry,
+        )
+        self.expected_delay = Histogram(
+            "switchyard_expected_delay_seconds",
+            "Expected wait on the chosen model's best replica when a request was sent.",
+            ["model"],
+            buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "switchyard_in_flight_requests", "Requests being served.", ["model"],
             registry=registry,

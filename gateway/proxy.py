@@ -9,32 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from backends.client import UpstreamRequest
 from backends.errors import (
     InvalidRequestError,
     ModelNotFoundError,
+    OverloadedError,
     PermissionDeniedError,
     SwitchyardError,
 )
-from backends.pool import Attempt, dispatch
+from backends.pool import Attempt
 from gateway.disconnect import DisconnectWatch
+from gateway.load import dispatch_chain, within_targets
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import REQUEST_SCHEMAS
 from gateway.outcomes import OutcomeRecord, Route
 from gateway.payload import (
     PROMPT_FIELD,
-    UPSTREAM_PATH,
     Payload,
     parse_payload,
     read_body,
     routed_payload,
-    upstream_body,
 )
 from gateway.routing import OPTIONS_FIELD, RouterService, parse_options
 from gateway.settings import Capability, ModelConfig
@@ -84,7 +84,8 @@ class Proxy:
             if route is not None:
                 self._outcome(route, "-", str(err.status), None, None)
             raise
-        response = await self._forward(request, model, payload, capability, ticket, route)
+        may_use = key.allows if key is not None else _any
+        response = await self._forward(request, model, payload, capability, ticket, route, may_use)
         if ticket is not None:
             response.raw_headers.extend(ticket.headers)
         if route is not None:
@@ -126,7 +127,17 @@ class Proxy:
             prompt = prompt[0] if prompt else ""
         if not isinstance(prompt, str | list):
             raise InvalidRequestError("the prompt cannot be routed", param="prompt")
-        return await routing.decide(name, routing.prompt_of(prompt), options, allowed)
+        # Read on the event loop; the decision's worker thread never touches the pools.
+        delays = self.upstreams.expected_delays(allowed)
+        max_ttft = None if options.max_ttft_ms is None else options.max_ttft_ms / 1e3
+        max_queue = self.upstreams.settings.upstream.max_queue_delay_s
+        try:
+            allowed = within_targets(delays, max_ttft, max_queue)
+        except OverloadedError:
+            self.metrics.shed.labels(name).inc()
+            raise
+        delays = {m: delays[m] for m in allowed}
+        return await routing.decide(name, routing.prompt_of(prompt), options, allowed, delays)
 
     async def _forward(
         self,
@@ -136,25 +147,24 @@ class Proxy:
         capability: Capability,
         ticket: Ticket | None,
         route: Route | None,
+        may_use: Callable[[str], bool],
     ) -> Response:
-        pool = self.upstreams.pools.get(model.name)
-        if pool is None:  # removed by a config reload a moment ago
+        if model.name not in self.upstreams.pools:  # removed by a config reload a moment ago
             raise ModelNotFoundError(f"The model '{model.name}' is no longer served", param="model")
         started = time.perf_counter()
         in_flight = self.metrics.in_flight.labels(model.name)
         in_flight.inc()
         watch = DisconnectWatch(request.receive)
+        asked = model
         try:
-            attempt = await dispatch(
-                pool,
-                UpstreamRequest(
-                    UPSTREAM_PATH[capability],
-                    upstream_body(payload, model.upstream_model or model.name),
-                    payload.stream,
-                    request.scope["state"].get("request_id", ""),
-                ),
-                self.upstreams.retry,
+            model, attempt = await dispatch_chain(
+                self.upstreams,
                 self.metrics,
+                model,
+                payload,
+                capability,
+                request.scope["state"].get("request_id", ""),
+                may_use,
             )
         except SwitchyardError as err:
             in_flight.dec()
@@ -168,9 +178,26 @@ class Proxy:
             return Response(status_code=499)
         finally:
             watch.stop()
+        if model is not asked:  # a fallback answered: count it there, and say so
+            in_flight.dec()
+            self.metrics.in_flight.labels(model.name).inc()
+        response = self._respond(model, payload, attempt, started, ticket, route)
+        if model is not asked:
+            response.raw_headers.append((b"x-switchyard-fallback", model.name.encode()))
+        return response
+
+    def _respond(
+        self,
+        model: ModelConfig,
+        payload: Payload,
+        attempt: Attempt,
+        started: float,
+        ticket: Ticket | None,
+        route: Route | None,
+    ) -> Response:
         if payload.stream and attempt.response.status == 200:
             return self._stream(model, payload, attempt, started, ticket, route)
-        in_flight.dec()
+        self.metrics.in_flight.labels(model.name).dec()
         resp = attempt.response
         attempt.finish()
         self._record(

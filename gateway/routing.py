@@ -40,16 +40,21 @@ _HEADERS = {
     "cost_weight": "x-switchyard-cost-weight",
     "models": "x-switchyard-models",
     "max_price_per_mtok": "x-switchyard-max-price",
+    "latency_weight": "x-switchyard-latency-weight",
+    "max_ttft_ms": "x-switchyard-max-ttft-ms",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingOptions:
-    """What one caller asks of the router: a cost weight, a subset of models, a price cap."""
+    """What one caller asks of the router: a cost weight, a subset of models, a price cap,
+    a latency weight (quality points per second of expected wait) and a latency target."""
 
     cost_weight: float | None = None
     models: tuple[str, ...] | None = None
     max_price_per_mtok: float | None = None
+    latency_weight: float | None = None
+    max_ttft_ms: float | None = None
 
 
 def _number(value: Any, name: str) -> float:
@@ -89,12 +94,9 @@ def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> Routin
             param=OPTIONS_FIELD,
         )
     raw = {k: given[k] if k in given else headers.get(h) for k, h in _HEADERS.items()}
-    lam, models, cap = raw["cost_weight"], raw["models"], raw["max_price_per_mtok"]
-    return RoutingOptions(
-        cost_weight=None if lam is None else _number(lam, "cost_weight"),
-        models=None if models is None else _models(models),
-        max_price_per_mtok=None if cap is None else _number(cap, "max_price_per_mtok"),
-    )
+    models = raw.pop("models")
+    numbers = {k: None if v is None else _number(v, k) for k, v in raw.items()}
+    return RoutingOptions(models=None if models is None else _models(models), **numbers)
 
 
 @dataclass(slots=True)
@@ -119,6 +121,7 @@ class _Job:
     cost_weight: float
     allowed: frozenset[str]
     future: asyncio.Future[_Chosen]
+    penalty: dict[str, float]  # μ · expected wait, quality points, per allowed model
 
 
 class RouterService:
@@ -234,15 +237,26 @@ class RouterService:
         return math.inf if config is None else config.price_output_per_mtok
 
     async def decide(
-        self, name: str, text: str, options: RoutingOptions, allowed: frozenset[str]
+        self,
+        name: str,
+        text: str,
+        options: RoutingOptions,
+        allowed: frozenset[str],
+        delays: Mapping[str, float] | None = None,
     ) -> Route:
-        """Queue one decision, await its batch, and register it as pending."""
+        """Queue one decision, await its batch, and register it as pending.
+
+        ``delays``: expected wait (s) on each allowed model's best replica, read by the
+        caller on the event loop; the decision subtracts ``latency_weight`` times it."""
         started = time.perf_counter()
         router = self._routers[name]
         lam = router.cost_weight if options.cost_weight is None else options.cost_weight
+        mu = router.config.latency_weight
+        mu = mu if options.latency_weight is None else options.latency_weight
+        penalty = {m: mu * d for m, d in (delays or {}).items() if math.isfinite(d) and d > 0}
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Chosen] = loop.create_future()
-        self._queue.append(_Job(router, text, lam, allowed, future))
+        self._queue.append(_Job(router, text, lam, allowed, future, penalty))
         if len(self._queue) >= self.settings.routing.max_batch:
             self._flush()
         elif self._timer is None:
@@ -331,12 +345,17 @@ class RouterService:
         offline: dict[str, float],
         context: tuple[float, ...] | None,
     ) -> _Chosen | Exception:
+        import numpy as np
+
         from routers.policy import Constraints, NoModelAllowedError, decide
 
         pipe = job.router.pipeline
+        penalty = np.array([job.penalty.get(m, 0.0) for m in pipe.models]) if job.penalty else None
         try:
             constraints = Constraints(allowed=job.allowed)
-            decision = decide(pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices)
+            decision = decide(
+                pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices, penalty
+            )
         except NoModelAllowedError as err:
             return InvalidRequestError(str(err), param="models")
         except ValueError as err:

@@ -40,6 +40,12 @@ class EndpointConfig(_Strict):
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the bearer token."
     )
+    weight: float = Field(
+        default=1.0, ge=0, description="Share of traffic relative to the others (0 drains it)."
+    )
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="Its vLLM --max-num-seqs, when /metrics does not say."
+    )
 
     @property
     def base_url(self) -> str:
@@ -59,6 +65,9 @@ class ModelConfig(_Strict):
     )
     capabilities: tuple[Capability, ...] = (Capability.chat, Capability.completions)
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
+    fallbacks: tuple[str, ...] = Field(
+        default=(), description="Models tried in order when no endpoint of this one answers."
+    )
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (
@@ -76,8 +85,14 @@ class ServerConfig(_Strict):
     access_log: bool = False
 
 
+class Balancer(StrEnum):
+    switchyard = "switchyard"  # expected delay from engine metrics, power of two choices
+    least_in_flight = "least_in_flight"
+    round_robin = "round_robin"
+
+
 class UpstreamConfig(_Strict):
-    """How the gateway talks to backends: timeouts, retries and the breaker."""
+    """How the gateway talks to backends: timeouts, retries, the breaker, replica choice."""
 
     connect_timeout_s: float = Field(default=3.0, gt=0)
     first_byte_timeout_s: float = Field(
@@ -89,6 +104,31 @@ class UpstreamConfig(_Strict):
     pool_size: int = Field(default=1024, ge=1, description="Open connections per process.")
     breaker_failures: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="Open time before a probe.")
+    endpoint_retry_ratio: float = Field(
+        default=0.2, ge=0, description="Retries sent to an endpoint, as a share of its requests."
+    )
+    endpoint_retry_reserve: float = Field(
+        default=10.0, ge=0, description="Retries an endpoint may take beyond that share (burst)."
+    )
+    balancer: Balancer = Field(
+        default=Balancer.switchyard, description="How a replica of a model is chosen."
+    )
+    scrape_interval_s: float = Field(
+        default=1.0, ge=0, description="How often endpoints' vLLM /metrics are read (0: never)."
+    )
+    replica_choices: int = Field(
+        default=3, ge=1, description="Replicas sampled per pick; the least expected wait wins."
+    )
+    prefix_affinity: bool = Field(
+        default=False, description="Send requests sharing a prompt prefix to the same replica."
+    )
+    affinity_prefix_chars: int = Field(
+        default=1024, ge=1, description="Prompt characters keyed on without a system prompt."
+    )
+    max_queue_delay_s: float = Field(
+        default=30.0, gt=0, description="Expected wait beyond which requests are shed (429)."
+    )
+    seed: int | None = Field(default=None, description="Seeds replica sampling (tests).")
 
 
 class BanditConfig(_Strict):
@@ -119,6 +159,9 @@ class RouterConfig(_Strict):
         default=None, ge=0, description="Quality points per USD; default: the artifact's."
     )
     default: bool = Field(default=False, description='The router behind "model": "auto".')
+    latency_weight: float = Field(
+        default=0.1, ge=0, description="Quality points given up per second of expected wait."
+    )
     bandit: BanditConfig = BanditConfig()
 
     def artifact_models(self) -> list[str]:
@@ -203,6 +246,10 @@ class Settings(BaseSettings):
                         f"models.{i}.endpoints.{j}.api_key_env: environment variable "
                         f"{ep.api_key_env!r} is not set"
                     )
+        for i, model in enumerate(self.models):
+            bad = [f for f in model.fallbacks if f not in names or f == model.name]
+            if bad:
+                raise ValueError(f"models.{i}.fallbacks: unknown or self: {', '.join(bad)}")
         unknown = [m for k in self.auth.keys for m in k.models if m not in names]
         unknown += [m for m in self.auth.model_limits if m not in names]
         if unknown:

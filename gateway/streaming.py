@@ -124,7 +124,7 @@ class PassThroughStream(Response):
             self._attempt.response.abort()
         finally:
             watch.stop()
-            self._attempt.finish(ok=status != "upstream_error")
+            self._attempt.finish(ok=status != "upstream_error", served=status == "200")
             self._on_done(status, self._tap.usage)
 
     async def _pump(self, send: Send) -> str:

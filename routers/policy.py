@@ -1,10 +1,12 @@
-"""The cost-aware choice: ``argmax_j quality_j − λ · cost_j`` under constraints.
+"""The cost-aware choice: ``argmax_j quality_j − λ · cost_j − penalty_j`` under constraints.
 
 ``quality`` is a predicted score in [0, 1] (share of answers judged correct), ``cost`` is the
 expected USD of the call, so λ is "quality points given up per dollar". Ties go to the cheaper
-model. ``calibrate_lambda`` turns a target a user can reason about — a budget in USD per
-1,000 requests, or the share of calls the strongest model may take — into λ, measured on a
-sample of prompts."""
+model. ``load_penalty`` (optional, quality points) is how the gateway makes the decision
+load-aware: ``μ · expected_delay`` of each model's best replica, so a saturated cheap model
+loses to the next best one. ``calibrate_lambda`` turns a target a user can reason about —
+a budget in USD per 1,000 requests, or the share of calls the strongest model may take —
+into λ, measured on a sample of prompts."""
 
 from __future__ import annotations
 
@@ -64,13 +66,23 @@ class Decision:
 
 
 def utilities(
-    quality: FloatArray, cost: FloatArray, lam: float, allowed: npt.NDArray[np.bool_] | None = None
+    quality: FloatArray,
+    cost: FloatArray,
+    lam: float,
+    allowed: npt.NDArray[np.bool_] | None = None,
+    load_penalty: FloatArray | None = None,
 ) -> FloatArray:
-    """quality − λ·cost, with a tiny cost tie-break; −inf where not allowed."""
+    """quality − λ·cost − load_penalty, with a tiny cost tie-break; −inf where not allowed.
+
+    ``load_penalty``: (n, m) or (m,) quality points, finite and ≥ 0."""
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"cost weight must be a finite number ≥ 0, got {lam}")
     scale = max(float(np.abs(cost).max(initial=0.0)), 1e-12)
     u = quality - lam * cost - 1e-9 * cost / scale
+    if load_penalty is not None:
+        if not (np.isfinite(load_penalty).all() and (load_penalty >= 0).all()):
+            raise ValueError("load penalties must be finite numbers ≥ 0")
+        u = u - load_penalty
     if allowed is not None:
         if not allowed.any(axis=1).all():
             raise NoModelAllowedError("the constraints exclude every model for some prompt")
@@ -92,10 +104,11 @@ def decide(
     lam: float,
     constraints: Constraints | None = None,
     prices: Mapping[str, tuple[float, float]] | None = None,
+    load_penalty: FloatArray | None = None,
 ) -> list[Decision]:
     """A full Decision per prompt (``prices`` for a list-price constraint)."""
     allowed = None if constraints is None else constraints.mask(models, cost, prices)
-    u = utilities(quality, cost, lam, allowed)
+    u = utilities(quality, cost, lam, allowed, load_penalty)
     decisions = []
     for i in range(quality.shape[0]):
         order = np.argsort(-u[i], kind="stable")

@@ -135,7 +135,10 @@ def test_requests_are_retried_on_a_second_endpoint_when_the_first_is_down(
 ) -> None:
     dead, healthy = dead_url(), simulator("m").base_url
     # A breaker that never opens here, so every turn of the round robin meets the dead one.
-    gw = gateway([model_entry("m", dead, healthy)], upstream={"breaker_failures": 100})
+    gw = gateway(
+        [model_entry("m", dead, healthy)],
+        upstream={"breaker_failures": 100, "balancer": "round_robin"},
+    )
     client = sdk(gw)
 
     for _ in range(6):
@@ -154,7 +157,10 @@ def test_requests_are_retried_on_a_second_endpoint_when_the_first_answers_500(
 ) -> None:
     failing = simulator("m", error_rate=1.0).base_url
     healthy = simulator("m").base_url
-    gw = gateway([model_entry("m", failing, healthy)], upstream={"breaker_failures": 100})
+    gw = gateway(
+        [model_entry("m", failing, healthy)],
+        upstream={"breaker_failures": 100, "balancer": "round_robin"},
+    )
     client = sdk(gw)
 
     for _ in range(6):
@@ -173,7 +179,10 @@ def test_a_stream_is_not_retried_after_the_first_byte_and_ends_with_an_error_eve
 ) -> None:
     dropping = simulator("m", drop_rate=1.0, drop_after_chunks=2)
     healthy = simulator("m")
-    gw = gateway([model_entry("m", dropping.base_url, healthy.base_url)], upstream=FAST_UPSTREAM)
+    gw = gateway(
+        [model_entry("m", dropping.base_url, healthy.base_url)],
+        upstream=FAST_UPSTREAM | {"balancer": "round_robin"},
+    )
     client = sdk(gw)
 
     # A fresh pool's round robin starts on its first endpoint: the one that drops.
@@ -366,39 +375,49 @@ def test_a_half_open_probe_abandoned_by_its_client_does_not_wedge_the_breaker(
     assert breaker_state(gw, sim.base_url) == 0
 
 
-def test_an_upstream_429_reaches_the_client_with_its_retry_after(
+def test_an_upstream_429_reaches_the_client_and_its_retry_after_pauses_the_endpoint(
     simulator: Callable[..., Simulator],
     gateway: Callable[..., Gateway],
     sdk: Callable[[Gateway], openai.OpenAI],
 ) -> None:
-    sim = simulator("m", error_rate=1.0, error_status=429)
+    sim = simulator("m", error_rate=1.0, error_status=429)  # answers Retry-After: 1
     gw = gateway([model_entry("m", sim.base_url)], upstream=FAST_UPSTREAM)
     client = sdk(gw)
 
-    for _ in range(FAST_UPSTREAM["breaker_failures"]):  # a busy backend is not a broken one
-        chat_error(client)
-    assert breaker_state(gw, sim.base_url) == 0
     err = chat_error(client)
     assert isinstance(err, openai.RateLimitError)
     assert_openai_error(err, 429, "upstream_rate_limited")
     assert err.response.json()["error"]["type"] == "rate_limit_error"
     assert err.response.headers["retry-after"] == "1"  # the backend's, passed on
-    assert upstream_errors(gw, sim.base_url, "upstream_rate_limited") == 3
+    # Within that second the endpoint is not asked again: the gateway answers for it.
+    for _ in range(FAST_UPSTREAM["breaker_failures"]):
+        err = chat_error(client)
+        assert_openai_error(err, 429, "model_overloaded")
+        assert err.response.headers["retry-after"] == "1"
+    assert breaker_state(gw, sim.base_url) == 0  # a busy backend is not a broken one
+    assert upstream_errors(gw, sim.base_url, "upstream_rate_limited") == 1
     assert finished(gw, "-", "429") == 3
+    time.sleep(1.05)  # the pause is over: the endpoint is asked again
+    assert_openai_error(chat_error(client), 429, "upstream_rate_limited")
+    assert upstream_errors(gw, sim.base_url, "upstream_rate_limited") == 2
 
 
-def test_an_upstream_429_is_retried_on_another_endpoint(
+def test_an_upstream_429_is_retried_on_another_endpoint_which_then_takes_the_traffic(
     simulator: Callable[..., Simulator],
     gateway: Callable[..., Gateway],
     sdk: Callable[[Gateway], openai.OpenAI],
 ) -> None:
     limited = simulator("m", error_rate=1.0, error_status=429).base_url
     healthy = simulator("m").base_url
-    gw = gateway([model_entry("m", limited, healthy)], upstream={"breaker_failures": 100})
+    gw = gateway(
+        [model_entry("m", limited, healthy)],
+        upstream={"breaker_failures": 100, "balancer": "round_robin"},
+    )
     client = sdk(gw)
 
     for _ in range(4):
         chat(client)
-    moved = retries(gw, healthy)
-    assert moved >= 2
-    assert upstream_errors(gw, limited, "upstream_rate_limited") == moved
+    # Round robin starts on the limited endpoint; its Retry-After keeps it out afterwards.
+    assert retries(gw, healthy) == 1
+    assert upstream_errors(gw, limited, "upstream_rate_limited") == 1
+    assert finished(gw, healthy, "200") == 4

@@ -226,3 +226,20 @@ def test_list_price_ceiling_keeps_only_models_priced_at_or_below_it() -> None:
     prices = {"a": (1.0, 2.0), "b": (5.0, 15.0)}
     mask = Constraints(max_price_per_mtok=2.0).mask(["a", "b", "c"], np.zeros((1, 3)), prices)
     assert mask.tolist() == [[True, False, False]]  # "c" has no known price
+
+
+def test_a_load_penalty_moves_the_choice_off_a_saturated_model_to_the_next_best() -> None:
+    q, c = QUALITY[:1], COST[:1]
+    assert decide(MODELS, q, c, 0.0)[0].model == "big"
+    # "big" queues for 5 s at 0.1 quality points per second: "mid" (0.7) beats 0.9 - 0.5.
+    penalty = 0.1 * np.array([5.0, 0.2, 0.0])
+    decision = decide(MODELS, q, c, 0.0, load_penalty=penalty)[0]
+    assert decision.model == "mid"
+    assert decision.ranking == ["mid", "small", "big"]
+    assert decision.utility["big"] == pytest.approx(0.9 - 0.5, abs=1e-6)
+
+
+def test_load_penalties_must_be_finite_and_not_negative() -> None:
+    for bad in (np.array([math.inf, 0.0, 0.0]), np.array([-0.1, 0.0, 0.0])):
+        with pytest.raises(ValueError, match="load penalties"):
+            utilities(QUALITY[:1], COST[:1], 0.0, load_penalty=bad)

@@ -1,0 +1,185 @@
+"""Load-aware replicas end to end: real simulators, real scraping, the gateway on real
+sockets. A replica whose engine queues gets no traffic, a saturated model is shed with 429 and
+Retry-After or falls back to another model before the first byte, and retries respect each
+endpoint's retry budget."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from backends.engine_state import EngineSnapshot
+from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.hold import held_streams
+from tests.support.servers import free_port
+
+CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2}
+SCRAPE: dict[str, Any] = {"scrape_interval_s": 0.1, "seed": 3}
+
+
+def scraped(gw: Gateway, url: str) -> EngineSnapshot | None:
+    """The gateway's latest fresh snapshot of the endpoint at ``url``."""
+    scraper = gw.server.app.state.upstreams.scraper
+    return None if scraper is None else scraper.snapshot(url)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
+        time.sleep(0.02)
+
+
+def queue_of(gw: Gateway, url: str, waiting: int) -> Callable[[], bool]:
+    def seen() -> bool:
+        snap = scraped(gw, url)
+        return snap is not None and snap.waiting >= waiting
+
+    return seen
+
+
+def served(gw: Gateway, model: str, endpoint: str) -> float:
+    return gw.metric("switchyard_requests_total", model=model, endpoint=endpoint, status="200")
+
+
+def test_a_replica_whose_engine_queues_gets_no_new_requests(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    busy = simulator("m", preset="slow", max_num_seqs=1)
+    idle = simulator("m", preset="fast")
+    gw = gateway([model_entry("m", busy.base_url, idle.base_url)], upstream=SCRAPE)
+    with held_streams(busy.base_url, "m", 3):  # one running, two waiting, straight to it
+        wait_for(queue_of(gw, busy.base_url, 2))
+        for _ in range(12):
+            assert gw.client.post("/v1/chat/completions", json={"model": "m", **CHAT}).is_success
+    assert served(gw, "m", idle.base_url) == 12
+    assert served(gw, "m", busy.base_url) == 0
+
+
+def test_a_saturated_model_is_shed_with_429_and_retry_after(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    sim = simulator("m", preset="slow", max_num_seqs=1)
+    upstream = SCRAPE | {"max_queue_delay_s": 1.0}
+    gw = gateway([model_entry("m", sim.base_url)], upstream=upstream)
+    with held_streams(sim.base_url, "m", 3):
+        wait_for(queue_of(gw, sim.base_url, 2))
+        resp = gw.client.post("/v1/chat/completions", json={"model": "m", **CHAT})
+    assert resp.status_code == 429
+    assert resp.json()["error"]["code"] == "model_overloaded"
+    assert resp.json()["error"]["type"] == "rate_limit_error"
+    assert int(resp.headers["retry-after"]) >= 1
+    assert gw.metric("switchyard_shed_total", model="m") == 1
+    assert sim.metric("vllm:request_success_total") == 0  # it never reached the backend
+
+
+def test_a_saturated_or_dead_model_falls_back_to_the_next_before_the_first_byte(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    slow = simulator("m", preset="slow", max_num_seqs=1)
+    backup = simulator("backup")
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    models = [
+        model_entry("m", slow.base_url, fallbacks=["backup"]),
+        model_entry("gone", dead, fallbacks=["backup"]),
+        model_entry("backup", backup.base_url),
+    ]
+    gw = gateway(models, upstream=SCRAPE | {"max_queue_delay_s": 1.0})
+    for stream in (False, True):
+        resp = gw.client.post(
+            "/v1/chat/completions", json={"model": "gone", "stream": stream, **CHAT}
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-switchyard-fallback"] == "backup"
+    with held_streams(slow.base_url, "m", 3):
+        wait_for(queue_of(gw, slow.base_url, 2))
+        resp = gw.client.post("/v1/chat/completions", json={"model": "m", **CHAT})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-switchyard-fallback"] == "backup"
+    assert resp.json()["model"] == "backup"
+    assert gw.metric("switchyard_fallbacks_total", model="gone", fallback="backup") == 2
+    assert gw.metric("switchyard_fallbacks_total", model="m", fallback="backup") == 1
+
+
+def test_fallbacks_must_name_other_configured_models(
+    gateway: Callable[..., Gateway],
+) -> None:
+    from gateway.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="fallbacks"):
+        gateway([model_entry("m", "http://127.0.0.1:1/v1", fallbacks=["nope"])])
+
+
+def test_retries_to_an_endpoint_stop_when_its_retry_budget_is_spent(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    failing = simulator("m", error_rate=1.0).base_url
+    healthy = simulator("m").base_url
+    upstream = {
+        "balancer": "round_robin",
+        "breaker_failures": 100,
+        "endpoint_retry_ratio": 0.0,
+        "endpoint_retry_reserve": 1.0,
+    }
+    gw = gateway([model_entry("m", failing, healthy)], upstream=upstream)
+    post = {"model": "m", **CHAT}
+    # Each pick takes the next turn, retries included: failing, healthy (the retry), failing.
+    assert gw.client.post("/v1/chat/completions", json=post).status_code == 200
+    # The healthy endpoint's budget is spent, so this retry does not go there...
+    assert gw.client.post("/v1/chat/completions", json=post).status_code == 502
+    # ...while first attempts are never limited by it.
+    assert gw.client.post("/v1/chat/completions", json=post).status_code == 200
+    assert gw.metric("switchyard_retries_total", model="m", endpoint=healthy) == 1
+    assert served(gw, "m", healthy) == 2
+
+
+def test_scraping_runs_only_when_an_interval_is_set(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    sim = simulator("m")
+    off = gateway([model_entry("m", sim.base_url)], upstream={"scrape_interval_s": 0})
+    assert off.server.app.state.upstreams.scraper is None
+    on = gateway([model_entry("m", sim.base_url)], upstream=SCRAPE)
+    wait_for(lambda: scraped(on, sim.base_url) is not None)
+    assert on.client.post("/v1/chat/completions", json={"model": "m", **CHAT}).is_success
+
+
+def test_a_stream_whose_first_token_is_late_times_out_although_its_headers_came(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    sim = simulator("m", preset="slow", max_num_seqs=1)  # sends headers, then waits its turn
+    upstream = {"scrape_interval_s": 0, "first_byte_timeout_s": 0.3}
+    gw = gateway([model_entry("m", sim.base_url)], upstream=upstream)
+    with held_streams(sim.base_url, "m", 1):
+        wait_for(lambda: sim.metric("vllm:num_requests_running") == 1)
+        started = time.monotonic()
+        resp = gw.client.post("/v1/chat/completions", json={"model": "m", "stream": True, **CHAT})
+        took = time.monotonic() - started
+    assert resp.status_code == 504
+    assert resp.json()["error"]["code"] == "upstream_timeout"
+    assert 0.3 <= took < 2.0
+
+
+def test_requests_sharing_a_system_prompt_share_an_affinity_key() -> None:
+    from gateway.load import affinity_for
+    from gateway.settings import Capability
+
+    def chat(system: str, user: str) -> dict[str, Any]:
+        return {
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        }
+
+    key = affinity_for(chat("You are terse.", "a"), Capability.chat, 1024)
+    assert key is not None
+    assert affinity_for(chat("You are terse.", "b"), Capability.chat, 1024) == key
+    assert affinity_for(chat("You are verbose.", "a"), Capability.chat, 1024) != key
+    # Without a system prompt, the prompt's first characters are the key.
+    long = {"prompt": "x" * 50 + "tail one"}
+    other = {"prompt": "x" * 50 + "tail two"}
+    assert affinity_for(long, Capability.completions, 50) == affinity_for(
+        other, Capability.completions, 50
+    )
+    assert affinity_for({"input": "e"}, Capability.embeddings, 50) is None
