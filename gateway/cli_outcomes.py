@@ -17,17 +17,13 @@ from typing import IO, Annotated, Any
 import orjson
 import typer
 
+from gateway.cli_routers import _fail
 from gateway.settings import SettingsError, load_settings
 
 outcomes_app = typer.Typer(
     help="Outcome records of routed requests.", no_args_is_help=True, add_completion=False
 )
 CHUNK = 1000
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def stream_entries(url: str, prefix: str, kind: str, limit: int | None) -> Iterator[dict[str, Any]]:

@@ -75,13 +75,7 @@ def simulators(models: tuple[DemoModel, ...]) -> Iterator[dict[str, int]]:
             _wait_for(port, proc)
         yield ports
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_all(procs)
 
 
 def demo_settings(
@@ -170,13 +164,17 @@ def plan_simulators(plan_dir: Path, work: Path) -> Iterator[list[tuple[dict[str,
             _wait_for(port, proc)
         yield started
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_all(procs)
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def plan_settings(host: str, port: int, started: list[tuple[dict[str, Any], int]]) -> Settings:

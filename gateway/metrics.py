@@ -69,6 +69,15 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "switchyard_in_flight_requests", "Requests being served.", ["model"],
+            registry=registry,
+        )  # fmt: skip
+        self._add_load_metrics(registry)
+        self._add_tenancy_metrics(registry)
+        self._add_routing_metrics(registry)
+
+    def _add_load_metrics(self, registry: CollectorRegistry) -> None:
         self.fallbacks = Counter(
             "switchyard_fallbacks",
             "Requests served by a fallback model because their own model could not serve them.",
@@ -88,12 +97,6 @@ class GatewayMetrics:
             buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
-        self.in_flight = Gauge(
-            "switchyard_in_flight_requests", "Requests being served.", ["model"],
-            registry=registry,
-        )  # fmt: skip
-        self._add_tenancy_metrics(registry)
-        self._add_routing_metrics(registry)
 
     def _add_routing_metrics(self, registry: CollectorRegistry) -> None:
         self.routed = Counter(

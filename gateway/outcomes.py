@@ -66,11 +66,15 @@ class Decided:
     context: tuple[float, ...] | None
 
     @classmethod
-    def of(cls, route: Route, cost_usd: float | None = None) -> Decided:
-        predicted = route.cost.get(route.model, 0.0)
-        prior = route.quality.get(route.model, 0.0) - route.cost_weight * predicted
+    def of(cls, route: Route, cost_usd: float | None = None, served: str | None = None) -> Decided:
+        """``served``: the model that answered, when a fallback stood in for the chosen one;
+        feedback is then about it (and teaches the bandit only if it was a candidate)."""
+        model = route.model if served is None else served
+        predicted = route.cost.get(model, 0.0)
+        prior = route.quality.get(model, 0.0) - route.cost_weight * predicted
         cost = predicted if cost_usd is None else cost_usd
-        return cls(route.router, route.model, route.cost_weight, cost, prior, route.context)
+        context = route.context if model in route.quality else None
+        return cls(route.router, model, route.cost_weight, cost, prior, context)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +130,7 @@ class OutcomeLog:
             self._decided.pop(gone, None)
         self.records.append(record)
         self._by_id[record.decision_id] = record
-        decided = Decided.of(route, record.cost_usd)
+        decided = Decided.of(route, record.cost_usd, record.model)
         self._decided[record.decision_id] = decided
         return decided
 

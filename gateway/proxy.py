@@ -82,7 +82,7 @@ class Proxy:
             ticket = await self.guard.admit(key, model, payload.data)
         except SwitchyardError as err:
             if route is not None:
-                self._outcome(route, "-", str(err.status), None, None)
+                self._outcome(route, route.model, "-", str(err.status), None, None)
             raise
         may_use = key.allows if key is not None else _any
         response = await self._forward(request, model, payload, capability, ticket, route, may_use)
@@ -224,7 +224,7 @@ class Proxy:
             spent = self._settle(model, usage, ticket)
             if route is not None:
                 ttft = first - route.started
-                self._outcome(route, attempt.endpoint.name, status, spent, ttft)
+                self._outcome(route, model.name, attempt.endpoint.name, status, spent, ttft)
 
         return PassThroughStream(attempt, UsageTap(drop=not payload.wants_usage), on_done)
 
@@ -247,7 +247,7 @@ class Proxy:
                 usage = None
         spent = self._settle(model, usage if isinstance(usage, dict) else None, ticket)
         if route is not None:
-            self._outcome(route, endpoint, status, spent, None)
+            self._outcome(route, model.name, endpoint, status, spent, None)
 
     def _count(self, model: ModelConfig, endpoint: str, status: str, started: float) -> None:
         self.metrics.requests.labels(model.name, endpoint, status).inc()
@@ -274,12 +274,14 @@ class Proxy:
     def _outcome(
         self,
         route: Route,
+        served: str,
         endpoint: str,
         status: str,
         spent: tuple[int, int, float] | None,
         ttft: float | None,
     ) -> None:
-        """The routed request is done: its outcome record goes into the log."""
+        """The routed request is done: its outcome record goes into the log. ``served`` is
+        the model that answered (a fallback of the chosen one, if that could not)."""
         assert self.routing is not None
         prompt, completion, cost = spent if spent is not None else (0, 0, None)
         self.routing.finish(
@@ -290,7 +292,7 @@ class Proxy:
                 candidates={
                     m: {"quality": q, "cost": route.cost[m]} for m, q in route.quality.items()
                 },
-                model=route.model,
+                model=served,
                 endpoint=endpoint,
                 status=status,
                 prompt_tokens=prompt,

@@ -25,7 +25,8 @@ def route(url: str, **options: Any) -> tuple[str, str]:
         body["switchyard"] = options
     resp = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
     assert resp.status_code == 200, resp.text
-    assert resp.json()["model"] == resp.headers["x-switchyard-model"]
+    served = resp.headers.get("x-switchyard-fallback", resp.headers["x-switchyard-model"])
+    assert resp.json()["model"] == served  # the router's choice, unless a fallback answered
     return resp.headers["x-switchyard-model"], resp.headers["x-switchyard-decision-id"]
 
 
