@@ -61,12 +61,15 @@ default-router: $(DEV_STAMP)  ## rebuild data/default-router from the RouterBenc
 	$(BIN)/switchyard train --router default --data routing/routerbench \
 	  --prices data/routerbench-prices.yaml --budget-per-1k 1.0 --out data/default-router
 
-bench-more: $(BENCH_STAMP)  ## HTTP clients, memory soak, GC probe, limits, routing (~35 min)
+bench-more: $(BENCH_STAMP)  ## clients, soak, GC, limits, routing, replicas, planner (~50 min)
 	$(BIN)/python bench/client_variants.py --compare
 	$(BIN)/python bench/soak.py
 	$(BIN)/python bench/gc_probe.py
 	$(BIN)/python bench/limits_bench.py --reps 8
 	$(BIN)/python bench/routed_bench.py --redis
+	$(BIN)/python bench/replica_bench_load.py
+	$(BIN)/python bench/scrape_bench.py
+	$(BIN)/python bench/plan_bench.py all --repeats 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
