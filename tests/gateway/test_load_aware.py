@@ -183,3 +183,26 @@ def test_requests_sharing_a_system_prompt_share_an_affinity_key() -> None:
         other, Capability.completions, 50
     )
     assert affinity_for({"input": "e"}, Capability.embeddings, 50) is None
+
+
+def test_prefix_affinity_keeps_a_shared_system_prompt_on_one_replica(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    replicas = [simulator("m") for _ in range(3)]
+    urls = [r.base_url for r in replicas]
+    upstream = {**SCRAPE, "prefix_affinity": True}
+    gw = gateway([model_entry("m", *urls)], upstream=upstream)
+
+    def send(system: str, n: int) -> None:
+        for i in range(n):
+            messages = [{"role": "system", "content": system},
+                        {"role": "user", "content": f"question {i}"}]  # fmt: skip
+            body = {"model": "m", "messages": messages, "max_tokens": 2}
+            assert gw.client.post("/v1/chat/completions", json=body).is_success
+
+    send("You are a terse assistant for the billing team.", 10)
+    counts = [served(gw, "m", url) for url in urls]
+    assert sorted(counts) == [0, 0, 10]  # one replica took them all (one at a time: no load)
+    for k in range(6):  # other system prompts have other homes
+        send(f"You are assistant number {k}.", 2)
+    assert sum(served(gw, "m", url) > 0 for url in urls) >= 2
