@@ -11,10 +11,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from backends.errors import MalformedJSONError, NotFoundError, StateStoreUnavailableError
-from gateway.online.store import StateUnavailableError
 from gateway.outcomes import Feedback, parse_feedback
 from gateway.routing import RouterService
 from gateway.tenancy.guard import Guard
+from gateway.tenancy.store import StoreUnavailableError
 
 MAX_FEEDBACK_BYTES = 16 * 1024
 
@@ -75,7 +75,7 @@ async def give_feedback(routing: RouterService, body: object) -> Feedback:
     if decided is None:
         try:
             decided = await routing.shared.lookup(decision_id)
-        except StateUnavailableError:
+        except StoreUnavailableError:
             raise StateStoreUnavailableError(
                 "the decision is not known to this replica and the state store is unavailable; "
                 "try again"
@@ -85,7 +85,7 @@ async def give_feedback(routing: RouterService, body: object) -> Feedback:
     answer = Feedback(decision_id, score, score - decided.cost_weight * decided.cost)
     try:
         answer, first = await routing.shared.claim(answer)
-    except StateUnavailableError:
+    except StoreUnavailableError:
         first = True  # Redis is away: this replica's memory keeps it idempotent meanwhile
     if (given := outcomes.given(decision_id)) is not None:
         return given  # the same feedback, given twice at once

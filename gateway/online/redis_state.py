@@ -38,11 +38,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import WatchError
 
 from gateway.metrics import GatewayMetrics
-from gateway.online.store import Bandits, StateUnavailableError
+from gateway.online.store import Bandits
 from gateway.outcomes import Decided, Feedback, OutcomeRecord
 from gateway.settings import RoutingConfig
 from gateway.tenancy.config import StateConfig
 from gateway.tenancy.redis_store import UNAVAILABLE
+from gateway.tenancy.store import StoreUnavailableError
 from routers.online.stats import ArmStats, Observation, fold
 
 log = logging.getLogger("switchyard.state")
@@ -175,7 +176,7 @@ class RedisState:
             return await op(self._client)
         except UNAVAILABLE as err:
             self._metrics.store_errors.inc()
-            raise StateUnavailableError(f"redis unavailable: {err}") from err
+            raise StoreUnavailableError(f"redis unavailable: {err}") from err
 
     async def lookup(self, decision_id: str) -> Decided | None:
         raw = await self._call(lambda r: r.get(self.decision_key(decision_id)))

@@ -16,10 +16,6 @@ if TYPE_CHECKING:  # numpy stays unimported until a router starts
     from routers.online.stats import ArmStats, Observation
 
 
-class StateUnavailableError(Exception):
-    """The shared store cannot answer now (Redis unreachable, too slow, full)."""
-
-
 class Bandits(Protocol):
     """The replica's bandits as a shared store sees them (calls hop to the router thread)."""
 
@@ -47,7 +43,7 @@ class SharedState(Protocol):
         """Feedback accepted here, for the record (never blocks)."""
 
     async def lookup(self, decision_id: str) -> Decided | None:
-        """A decision made by another replica (StateUnavailableError when unreachable)."""
+        """A decision made by another replica (``StoreUnavailableError`` when unreachable)."""
 
     async def claim(self, answer: Feedback) -> tuple[Feedback, bool]:
         """The first feedback given for this decision on any replica, and whether it is

@@ -16,13 +16,28 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from gateway.metrics import GatewayMetrics
 from tests.routers.conftest import embedder_cache
 from tests.support.servers import free_port
 
-__all__ = ["PrometheusServer", "embedder_cache", "prometheus"]
+__all__ = ["PrometheusServer", "embedder_cache", "gateway_series", "prometheus"]
 
 INTERVAL = "1s"
+
+
+def gateway_series() -> set[str]:
+    """Every series name the gateway can expose, as Prometheus scrapes it."""
+    metrics = GatewayMetrics(CollectorRegistry())
+    metrics.watch_breakers(dict)
+    metrics.watch_bandits(dict)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for family in metrics.registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
 
 
 class PrometheusServer:

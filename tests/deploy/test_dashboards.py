@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy import rules
 from deploy.dashboards.build import BOARDS, DASHBOARDS_DIR, main, queries, render
 from deploy.dashboards.style import DATASOURCE, GRID_COLUMNS, Dashboard, Panel
-from gateway.metrics import GatewayMetrics
 from tests.conftest import Simulator
+from tests.deploy.conftest import gateway_series
 from tests.deploy.test_rules import promtool
 from tests.helm.chart import find, objects, scenario
 
@@ -59,18 +58,6 @@ def series_read(expr: str) -> set[str]:
         name
         for name in _NAME.findall(bare)
         if name.lower() not in PROMQL_WORDS and not re.fullmatch(r"[0-9.e]+", name)
-    }
-
-
-def gateway_series() -> set[str]:
-    metrics = GatewayMetrics(CollectorRegistry())
-    metrics.watch_breakers(dict)
-    metrics.watch_bandits(dict)
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
-    return {
-        family.name + suffix
-        for family in metrics.registry.collect()
-        for suffix in suffixes.get(family.type, ("",))
     }
 
 

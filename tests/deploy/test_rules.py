@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from deploy import rules
-from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics
+from gateway.metrics import LATENCY_BUCKETS
+from tests.deploy.conftest import gateway_series
 from tests.helm.chart import objects, one, scenario
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
@@ -85,21 +85,8 @@ def test_ttft_slo_threshold_is_a_bucket_bound_of_the_gateway_histogram() -> None
     assert rules.RulesConfig().ttft_slo_s in LATENCY_BUCKETS
 
 
-def _exported_series() -> set[str]:
-    """Every series name the gateway can expose, as Prometheus scrapes it."""
-    metrics = GatewayMetrics(CollectorRegistry())
-    metrics.watch_breakers(dict)
-    metrics.watch_bandits(dict)
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
-    return {
-        family.name + suffix
-        for family in metrics.registry.collect()
-        for suffix in suffixes.get(family.type, ("",))
-    }
-
-
 def test_rules_read_only_metrics_the_gateway_exports() -> None:
-    exported = _exported_series()
+    exported = gateway_series()
     read = {
         name
         for rule in _rules()
