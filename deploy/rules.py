@@ -236,13 +236,24 @@ def availability_alerts(config: RulesConfig) -> Group:
         ),
         _alert(
             "SwitchyardStateStoreUnreachable",
-            "max by (job, instance) (switchyard_state_store_up) == 0\nand on (job, instance)\n"
+            "min by (job, instance, store) (switchyard_state_store_up) == 0\n"
+            "and on (job, instance)\n"
             "sum by (job, instance) (rate(switchyard_state_store_errors_total[5m])) > 0",
             "2m",
             "critical",
-            "Gateway {{ $labels.instance }} cannot reach its state store (Redis)",
-            "Bandit statistics and outcomes are buffered (then dropped); limits fail open or "
-            "closed as auth.fail_open says.",
+            "Gateway {{ $labels.instance }} cannot reach its {{ $labels.store }} state store "
+            "(Redis)",
+            "Tenancy: limits fail open or closed as auth.fail_open says. Routing: bandit "
+            "statistics and outcomes are buffered (then dropped).",
+        ),
+        _alert(
+            "SwitchyardAdmittingWithoutLimits",
+            "sum by (job, instance) (rate(switchyard_admitted_without_limits_total[5m])) > 0",
+            "5m",
+            "warning",
+            "Gateway {{ $labels.instance }} admits requests without checking limits",
+            "Its state store is down and auth.fail_open admits requests unchecked: rate limits "
+            "and budgets are not enforced ({{ $value | humanize }} requests/s).",
         ),
         _alert(
             "SwitchyardEngineScrapeDown",

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from backends.errors import UpstreamError
 from backends.pool import EndpointPool
+from gateway.tenancy.store import StoreHealth
 
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -134,11 +135,6 @@ class GatewayMetrics:
             "Outcome records or observations dropped because the buffer was full.",
             registry=registry,
         )
-        self.state_store_up = Gauge(
-            "switchyard_state_store_up",
-            "1 while the shared state store (Redis) answers the background writer, else 0.",
-            registry=registry,
-        )
 
     def _add_tenancy_metrics(self, registry: CollectorRegistry) -> None:
         self.spend = Counter(
@@ -158,6 +154,17 @@ class GatewayMetrics:
             "Calls to the state store (Redis) that failed.",
             registry=registry,
         )
+        self.admitted_without_limits = Counter(
+            "switchyard_admitted_without_limits",
+            "Requests admitted unchecked because the state store was down (auth.fail_open).",
+            registry=registry,
+        )
+        self._stores: dict[str, StoreHealth] = {}
+        registry.register(_StoreCollector(self._stores))
+
+    def watch_store(self, health: StoreHealth) -> None:
+        """Export ``health`` as ``switchyard_state_store_up{store}`` (replaces a namesake)."""
+        self._stores[health.store] = health
 
     def watch_breakers(self, pools: Callable[[], Mapping[str, EndpointPool]]) -> None:
         self.registry.register(_BreakerCollector(pools))
@@ -208,4 +215,21 @@ class _BanditCollector(Collector):
         )
         for router, step in self._steps().items():
             family.add_metric([router], step)
+        yield family
+
+
+class _StoreCollector(Collector):
+    def __init__(self, stores: Mapping[str, StoreHealth]) -> None:
+        self._stores = stores
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "switchyard_state_store_up",
+            "1 while the state store answers, per store (tenancy: limits, budgets and keys; "
+            "routing: outcomes and bandit statistics), as its last call or probe found it.",
+            labels=["store"],
+        )
+        for name, health in list(self._stores.items()):
+            health.refresh()  # probes an idle store, for the next scrape
+            family.add_metric([name], 1.0 if health.up else 0.0)
         yield family

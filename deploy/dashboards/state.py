@@ -11,13 +11,12 @@ UP_THRESHOLDS = ((None, "red"), (1, "green"))
 
 def replicas_connected() -> Panel:
     return stat(
-        "Replicas reaching Redis",
-        "Gateway replicas whose background writer last reached the state store, of all "
-        "replicas scraped (a replica without a state store configured counts as not reaching "
-        "it).",
+        "Replicas reaching their state stores",
+        "Gateway replicas whose every state store (tenancy; routing when routers are "
+        "configured) answered its last call, of all replicas scraped.",
         [
-            target("sum(switchyard_state_store_up)", "reaching"),
-            target("count(switchyard_state_store_up)", "replicas"),
+            target("sum(min by (instance) (switchyard_state_store_up))", "reaching"),
+            target("count(min by (instance) (switchyard_state_store_up))", "replicas"),
         ],
         "short",
         w=6,
@@ -28,8 +27,9 @@ def replicas_connected() -> Panel:
 def store_up() -> Panel:
     return timeseries(
         "State store reachable",
-        "1 while the replica's background writer reaches Redis, 0 when it does not.",
-        [target("min by (instance) (switchyard_state_store_up)", "{{instance}}")],
+        "1 while the store answers a replica, 0 when it does not; per replica and store "
+        "(tenancy: limits, budgets, keys; routing: outcomes and bandit statistics).",
+        [target("min by (instance, store) (switchyard_state_store_up)", "{{instance}} {{store}}")],
         "short",
         w=9,
         max_value=1,
@@ -48,6 +48,21 @@ def store_errors() -> Panel:
         ],
         "short",
         w=9,
+    )
+
+
+def admitted_without_limits() -> Panel:
+    return timeseries(
+        "Admitted without limits",
+        "Requests per second admitted unchecked because the state store was down and "
+        "auth.fail_open admits them (5m), by replica: rate limits and budgets are not enforced.",
+        [
+            target(
+                "sum by (instance) (rate(switchyard_admitted_without_limits_total[5m]))",
+                "{{instance}}",
+            )
+        ],
+        "reqps",
     )
 
 
@@ -128,8 +143,9 @@ def bandit_sharing() -> Panel:
 
 def board() -> Dashboard:
     panels = [
-        replicas_connected(), store_up(), store_errors(), outcomes_buffered(),
-        outcomes_dropped(), rate_limited(), spend_by_tenant(), spend_by_key(), bandit_sharing(),
+        replicas_connected(), store_up(), store_errors(), admitted_without_limits(),
+        outcomes_buffered(), outcomes_dropped(), rate_limited(), spend_by_tenant(),
+        spend_by_key(), bandit_sharing(),
     ]  # fmt: skip
     return dashboard(
         "state",

@@ -43,7 +43,7 @@ from gateway.outcomes import Decided, Feedback, OutcomeRecord
 from gateway.settings import RoutingConfig
 from gateway.tenancy.config import StateConfig
 from gateway.tenancy.redis_store import UNAVAILABLE
-from gateway.tenancy.store import StoreUnavailableError
+from gateway.tenancy.store import StoreHealth, StoreUnavailableError
 from routers.online.stats import ArmStats, Observation, fold
 
 log = logging.getLogger("switchyard.state")
@@ -102,6 +102,8 @@ class RedisState:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._down_since: float | None = None
+        self.health = StoreHealth("routing")
+        metrics.watch_store(self.health)
         self._flushed_while_down = 0
         # Per router, the last statistics read from Redis: what a Redis that lost them gets.
         self._last: dict[str, tuple[dict[str, ArmStats], int]] = {}
@@ -228,7 +230,7 @@ class RedisState:
 
     def _failed(self, err: BaseException) -> None:
         self._metrics.store_errors.inc()
-        self._metrics.state_store_up.set(0)
+        self.health.mark(False)
         if self._down_since is None:
             self._down_since = time.monotonic()
             self._flushed_while_down = len(self._records)
@@ -239,7 +241,7 @@ class RedisState:
             )  # fmt: skip
 
     def _recovered(self) -> None:
-        self._metrics.state_store_up.set(1)
+        self.health.mark(True)
         if self._down_since is not None:
             log.info(
                 "state store: Redis is back after %.1f s; flushed the buffered outcome records "

@@ -44,6 +44,8 @@ class Guard:
         self.store = store
         self.metrics = metrics
         self._settling: set[asyncio.Task[None]] = set()
+        self._outage: set[str] = set()  # what was logged during the current store outage
+        metrics.watch_store(store.health)
         self.reconfigure(auth)
 
     def reconfigure(self, auth: AuthConfig) -> None:
@@ -124,8 +126,11 @@ class Guard:
                 raise StateStoreUnavailableError(
                     "rate limits cannot be checked (state store down); try again"
                 ) from None
-            log.warning("state store down: admitting without limits (auth.fail_open)")
+            self.metrics.admitted_without_limits.inc()
+            self._degraded("admitting without limits (auth.fail_open)")
             return None
+        if self._outage:
+            self._recovered()
         if not verdict.allowed:
             self._refuse(key, verdict, buckets)
         token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
@@ -195,7 +200,17 @@ class Guard:
             await self.store.settle(corrections, spend)
         except StoreUnavailableError:
             self.metrics.store_errors.inc()
-            log.warning("state store down: usage of a request was not settled")
+            self._degraded("usage of requests is not settled")
+
+    def _degraded(self, what: str) -> None:
+        """Say ``what`` once per state store outage, not once per request."""
+        if what not in self._outage:
+            self._outage.add(what)
+            log.warning("state store down: %s until it is back", what)
+
+    def _recovered(self) -> None:
+        self._outage.clear()
+        log.info("state store back: limits and budgets are enforced again")
 
     async def drain(self) -> None:
         """Wait for pending settlements (shutdown, tests)."""

@@ -24,6 +24,7 @@ use, so the store works again as soon as Redis does.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -44,8 +45,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.tenancy.keys import KeyRecord
-from gateway.tenancy.store import Bucket, Budget, StoreUnavailableError, Verdict, bucket_state
+from gateway.tenancy.store import (
+    Bucket,
+    Budget,
+    StoreHealth,
+    StoreUnavailableError,
+    Verdict,
+    bucket_state,
+)
 
+log = logging.getLogger("switchyard.tenancy")
 T = TypeVar("T")
 
 # Failures that mean "Redis cannot be used right now": unreachable, too slow, loading, full
@@ -138,6 +147,7 @@ class RedisStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admit_script: AsyncScript | None = None
         self._settle_script: AsyncScript | None = None
+        self.health = StoreHealth("tenancy", probe=self.ping)
 
     # --- keys ---------------------------------------------------------------------------
     def tat_key(self, bucket_id: str) -> str:
@@ -176,9 +186,20 @@ class RedisStore:
     async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T:
         """Run ``op`` on the client; a Redis that cannot be used raises StoreUnavailableError."""
         try:
-            return await op(self._redis())
+            result = await op(self._redis())
         except UNAVAILABLE as err:
+            if self.health.mark(False):
+                log.warning("tenancy state store: Redis unreachable (%s)", err)
             raise StoreUnavailableError(f"redis unavailable: {err}") from err
+        if not self.health.up:
+            down_s = self.health.since
+            self.health.mark(True)
+            log.info("tenancy state store: Redis is back after %.1f s", self.health.since - down_s)
+        return result
+
+    async def ping(self) -> None:
+        """One round trip, to learn whether Redis answers (``StoreUnavailableError`` if not)."""
+        await self._call(lambda r: r.ping())
 
     async def _script(self, which: str, keys: list[str], args: list[float]) -> Any:
         async def run(client: Redis) -> Any:

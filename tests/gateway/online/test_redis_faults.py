@@ -58,14 +58,19 @@ def test_records_buffered_while_redis_is_down_reach_the_stream_after_a_restart(
     redis_server.stop()
     during = [route(gw.url) for _ in range(12)]  # routed with the last statistics, all 200
     assert feedback(gw.url, during[0][1], 0.0).status_code == 200  # decided here: known here
-    eventually(lambda: gw.metric("switchyard_state_store_up") == 0, what="store marked down")
+    eventually(
+        lambda: gw.metric("switchyard_state_store_up", store="routing") == 0,
+        what="store marked down",
+    )
     assert gw.metric("switchyard_state_store_errors_total") >= 1
     assert gw.metric("switchyard_outcomes_buffered") >= 12
 
     redis_server.start()  # same port, empty: it had no persistence
     ids = {decision for _, decision in during}
     eventually(lambda: ids <= decisions_in(redis_server.url), what="buffered records flushed")
-    eventually(lambda: gw.metric("switchyard_state_store_up") == 1, what="store marked up")
+    eventually(
+        lambda: gw.metric("switchyard_state_store_up", store="routing") == 1, what="store marked up"
+    )
     assert gw.metric("switchyard_outcomes_dropped_total") == 0
     assert gw.metric("switchyard_outcomes_buffered") == 0
     # The statistics went with the old Redis: the replica seeded them from its own copy (two
