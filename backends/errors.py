@@ -16,6 +16,8 @@ backends raise it and nothing may import ``gateway``::
     │   ├── BudgetExceededError         429 insufficient_quota (spend budget used up)
     │   └── OverloadedError             429 model_overloaded (load shed, with Retry-After)
     ├── StateStoreUnavailableError      503 (Redis down and limits fail closed)
+    ├── RequestTimeoutError             408 (no whole request head in time; HTTP server)
+    ├── TooManyConnectionsError         503 (server.max_connections reached; HTTP server)
     └── UpstreamError                   502 upstream_error (bad status, broken connection)
         ├── UpstreamTimeoutError        504 (connect, first byte or read timeout)
         └── NoHealthyEndpointError      503 (every endpoint ejected or none answered)
@@ -130,6 +132,22 @@ class StateStoreUnavailableError(SwitchyardError):
     status = 503
     type = "service_unavailable"
     code = "state_store_unavailable"
+
+
+class RequestTimeoutError(SwitchyardError):
+    """The client did not send a whole request head in time (the HTTP server closes it)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class TooManyConnectionsError(SwitchyardError):
+    """The HTTP server holds as many client connections as it may (``server.max_connections``)."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "too_many_connections"
 
 
 class UpstreamError(SwitchyardError):

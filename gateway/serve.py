@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app import CONFIG_ENV, create_app
+from gateway.connections import protocol
 from gateway.logs import configure_logging
 from gateway.settings import ServerConfig, Settings
 
@@ -20,7 +21,8 @@ def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
         "host": server.host,
         "port": server.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": protocol(server),  # httptools, with head timeouts and a connection cap
+        "timeout_keep_alive": server.keep_alive_s,
         "log_level": server.log_level,
         "access_log": server.access_log,
         "backlog": 2048,

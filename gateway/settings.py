@@ -83,6 +83,24 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error|critical)$")
     access_log: bool = False
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a new connection has to send a whole request head; a client that "
+        "stalls longer (half a request line or half its headers) is answered 408 and closed.",
+    )
+    keep_alive_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Idle time allowed on a kept-alive connection between requests, until "
+        "the next request head is complete; then it is closed.",
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description="Open client connections per worker process; one more is answered 503 "
+        "and closed (keep it below the process's file descriptor limit).",
+    )
 
 
 class Balancer(StrEnum):
