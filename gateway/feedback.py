@@ -1,7 +1,9 @@
 """``POST /v1/feedback``: a score (or thumbs) for a routed request, by its decision id.
 
 Any replica answers: a decision made elsewhere is looked up in the shared store. The first
-score given for a decision wins, on every replica; only that one is learned from.
+score given for a decision wins, on every replica; only that one is learned from. With auth
+on, only the key that made the routed request (or, with ``routing.feedback_from: tenant``,
+any key of its tenant) may score it, and each call takes one request from the key's rpm.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from backends.errors import MalformedJSONError, NotFoundError, StateStoreUnavailableError
-from gateway.outcomes import Feedback, parse_feedback
+from backends.errors import (
+    MalformedJSONError,
+    NotFoundError,
+    PermissionDeniedError,
+    StateStoreUnavailableError,
+)
+from gateway.outcomes import Decided, Feedback, parse_feedback
 from gateway.routing import RouterService
+from gateway.settings import FeedbackFrom
 from gateway.tenancy.guard import Guard
+from gateway.tenancy.keys import KeyRecord
 from gateway.tenancy.store import StoreUnavailableError
 
 MAX_FEEDBACK_BYTES = 16 * 1024
@@ -48,7 +57,8 @@ def feedback_routes(routing: RouterService | None, guard: Guard) -> APIRouter:
         openapi_extra=FEEDBACK_SCHEMA,
     )
     async def feedback(request: Request) -> Response:
-        await guard.authenticate(request.scope["headers"])
+        key = await guard.authenticate(request.scope["headers"])
+        await guard.admit_call(key)
         raw = await request.body()
         if len(raw) > MAX_FEEDBACK_BYTES:
             raise MalformedJSONError("feedback body is too large")
@@ -58,30 +68,31 @@ def feedback_routes(routing: RouterService | None, guard: Guard) -> APIRouter:
             raise MalformedJSONError(f"request body is not valid JSON: {err}") from None
         if routing is None:
             raise NotFoundError("this gateway has no routers, so no routing decisions")
-        answer = await give_feedback(routing, body)
+        answer = await give_feedback(routing, body, key)
         return Response(orjson.dumps(answer.as_json()), media_type="application/json")
 
     return routes
 
 
-async def give_feedback(routing: RouterService, body: object) -> Feedback:
-    """Validate ``body``, turn its score into a reward (score − λ·cost, with the decision's
-    λ and cost) and, the first time, learn from it."""
+async def give_feedback(
+    routing: RouterService, body: object, key: KeyRecord | None = None
+) -> Feedback:
+    """Validate ``body``, check that ``key`` may score the decision, turn its score into a
+    reward (score − λ·cost, with the decision's λ and cost) and, the first time, learn."""
     decision_id, score = parse_feedback(body)
+    decided = await _decided(routing, decision_id)
+    if key is not None:
+        by_tenant = routing.settings.routing.feedback_from is FeedbackFrom.tenant
+        if not decided.owned_by(key.id, key.tenant, by_tenant):
+            owner = "tenant" if by_tenant else "API key"
+            raise PermissionDeniedError(
+                f"routing decision '{decision_id}' was made for another {owner}",
+                param="decision_id",
+                code="not_decision_owner",
+            )
     outcomes = routing.outcomes
     if (given := outcomes.given(decision_id)) is not None:
         return given
-    decided = outcomes.lookup(decision_id)
-    if decided is None:
-        try:
-            decided = await routing.shared.lookup(decision_id)
-        except StoreUnavailableError:
-            raise StateStoreUnavailableError(
-                "the decision is not known to this replica and the state store is unavailable; "
-                "try again"
-            ) from None
-    if decided is None:
-        raise NotFoundError(f"no routing decision '{decision_id}' is known")
     answer = Feedback(decision_id, score, score - decided.cost_weight * decided.cost)
     try:
         answer, first = await routing.shared.claim(answer)
@@ -93,3 +104,19 @@ async def give_feedback(routing: RouterService, body: object) -> Feedback:
     if first:
         await routing.learn(answer, decided)
     return answer
+
+
+async def _decided(routing: RouterService, decision_id: str) -> Decided:
+    """The decision, from this replica's memory or the shared store (404 if unknown)."""
+    decided = routing.outcomes.lookup(decision_id)
+    if decided is None:
+        try:
+            decided = await routing.shared.lookup(decision_id)
+        except StoreUnavailableError:
+            raise StateStoreUnavailableError(
+                "the decision is not known to this replica and the state store is unavailable; "
+                "try again"
+            ) from None
+    if decided is None:
+        raise NotFoundError(f"no routing decision '{decision_id}' is known")
+    return decided

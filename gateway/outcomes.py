@@ -18,6 +18,15 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a routed request was made for: its API key's id and tenant. Only they may give
+    feedback on it, and a tenant-scoped bandit learns it in the tenant's statistics."""
+
+    key_id: str
+    tenant: str
+
+
 @dataclass(slots=True)
 class Route:
     """One routing decision, carried with its request until the response is done."""
@@ -31,6 +40,8 @@ class Route:
     started: float  # perf_counter() when the request arrived
     decision_s: float
     context: tuple[float, ...] | None = None  # the bandit's context, when the router has one
+    owner: Owner | None = None  # None when auth is off
+    arms: str | None = None  # the bandit statistics the decision used (per tenant or not)
 
 
 @dataclass(slots=True)
@@ -64,6 +75,9 @@ class Decided:
     cost: float
     prior: float
     context: tuple[float, ...] | None
+    key_id: str | None = None  # the owner, None when auth was off
+    tenant: str | None = None
+    arms: str | None = None  # the bandit statistics to learn in (None: the router's own)
 
     @classmethod
     def of(cls, route: Route, cost_usd: float | None = None, served: str | None = None) -> Decided:
@@ -74,7 +88,18 @@ class Decided:
         prior = route.quality.get(model, 0.0) - route.cost_weight * predicted
         cost = predicted if cost_usd is None else cost_usd
         context = route.context if model in route.quality else None
-        return cls(route.router, model, route.cost_weight, cost, prior, context)
+        owner = route.owner
+        return cls(
+            route.router, model, route.cost_weight, cost, prior, context,
+            owner.key_id if owner else None, owner.tenant if owner else None, route.arms,
+        )  # fmt: skip
+
+    def owned_by(self, key_id: str, tenant: str, by_tenant: bool) -> bool:
+        """Whether the caller may give feedback: the decision's key (or, ``by_tenant``, any
+        key of its tenant). A decision made without auth belongs to everyone."""
+        if self.key_id is None:
+            return True
+        return self.tenant == tenant if by_tenant else self.key_id == key_id
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +114,14 @@ class Decided:
             cost=float(data["cost"]),
             prior=float(data["prior"]),
             context=None if context is None else tuple(float(v) for v in context),
+            key_id=_optional(data.get("key_id")),
+            tenant=_optional(data.get("tenant")),
+            arms=_optional(data.get("arms")),
         )
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from backends.errors import InvalidRequestError
 from gateway.metrics import GatewayMetrics
 from gateway.online.store import LocalState, SharedState
-from gateway.outcomes import Decided, Feedback, OutcomeLog, OutcomeRecord, Route
+from gateway.outcomes import Decided, Feedback, OutcomeLog, OutcomeRecord, Owner, Route
 from gateway.settings import RouterConfig, Settings
+from gateway.tenancy.keys import KeyRecord
 
 if TYPE_CHECKING:
     from gateway.online.learner import Learner
@@ -122,6 +123,7 @@ class _Job:
     allowed: frozenset[str]
     future: asyncio.Future[_Chosen]
     penalty: dict[str, float]  # μ · expected wait, quality points, per allowed model
+    arms: str  # the bandit statistics it uses: the router's, or its tenant's
 
 
 class RouterService:
@@ -189,7 +191,7 @@ class RouterService:
             online = "with a bandit" if router.bandit.enabled else "offline only"
             log.info("router %s: %s over %s, %s", router.name, router.artifact,
                      ", ".join(candidates), online)  # fmt: skip
-        self.learner = learner if learner.names() else None
+        self.learner = learner if learner.routers() else None
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -243,11 +245,14 @@ class RouterService:
         options: RoutingOptions,
         allowed: frozenset[str],
         delays: Mapping[str, float] | None = None,
+        key: KeyRecord | None = None,
     ) -> Route:
         """Queue one decision, await its batch, and register it as pending.
 
         ``delays``: expected wait (s) on each allowed model's best replica, read by the
-        caller on the event loop; the decision subtracts ``latency_weight`` times it."""
+        caller on the event loop; the decision subtracts ``latency_weight`` times it.
+        ``key``: the caller's, whose owner alone may give feedback on the decision (None
+        when auth is off); a tenant-scoped bandit decides with its tenant's statistics."""
         started = time.perf_counter()
         router = self._routers[name]
         lam = router.cost_weight if options.cost_weight is None else options.cost_weight
@@ -256,7 +261,10 @@ class RouterService:
         penalty = {m: mu * d for m, d in (delays or {}).items() if math.isfinite(d) and d > 0}
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Chosen] = loop.create_future()
-        self._queue.append(_Job(router, text, lam, allowed, future, penalty))
+        owner = None if key is None else Owner(key.id, key.tenant)
+        tenant = None if key is None else key.tenant
+        arms = name if self.learner is None else self.learner.arms(name, tenant)
+        self._queue.append(_Job(router, text, lam, allowed, future, penalty, arms))
         if len(self._queue) >= self.settings.routing.max_batch:
             self._flush()
         elif self._timer is None:
@@ -281,6 +289,8 @@ class RouterService:
             started=started,
             decision_s=took,
             context=chosen.context,
+            owner=owner,
+            arms=arms,
         )
         self.outcomes.pending(route)
         return route
@@ -327,15 +337,34 @@ class RouterService:
         for router in {id(job.router): job.router for job in jobs}.values():
             rows = [i for i, job in enumerate(jobs) if job.router is router]
             pred = router.pipeline.predict_features(X[rows], [texts[i] for i in rows])
-            quality, contexts = pred.quality, None
-            if self.learner is not None and router.config.name in self.learner:
-                quality, contexts = self.learner.adjust(router.config.name, X[rows], quality)
+            quality, contexts = self._adjust([jobs[i] for i in rows], X[rows], pred.quality)
             models = router.pipeline.models
             for k, i in enumerate(rows):
                 offline = dict(zip(models, map(float, pred.quality[k]), strict=True))
                 z = None if contexts is None else tuple(map(float, contexts[k]))
                 out[i] = self._choose(jobs[i], quality[k : k + 1], pred.cost[k : k + 1], offline, z)
         return out
+
+    def _adjust(self, jobs: Sequence[_Job], X: Any, quality: Any) -> tuple[Any, Any]:
+        """The bandit's correction of one router's predicted quality, job by job with the
+        statistics each uses (its tenant's, with a tenant-scoped bandit), and the contexts."""
+        import numpy as np
+
+        learner = self.learner
+        if learner is None or jobs[0].router.config.name not in learner:
+            return quality, None
+        groups: dict[str, list[int]] = {}
+        for k, job in enumerate(jobs):
+            groups.setdefault(job.arms, []).append(k)
+        if len(groups) == 1:
+            return learner.adjust(jobs[0].arms, X, quality)
+        adjusted, contexts = np.array(quality, copy=True), None
+        for arms, ks in groups.items():
+            q, z = learner.adjust(arms, X[ks], quality[ks])
+            if contexts is None:
+                contexts = np.empty((len(jobs), z.shape[1]))
+            adjusted[ks], contexts[ks] = q, z
+        return adjusted, contexts
 
     def _choose(
         self,
@@ -380,8 +409,9 @@ class RouterService:
         from routers.online.stats import Observation
 
         row = Observation(decided.model, decided.context, answer.reward - decided.prior)
-        await self.on_worker(learner.learn, decided.router, row)
-        self.shared.observe(decided.router, row)
+        arms = decided.arms or decided.router
+        await self.on_worker(learner.learn, arms, row)
+        self.shared.observe(arms, row)
 
     def cards(self) -> list[tuple[str, tuple[str, ...]]]:
         """(name, candidates) of each routed model name, "auto" included when it resolves."""

@@ -149,6 +149,16 @@ class UpstreamConfig(_Strict):
     seed: int | None = Field(default=None, description="Seeds replica sampling (tests).")
 
 
+class BanditScope(StrEnum):
+    global_ = "global"  # one set of statistics per router, learned from every tenant
+    tenant = "tenant"  # one per router and tenant: a tenant's feedback shapes only its routing
+
+
+class FeedbackFrom(StrEnum):
+    key = "key"  # only the API key that made the routed request
+    tenant = "tenant"  # any key of that key's tenant
+
+
 class BanditConfig(_Strict):
     """Online learning on top of a router: linear Thompson sampling on the residual of its
     predicted reward, learned from feedback (see ``routers.online.bandit``)."""
@@ -163,6 +173,10 @@ class BanditConfig(_Strict):
         default=0.995, gt=0, le=1, description="Forgetting per observation, for drift."
     )
     seed: int = Field(default=0, description="Seeds the projection; replicas must agree.")
+    scope: BanditScope = Field(
+        default=BanditScope.global_,
+        description="Statistics shared by all tenants (global) or kept per tenant (tenant).",
+    )
 
 
 class RouterConfig(_Strict):
@@ -220,6 +234,10 @@ class RoutingConfig(_Strict):
     )
     decision_ttl_s: int = Field(
         default=7 * 86400, ge=1, description="How long feedback can be given for a decision."
+    )
+    feedback_from: FeedbackFrom = Field(
+        default=FeedbackFrom.key,
+        description="Who may score a routed request (auth on): its key, or its key's tenant.",
     )
 
 

@@ -4,6 +4,10 @@ Every method runs on the router worker thread (the one that embeds and decides),
 decision never reads statistics half-way through an update. The bandit only corrects the
 offline router's predicted quality (``adjust``); the cost-aware policy still decides.
 
+With ``bandit.scope: tenant`` a router has one bandit per tenant, made on first use from the
+router's template and shared under its own key (``<router>@<tenant>``, see ``arms``), so one
+tenant's feedback shapes only that tenant's routing.
+
 Imported when routers start (it needs numpy), never at gateway import time.
 """
 
@@ -19,11 +23,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.settings import BanditConfig
+from gateway.settings import BanditConfig, BanditScope
 from routers.online.bandit import LinearThompsonBandit
 from routers.online.stats import ArmStats, Observation
 
 FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    models: tuple[str, ...]
+    config: BanditConfig
+    input_dim: int
+    key: str  # the router's shared key; a tenant's bandit appends the tenant
 
 
 @dataclass(slots=True)
@@ -37,7 +49,8 @@ class Learner:
     """The bandits of the routers that have ``bandit.enabled``."""
 
     def __init__(self) -> None:
-        self._routers: dict[str, _Arms] = {}
+        self._templates: dict[str, _Template] = {}
+        self._routers: dict[str, _Arms] = {}  # by arms name: a router, or router@tenant
 
     def add(
         self,
@@ -47,24 +60,43 @@ class Learner:
         input_dim: int,
         embedder: str,
     ) -> None:
-        bandit = LinearThompsonBandit(
-            list(models),
-            input_dim=input_dim,
-            dim=config.dim,
-            prior_strength=config.prior_strength,
-            noise=config.noise,
-            discount=config.discount,
-            seed=config.seed,
-        )
         # Replicas share statistics only if their contexts and discounting agree.
         shape = f"{embedder}|{input_dim}|{config.dim}|{config.seed}|{config.discount}"
         digest = hashlib.sha256(shape.encode()).hexdigest()[:12]
-        self._routers[name] = _Arms(bandit, f"{name}:{digest}")
+        template = _Template(tuple(models), config, input_dim, f"{name}:{digest}")
+        self._templates[name] = template
+        if config.scope is BanditScope.global_:
+            self._routers[name] = _Arms(_bandit(template), template.key)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._routers
+        """Whether router (or arms name) ``name`` has a bandit."""
+        return name.partition("@")[0] in self._templates
+
+    def arms(self, router: str, tenant: str | None) -> str:
+        """The name of the statistics a request of ``tenant`` to ``router`` uses."""
+        template = self._templates.get(router)
+        if template is None or template.config.scope is BanditScope.global_ or tenant is None:
+            return router
+        return f"{router}@{tenant}"
+
+    def _get(self, name: str) -> _Arms | None:
+        """The bandit called ``name``; a tenant's is made from its router's template."""
+        arms = self._routers.get(name)
+        if arms is None:
+            router, _, tenant = name.partition("@")
+            template = self._templates.get(router)
+            if template is None or not tenant:
+                return None
+            arms = _Arms(_bandit(template), f"{template.key}:tenant:{tenant}")
+            self._routers[name] = arms
+        return arms
+
+    def routers(self) -> list[str]:
+        """The routers with a bandit (global or per tenant)."""
+        return list(self._templates)
 
     def names(self) -> list[str]:
+        """The bandits made so far: a global router's, and each tenant's seen here."""
         return list(self._routers)
 
     def key(self, name: str) -> str:
@@ -79,12 +111,13 @@ class Learner:
         self, name: str, X: FloatArray, quality: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         """Quality plus a Thompson sample of the learned residual, and the contexts ``z``."""
-        bandit = self._routers[name].bandit
-        z = bandit.context(X)
-        return quality + bandit.residual(z), z
+        arms = self._get(name)
+        assert arms is not None, f"no bandit {name}"
+        z = arms.bandit.context(X)
+        return quality + arms.bandit.residual(z), z
 
     def learn(self, name: str, row: Observation) -> None:
-        arms = self._routers.get(name)
+        arms = self._get(name)
         if arms is not None:
             arms.bandit.learn([row])
             arms.learned += 1
@@ -97,11 +130,11 @@ class Learner:
 
     def steps(self) -> dict[str, int]:
         """Observations held per router (an int read: safe from any thread)."""
-        return {name: arms.bandit.n_updates_ for name, arms in self._routers.items()}
+        return {name: arms.bandit.n_updates_ for name, arms in list(self._routers.items())}
 
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, arms in self._routers.items():
+        for name, arms in list(self._routers.items()):
             bandit = arms.bandit
             out[name] = {
                 "kind": "linear-thompson",
@@ -114,6 +147,19 @@ class Learner:
                 },
             }
         return out
+
+
+def _bandit(template: _Template) -> LinearThompsonBandit:
+    config = template.config
+    return LinearThompsonBandit(
+        list(template.models),
+        input_dim=template.input_dim,
+        dim=config.dim,
+        prior_strength=config.prior_strength,
+        noise=config.noise,
+        discount=config.discount,
+        seed=config.seed,
+    )
 
 
 class WorkerBandits:

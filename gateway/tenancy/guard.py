@@ -136,6 +136,26 @@ class Guard:
         token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
         return Ticket(key, token_buckets, budgets, _headers(buckets, verdict))
 
+    async def admit_call(self, key: KeyRecord | None) -> None:
+        """Take one request from the key's rpm limit for a call that is not a completion
+        (feedback), or raise 429/503 as ``admit`` does."""
+        if key is None or not key.limits.rpm:
+            return
+        bucket = Bucket(f"key:{key.id}:rpm", key.limits.rpm, MINUTE, 1)
+        try:
+            verdict = await self.store.admit((bucket,), ())
+        except StoreUnavailableError:
+            self.metrics.store_errors.inc()
+            if not self.auth.fail_open:
+                raise StateStoreUnavailableError(
+                    "rate limits cannot be checked (state store down); try again"
+                ) from None
+            self.metrics.admitted_without_limits.inc()
+            self._degraded("admitting without limits (auth.fail_open)")
+            return
+        if not verdict.allowed:
+            self._refuse(key, verdict, (bucket,))
+
     def _limits(self, key: KeyRecord | None, model: str) -> list[tuple[str, Limits]]:
         found = []
         if key is not None:
