@@ -137,7 +137,8 @@ class Proxy:
             self.metrics.shed.labels(name).inc()
             raise
         delays = {m: delays[m] for m in allowed}
-        return await routing.decide(name, routing.prompt_of(prompt), options, allowed, delays)
+        text = routing.prompt_of(prompt)
+        return await routing.decide(name, text, options, allowed, delays, key=key)
 
     async def _forward(
         self,
