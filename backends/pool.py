@@ -94,6 +94,8 @@ class EndpointPool:
         ]
         if not any(ok):
             return None
+        if len(self.endpoints) == 1:  # no choice to make (affinity has one home, too)
+            return self.endpoints[0]
         if self.balancer == "round_robin":
             n = len(self.endpoints)
             start = next(self._turn)

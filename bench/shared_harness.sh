@@ -19,6 +19,8 @@ renders the comparison with LiteLLM and the two lean baseline proxies.
   RUN_BENCH_ARGS     passed on to run_bench.py (e.g. --repeats 2 --duration 5)
 
 Environment:
+  AUTH           1: every request carries an API key that the gateway checks against a
+                 static key with a request limit (in-process store); name "switchyard-auth"
   SHARED_BENCH   harness directory        (default: <repo>/../shared/bench)
   PYTHON         interpreter              (default: <repo>/.venv/bin/python)
   GATEWAY_PORT   gateway port             (default: 4610)
@@ -33,7 +35,10 @@ SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 GATEWAY_PORT=${GATEWAY_PORT:-4610}
 BACKEND_PORT=${BACKEND_PORT:-18610}
-OUT=${OUT:-$ROOT/bench/results/switchyard.json}
+AUTH=${AUTH:-0}
+NAME=switchyard
+[ "$AUTH" = 1 ] && NAME=switchyard-auth
+OUT=${OUT:-$ROOT/bench/results/$NAME.json}
 REPORT=$ROOT/bench/results/shared_harness.md
 
 REPORT_ONLY=0
@@ -60,12 +65,23 @@ models:
     price_output_per_mtok: 2
     endpoints: [{url: "http://127.0.0.1:$BACKEND_PORT/v1"}]
 YAML
+  KEY=sk-sy-bench-0123456789abcdef0123456789abcdef
+  AUTH_ARGS=()
+  if [ "$AUTH" = 1 ]; then
+    cat >>"$CONFIG" <<YAML
+auth:
+  enabled: true
+  keys: [{name: bench, key_env: BENCH_KEY, limits: {rpm: 100000000}}]
+YAML
+    AUTH_ARGS=(--gateway-header "Authorization: Bearer $KEY"
+               --gateway-env "BENCH_KEY=$KEY" --gateway-env "SWITCHYARD_KEY_SECRET=bench-secret")
+  fi
   VERSION_CMD="cd $ROOT/bench && $PYTHON -c 'import importlib.metadata as m, benchkit; print(\"switchyard\", m.version(\"switchyard\"), \"src\", benchkit.source_digest()[\"sha256_12\"], \"aiohttp\", m.version(\"aiohttp\"), \"uvicorn\", m.version(\"uvicorn\"))'"
   "$PYTHON" "$SHARED/run_bench.py" \
-    --gateway-name switchyard --gateway-port "$GATEWAY_PORT" --backend-port "$BACKEND_PORT" \
+    --gateway-name "$NAME" --gateway-port "$GATEWAY_PORT" --backend-port "$BACKEND_PORT" \
     --gateway-cmd "$ROOT/.venv/bin/switchyard serve --config $CONFIG --port {port} --workers 1" \
     --gateway-version-cmd "$VERSION_CMD" \
-    --python "$PYTHON" --out "$OUT" "${ARGS[@]}"
+    --python "$PYTHON" --out "$OUT" "${AUTH_ARGS[@]}" "${ARGS[@]}"
 fi
 
 "$PYTHON" "$SHARED/report.py" "$SHARED/results/litellm.json" "$SHARED/results/baseline-httpx.json" \

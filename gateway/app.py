@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import CollectorRegistry
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import install_error_handlers
 from gateway.feedback import feedback_routes
 from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
-from gateway.proxy import Proxy, proxy_routes
+from gateway.openapi import REQUEST_SCHEMAS
+from gateway.proxy import Proxy
 from gateway.requestid import RequestIdMiddleware
 from gateway.routing import RouterService
-from gateway.settings import Settings, load_settings
+from gateway.settings import Capability, Settings, load_settings
 from gateway.system import system_routes
 from gateway.tenancy.admin import admin_routes
 from gateway.tenancy.guard import Guard
@@ -27,6 +30,31 @@ from gateway.tenancy.store import open_store
 from gateway.upstreams import Upstreams
 
 CONFIG_ENV = "SWITCHYARD_CONFIG_FILE"  # hands the config path to uvicorn worker processes
+
+# The proxied routes, served in raw ASGI by ``Proxy.serve`` (see ``GatewayAPI``).
+PROXIED = {
+    "/v1/chat/completions": (Capability.chat, "Create a chat completion (OpenAI-compatible)"),
+    "/v1/completions": (Capability.completions, "Create a text completion (OpenAI-compatible)"),
+    "/v1/embeddings": (Capability.embeddings, "Create embeddings (OpenAI-compatible)"),
+}
+
+
+class GatewayAPI(FastAPI):
+    """FastAPI for everything but the proxied POST routes, which go to the proxy directly:
+    FastAPI's middleware stack, router and request objects cost a pass-through request
+    about as much as the proxying itself (docs/BENCHMARKS.md §2)."""
+
+    proxy: Proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root = scope.get("root_path")
+            route = PROXIED.get(path[len(root) :] if root and path.startswith(root) else path)
+            if route is not None:
+                await self.proxy.serve(scope, receive, send, route[0])
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -61,7 +89,7 @@ def create_app(
             if routing is not None:
                 await routing.close()
 
-    app = FastAPI(
+    app = GatewayAPI(
         title="Switchyard",
         version=version("switchyard"),
         description="OpenAI-compatible LLM gateway.",
@@ -77,12 +105,47 @@ def create_app(
     app.state.routing = routing
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    app.include_router(proxy_routes(Proxy(upstreams, guard, metrics, routing)))
+    app.proxy = Proxy(upstreams, guard, metrics, routing)
+    app.include_router(proxy_routes(app.proxy))
     app.include_router(feedback_routes(routing, guard))
     app.include_router(system_routes(upstreams, guard, registry, routing))
     config_file = Path(config_path) if config_path else None
     app.include_router(admin_routes(upstreams, guard, config_file, routing))
     return app
+
+
+class _Proxied(Response):
+    """A proxied route reached through FastAPI's routing (``GatewayAPI`` mounted inside
+    another app): served the same way."""
+
+    def __init__(self, proxy: Proxy, capability: Capability) -> None:
+        self._proxy, self._capability = proxy, capability
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._proxy.serve(scope, receive, send, self._capability)
+
+
+def proxy_routes(proxy: Proxy) -> APIRouter:
+    """The proxied routes as FastAPI sees them: for the OpenAPI document, and for a
+    ``GatewayAPI`` mounted inside another app (whose own ``__call__`` is then bypassed)."""
+    routes = APIRouter(tags=["openai"])
+    for path, (capability, summary) in PROXIED.items():
+        routes.add_api_route(
+            path,
+            _endpoint(proxy, capability),
+            methods=["POST"],
+            summary=summary,
+            response_class=Response,
+            openapi_extra=REQUEST_SCHEMAS[capability],
+        )
+    return routes
+
+
+def _endpoint(proxy: Proxy, capability: Capability) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return _Proxied(proxy, capability)
+
+    return endpoint
 
 
 def app_from_env() -> FastAPI:

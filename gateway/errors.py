@@ -59,17 +59,18 @@ def as_switchyard_error(exc: Exception) -> SwitchyardError:
     return SwitchyardError("internal error in the gateway; see its log")
 
 
-async def handle_error(request: Request, exc: Exception) -> Response:
-    err = as_switchyard_error(exc)
+def log_error(err: SwitchyardError, method: str, path: str, request_id: str) -> None:
+    """Server-side failures are logged (a client's own mistakes are not)."""
     if err.status >= 500:
         log.warning(
-            "%s %s -> %d %s (request %s)",
-            request.method,
-            request.url.path,
-            err.status,
-            err.message,
-            request.scope.get("state", {}).get("request_id", "-"),
+            "%s %s -> %d %s (request %s)", method, path, err.status, err.message, request_id
         )
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    err = as_switchyard_error(exc)
+    rid = request.scope.get("state", {}).get("request_id", "-")
+    log_error(err, request.method, request.url.path, rid)
     return error_response(err)
 
 
@@ -77,6 +78,16 @@ def error_response(err: SwitchyardError) -> Response:
     return Response(
         err.to_json(), status_code=err.status, media_type="application/json", headers=err.headers
     )
+
+
+def error_head(err: SwitchyardError, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The response headers of an error rendered outside FastAPI (the raw proxied routes)."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()]
+    return headers
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -100,6 +111,8 @@ __all__ = [
     "UpstreamError",
     "UpstreamStatusError",
     "UpstreamTimeoutError",
+    "error_head",
     "error_response",
     "install_error_handlers",
+    "log_error",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.types import Receive
 
 from backends.errors import InvalidRequestError, MalformedJSONError, PayloadTooLargeError
 from gateway.settings import Capability
@@ -40,18 +40,37 @@ class Payload:
     wants_usage: bool  # the client asked for stream_options.include_usage
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLargeError(_too_large(int(length), limit))
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
+class ClientGone(Exception):
+    """The client disconnected before its request body was read."""
+
+
+async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
+    """The whole request body (raw ASGI); 413 past ``limit`` bytes, ``ClientGone`` on a
+    disconnect. A declared ``content-length`` over the limit is refused before reading."""
+    for name, value in headers:
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise PayloadTooLargeError(_too_large(int(value), limit))
+            break
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientGone
+    body: bytes = message.get("body", b"")
+    size = len(body)
+    if not message.get("more_body", False) and size <= limit:
+        return body  # the usual case: one message holds the whole body
+    parts = [body]
+    while True:
         if size > limit:
             raise PayloadTooLargeError(_too_large(size, limit))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        part = message.get("body", b"")
+        size += len(part)
         parts.append(part)
-    return b"".join(parts)
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -100,6 +119,12 @@ def upstream_body(payload: Payload, upstream_model: str) -> bytes:
     need_usage = payload.stream and not payload.wants_usage
     if not (rename or need_usage):
         return payload.raw
+    if not rename and "stream_options" not in payload.data:
+        # The object has a "model" member, so the new one goes in after a comma; splicing
+        # costs nothing like a re-serialisation of a long prompt.
+        raw = payload.raw
+        end = raw.rstrip().rfind(b"}")
+        return raw[:end] + b',"stream_options":{"include_usage":true}' + raw[end:]
     data = dict(payload.data)
     if rename:
         data["model"] = upstream_model

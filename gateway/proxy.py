@@ -1,20 +1,26 @@
-"""The proxied OpenAI endpoints: chat completions, completions and embeddings.
+"""The proxied OpenAI endpoints: chat completions, completions and embeddings, in raw ASGI.
 
-A request is read and checked (``gateway.payload``), sent through the model's endpoint pool
-(retries before the first byte happen in ``backends.pool.dispatch``), and answered either
-with the backend's body as it came or with a pass-through SSE stream.
+``GatewayAPI`` (``gateway.app``) hands these three POST routes straight to ``Proxy.serve``:
+no Starlette request, routing table, middleware or response object stands between uvicorn
+and the proxy, because each would cost a request that uses nothing of it. A request is read
+and checked (``gateway.payload``), admitted (``gateway.tenancy.guard``), sent through the
+model's endpoint pool (retries before the first byte happen in ``backends.pool.dispatch``),
+and answered either with the backend's body as it came or with a pass-through SSE stream.
+
+One ``Call`` follows each request: it opens the in-flight gauge once and closes it once,
+whatever path the request takes, and carries what its outcome needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from backends.errors import (
     InvalidRequestError,
@@ -25,23 +31,66 @@ from backends.errors import (
 )
 from backends.pool import Attempt
 from gateway.disconnect import DisconnectWatch
+from gateway.errors import as_switchyard_error, error_head, log_error
 from gateway.load import dispatch_chain, within_targets
-from gateway.metrics import GatewayMetrics
-from gateway.openapi import REQUEST_SCHEMAS
+from gateway.metrics import GatewayMetrics, ModelMetrics
 from gateway.outcomes import OutcomeRecord, Route
-from gateway.payload import (
-    PROMPT_FIELD,
-    Payload,
-    parse_payload,
-    read_body,
-    routed_payload,
-)
+from gateway.payload import PROMPT_FIELD, ClientGone, Payload, parse_payload, read_body
+from gateway.payload import routed_payload as _routed
+from gateway.requestid import assign_request_id
 from gateway.routing import OPTIONS_FIELD, RouterService, parse_options
 from gateway.settings import Capability, ModelConfig
-from gateway.streaming import PassThroughStream, UsageTap
+from gateway.streaming import STREAM_HEADERS, UsageTap, relay
 from gateway.tenancy.guard import Guard, Ticket
 from gateway.tenancy.keys import KeyRecord
 from gateway.upstreams import Upstreams
+
+Usage = dict[str, Any] | None
+
+
+class Call:
+    """One proxied request while the gateway serves it."""
+
+    __slots__ = (
+        "_open", "answered", "asked", "extra", "metrics", "request_id", "route", "started",
+        "ticket",
+    )  # fmt: skip
+
+    def __init__(self, request_id: bytes) -> None:
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.asked = "-"  # the model named in the body, once read
+        self.answered = False  # the response has started: no error response can follow
+        self.route: Route | None = None
+        self.ticket: Ticket | None = None
+        self.metrics: ModelMetrics | None = None  # the model that serves it, once known
+        self.extra: list[tuple[bytes, bytes]] = []  # response headers the gateway adds
+        self._open = False
+
+    def open(self, metrics: ModelMetrics) -> None:
+        """The request is in flight on ``metrics``' model (again, when a fallback took it)."""
+        if self._open:
+            assert self.metrics is not None
+            self.metrics.in_flight.dec()
+        self.metrics = metrics
+        self._open = True
+        metrics.in_flight.inc()
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            assert self.metrics is not None
+            self.metrics.in_flight.dec()
+
+    def headers(self, head: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``head`` plus what the gateway adds to every response; the response starts."""
+        self.answered = True
+        head.append((b"x-request-id", self.request_id))
+        if self.extra:
+            head += self.extra
+        if self.ticket is not None and self.ticket.headers:
+            head += self.ticket.headers
+        return head
 
 
 class Proxy:
@@ -57,16 +106,42 @@ class Proxy:
         self.metrics = metrics
         self.routing = routing
 
-    async def handle(self, request: Request, capability: Capability) -> Response:
-        key = await self.guard.authenticate(request.scope["headers"])
-        raw = await read_body(request, self.upstreams.settings.server.max_body_bytes)
-        payload = parse_payload(raw, capability)
-        route = None
+    async def serve(self, scope: Scope, receive: Receive, send: Send, cap: Capability) -> None:
+        """Raw ASGI: one proxied request. Every error is answered in OpenAI's shape (this is
+        the same mapping as ``gateway.errors``' handler for the FastAPI routes)."""
+        call = Call(assign_request_id(scope))
+        try:
+            await self._handle(scope, receive, send, cap, call)
+        except ClientGone:
+            call.close()
+        except Exception as exc:
+            call.close()
+            if call.answered:  # too late to answer with an error: uvicorn logs it
+                raise
+            err = as_switchyard_error(exc)
+            log_error(err, "POST", scope["path"], call.request_id.decode())
+            if call.metrics is None:  # refused before dispatch: not counted yet
+                name = call.asked if call.asked in self.upstreams.models else "-"
+                self.metrics.refused(name, str(err.status))
+            body = err.to_json()
+            head = call.headers(error_head(err, body))
+            await send({"type": "http.response.start", "status": err.status, "headers": head})
+            await send({"type": "http.response.body", "body": body})
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, cap: Capability, call: Call
+    ) -> None:
+        headers = scope["headers"]
+        key = await self.guard.authenticate(headers)
+        raw = await read_body(receive, headers, self.upstreams.settings.server.max_body_bytes)
+        payload = parse_payload(raw, cap)
+        call.asked = payload.model
         if self.routing is not None and (router := self.routing.resolve(payload.model)):
-            route = await self._route(request, key, router.name, payload, capability)
-            payload = routed_payload(payload, route.model, OPTIONS_FIELD)
+            call.route = await self._route(Headers(raw=headers), key, router.name, payload, cap)
+            payload = _routed(payload, call.route.model, OPTIONS_FIELD)
+            call.extra += _route_headers(call.route)
         elif OPTIONS_FIELD in payload.data:  # routing options mean nothing to a backend
-            payload = routed_payload(payload, payload.model, OPTIONS_FIELD)
+            payload = _routed(payload, payload.model, OPTIONS_FIELD)
         model = self.upstreams.models.get(payload.model)
         try:
             if model is None:
@@ -74,33 +149,22 @@ class Proxy:
                     f"The model '{payload.model}' does not exist; GET /v1/models lists them",
                     param="model",
                 )
-            if capability not in model.capabilities:
+            if cap not in model.capabilities:
                 raise InvalidRequestError(
-                    f"model '{model.name}' does not serve {capability.value}", param="model"
+                    f"model '{model.name}' does not serve {cap.value}", param="model"
                 )
             self.guard.check_model(key, model.name)
-            ticket = await self.guard.admit(key, model, payload.data)
+            call.ticket = await self.guard.admit(key, model, payload.data)
         except SwitchyardError as err:
-            if route is not None:
-                self._outcome(route, route.model, "-", str(err.status), None, None)
+            if call.route is not None:
+                self._outcome(call.route, call.route.model, "-", str(err.status), None, None)
             raise
         may_use = key.allows if key is not None else _any
-        response = await self._forward(request, model, payload, capability, ticket, route, may_use)
-        if ticket is not None:
-            response.raw_headers.extend(ticket.headers)
-        if route is not None:
-            response.raw_headers.extend(
-                [
-                    (b"x-switchyard-model", route.model.encode()),
-                    (b"x-switchyard-router", route.router.encode()),
-                    (b"x-switchyard-decision-id", route.decision_id.encode()),
-                ]
-            )
-        return response
+        await self._forward(receive, send, model, payload, cap, call, may_use)
 
     async def _route(
         self,
-        request: Request,
+        headers: Mapping[str, str],
         key: KeyRecord | None,
         name: str,
         payload: Payload,
@@ -120,7 +184,7 @@ class Proxy:
                 param="model",
                 code="model_not_allowed",
             )
-        options = parse_options(payload.data, request.headers)
+        options = parse_options(payload.data, headers)
         allowed = routing.allowed(name, options, key.allows if key is not None else _any)
         prompt = payload.data[PROMPT_FIELD[capability]]
         if capability is Capability.completions and isinstance(prompt, list):
@@ -142,120 +206,107 @@ class Proxy:
 
     async def _forward(
         self,
-        request: Request,
+        receive: Receive,
+        send: Send,
         model: ModelConfig,
         payload: Payload,
         capability: Capability,
-        ticket: Ticket | None,
-        route: Route | None,
+        call: Call,
         may_use: Callable[[str], bool],
-    ) -> Response:
+    ) -> None:
         if model.name not in self.upstreams.pools:  # removed by a config reload a moment ago
             raise ModelNotFoundError(f"The model '{model.name}' is no longer served", param="model")
-        started = time.perf_counter()
-        in_flight = self.metrics.in_flight.labels(model.name)
-        in_flight.inc()
-        watch = DisconnectWatch(request.receive)
-        asked = model
+        call.open(self.metrics.model(model.name))
+        watch = DisconnectWatch(receive)
         try:
-            model, attempt = await dispatch_chain(
-                self.upstreams,
-                self.metrics,
-                model,
-                payload,
-                capability,
-                request.scope["state"].get("request_id", ""),
-                may_use,
-            )
-        except SwitchyardError as err:
-            in_flight.dec()
-            self._record(model, "-", str(err.status), started, None, ticket, route)
-            raise
+            await self._exchange(send, model, payload, capability, call, may_use)
         except asyncio.CancelledError:
             if not watch.absorb():
                 raise
-            in_flight.dec()  # the client left; cancelling dispatch dropped the upstream call
-            self._record(model, "-", "client_closed", started, None, ticket, route)
-            return Response(status_code=499)
         finally:
             watch.stop()
-        if model is not asked:  # a fallback answered: count it there, and say so
-            in_flight.dec()
-            self.metrics.in_flight.labels(model.name).inc()
-        response = self._respond(model, payload, attempt, started, ticket, route)
-        if model is not asked:
-            response.raw_headers.append((b"x-switchyard-fallback", model.name.encode()))
-        return response
 
-    def _respond(
+    async def _exchange(
         self,
+        send: Send,
         model: ModelConfig,
         payload: Payload,
-        attempt: Attempt,
-        started: float,
-        ticket: Ticket | None,
-        route: Route | None,
-    ) -> Response:
+        capability: Capability,
+        call: Call,
+        may_use: Callable[[str], bool],
+    ) -> None:
+        """Dispatch, then answer; a client that leaves cancels this (recorded as such)."""
+        asked = model
+        try:
+            model, attempt = await dispatch_chain(
+                self.upstreams, self.metrics, model, payload, capability,
+                call.request_id.decode(), may_use,
+            )  # fmt: skip
+        except SwitchyardError as err:
+            self._finish(call, model, "-", str(err.status), None, None)
+            raise
+        except asyncio.CancelledError:
+            self._finish(call, model, "-", "client_closed", None, None)
+            raise
+        if model is not asked:  # a fallback answered: count it there, and say so
+            call.open(self.metrics.model(model.name))
+            call.extra.append((b"x-switchyard-fallback", model.name.encode()))
         if payload.stream and attempt.response.status == 200:
-            return self._stream(model, payload, attempt, started, ticket, route)
-        self.metrics.in_flight.labels(model.name).dec()
+            await self._stream(send, model, payload, attempt, call)
+            return
         resp = attempt.response
         attempt.finish()
-        self._record(
-            model, attempt.endpoint.name, str(resp.status), started, resp.body, ticket, route
-        )
-        return Response(resp.body, status_code=resp.status, media_type=resp.content_type)
+        usage = _usage_of(resp.body) if resp.status == 200 else None
+        self._finish(call, model, attempt.endpoint.name, str(resp.status), usage, None)
+        head = [
+            (b"content-type", resp.content_type.encode("latin-1")),
+            (b"content-length", str(len(resp.body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": resp.status,
+                    "headers": call.headers(head)})  # fmt: skip
+        await send({"type": "http.response.body", "body": resp.body})
 
-    def _stream(
-        self,
-        model: ModelConfig,
-        payload: Payload,
-        attempt: Attempt,
-        started: float,
-        ticket: Ticket | None,
-        route: Route | None,
-    ) -> Response:
+    async def _stream(
+        self, send: Send, model: ModelConfig, payload: Payload, attempt: Attempt, call: Call
+    ) -> None:
         first = time.perf_counter()
-        self.metrics.ttft.labels(model.name).observe(first - started)
-        in_flight = self.metrics.in_flight.labels(model.name)
+        assert call.metrics is not None
+        call.metrics.ttft.observe(first - call.started)
+        tap = UsageTap(drop=not payload.wants_usage)
+        status = "client_closed"
+        try:
+            status = await relay(send, attempt, tap, call.headers(list(STREAM_HEADERS)))
+        except asyncio.CancelledError:
+            attempt.response.abort()
+            raise
+        finally:
+            attempt.finish(ok=status != "upstream_error", served=status == "200")
+            ttft = first - call.route.started if call.route is not None else None
+            self._finish(call, model, attempt.endpoint.name, status, tap.usage, ttft)
 
-        def on_done(status: str, usage: dict[str, Any] | None) -> None:
-            in_flight.dec()
-            self._count(model, attempt.endpoint.name, status, started)
-            spent = self._settle(model, usage, ticket)
-            if route is not None:
-                ttft = first - route.started
-                self._outcome(route, model.name, attempt.endpoint.name, status, spent, ttft)
-
-        return PassThroughStream(attempt, UsageTap(drop=not payload.wants_usage), on_done)
-
-    def _record(
+    def _finish(
         self,
+        call: Call,
         model: ModelConfig,
         endpoint: str,
         status: str,
-        started: float,
-        body: bytes | None,
-        ticket: Ticket | None,
-        route: Route | None = None,
+        usage: Usage,
+        ttft: float | None,
     ) -> None:
-        self._count(model, endpoint, status, started)
-        usage = None
-        if body and status == "200":
-            try:
-                usage = orjson.loads(body).get("usage")
-            except (orjson.JSONDecodeError, AttributeError):
-                usage = None
-        spent = self._settle(model, usage if isinstance(usage, dict) else None, ticket)
-        if route is not None:
-            self._outcome(route, model.name, endpoint, status, spent, None)
+        """The request is done: count it, settle its limits, record a routed outcome."""
+        call.close()
+        metrics = call.metrics if call.metrics is not None else self.metrics.model(model.name)
+        metrics.finished(endpoint, status, self._took(call))
+        spent = self._settle(model, metrics, usage, call.ticket)
+        if call.route is not None:
+            self._outcome(call.route, model.name, endpoint, status, spent, ttft)
 
-    def _count(self, model: ModelConfig, endpoint: str, status: str, started: float) -> None:
-        self.metrics.requests.labels(model.name, endpoint, status).inc()
-        self.metrics.duration.labels(model.name).observe(time.perf_counter() - started)
+    @staticmethod
+    def _took(call: Call) -> float:
+        return time.perf_counter() - call.started
 
     def _settle(
-        self, model: ModelConfig, usage: dict[str, Any] | None, ticket: Ticket | None
+        self, model: ModelConfig, metrics: ModelMetrics, usage: Usage, ticket: Ticket | None
     ) -> tuple[int, int, float] | None:
         """Count tokens and cost; settle the request's limits on them (zero if unknown).
 
@@ -268,8 +319,9 @@ class Proxy:
                 prompt = completion = 0
         cost = model.cost_usd(prompt, completion)
         if usage is not None:
-            self.metrics.usage(model.name, prompt, completion, cost)
-        self.guard.settle(ticket, prompt + completion, cost)
+            metrics.usage(prompt, completion, cost)
+        if ticket is not None:
+            self.guard.settle(ticket, prompt + completion, cost)
         return (prompt, completion, cost) if usage is not None else None
 
     def _outcome(
@@ -307,27 +359,21 @@ class Proxy:
         )
 
 
+def _usage_of(body: bytes) -> Usage:
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def _route_headers(route: Route) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-switchyard-model", route.model.encode()),
+        (b"x-switchyard-router", route.router.encode()),
+        (b"x-switchyard-decision-id", route.decision_id.encode()),
+    ]
+
+
 def _any(model: str) -> bool:
     return True
-
-
-def proxy_routes(proxy: Proxy) -> APIRouter:
-    routes = APIRouter(prefix="/v1", tags=["openai"])
-
-    def add(path: str, capability: Capability, summary: str) -> None:
-        async def endpoint(request: Request) -> Response:
-            return await proxy.handle(request, capability)
-
-        routes.add_api_route(
-            path,
-            endpoint,
-            methods=["POST"],
-            summary=summary,
-            response_class=Response,
-            openapi_extra=REQUEST_SCHEMAS[capability],
-        )
-
-    add("/chat/completions", Capability.chat, "Create a chat completion (OpenAI-compatible)")
-    add("/completions", Capability.completions, "Create a text completion (OpenAI-compatible)")
-    add("/embeddings", Capability.embeddings, "Create embeddings (OpenAI-compatible)")
-    return routes

@@ -1,5 +1,7 @@
-"""Pure ASGI middleware: every request gets an id (the caller's ``x-request-id`` if it sent a
-sane one), kept in ``scope["state"]["request_id"]`` and returned on every response."""
+"""Every request gets an id: the caller's ``x-request-id`` if it sent a sane one, else a new
+random one. It is kept in ``scope["state"]["request_id"]``, sent to the backend and returned
+on every response. ``RequestIdMiddleware`` does this for the FastAPI routes; the proxied
+routes (``gateway.proxy``, raw ASGI) call ``assign_request_id`` themselves."""
 
 from __future__ import annotations
 
@@ -11,6 +13,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _SANE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def assign_request_id(scope: Scope) -> bytes:
+    """The request's id (also stored in ``scope["state"]["request_id"]`` as ``str``)."""
+    state = scope.setdefault("state", {})
+    if "request_id" in state:  # given already (the middleware, for a mounted proxy route)
+        return str(state["request_id"]).encode()
+    rid = b""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            rid = value if _SANE.match(value) else b""
+            break
+    if not rid:
+        rid = os.urandom(12).hex().encode()
+    state["request_id"] = rid.decode()
+    return rid
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -19,19 +37,13 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value if _SANE.match(value) else b""
-                break
-        if not rid:
-            rid = os.urandom(12).hex().encode()
-        scope.setdefault("state", {})["request_id"] = rid.decode()
+        rid = assign_request_id(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid)]
+                headers = message.get("headers", [])
+                if not any(name == b"x-request-id" for name, _ in headers):
+                    message["headers"] = [*headers, (b"x-request-id", rid)]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

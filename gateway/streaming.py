@@ -2,34 +2,36 @@
 
 ``UsageTap`` watches the stream for the usage event (to count tokens and cost) and, when the
 gateway asked for usage on the client's behalf, drops that event again so the client gets
-exactly the stream it asked for. ``PassThroughStream`` is the ASGI response: it forwards
-chunks without buffering, cancels the upstream request when the client goes away, and ends
-a stream whose backend died with an error event that the OpenAI SDK raises.
+exactly the stream it asked for. ``relay`` sends an upstream stream to the client without
+buffering, and ends a stream whose backend died with an error event that the OpenAI SDK
+raises. Per chunk, a stream costs a suffix test and two substring searches unless the chunk
+holds the usage event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import orjson
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from backends.errors import SwitchyardError, UpstreamError
 from backends.pool import Attempt
-from gateway.disconnect import DisconnectWatch
 
 log = logging.getLogger("switchyard.gateway")
 
 MAX_EVENT_BYTES = 1 << 20
-STREAM_HEADERS = [
+STREAM_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
-]
+)
+
+
+def _may_hold_usage(data: bytes) -> bool:
+    """Whether ``data`` may hold a usage object (``"usage": null`` on every chunk does not)."""
+    return b'"usage":{' in data or b'"usage": {' in data
 
 
 class UsageTap:
@@ -44,6 +46,11 @@ class UsageTap:
 
     def feed(self, chunk: bytes) -> bytes:
         """Take bytes from upstream; return the bytes to send to the client now."""
+        if not self._tail and chunk.endswith(b"\n\n"):  # whole events: the usual case
+            if b'"usage":{' not in chunk and b'"usage": {' not in chunk:  # _may_hold_usage
+                return chunk
+            scanned = self._scan(chunk, keep=not self.drop)
+            return scanned if self.drop else chunk
         data = self._tail + chunk if self._tail else chunk
         cut = data.rfind(b"\n\n") + 2
         complete, self._tail = (data[:cut], data[cut:]) if cut > 1 else (b"", data)
@@ -51,7 +58,7 @@ class UsageTap:
             complete, self._tail = data, b""
         if self.drop:
             return self._scan(complete, keep=False) if complete else b""
-        if b'"usage"' in complete:
+        if _may_hold_usage(complete):
             self._scan(complete, keep=True)
         return chunk
 
@@ -61,7 +68,7 @@ class UsageTap:
         return rest if self.drop else b""
 
     def _scan(self, events: bytes, keep: bool) -> bytes:
-        if b'"usage"' not in events:
+        if not _may_hold_usage(events):
             return events
         *whole, rest = events.split(b"\n\n")
         kept = []
@@ -78,7 +85,7 @@ class UsageTap:
 
 def _usage_of(event: bytes) -> dict[str, Any] | None:
     """The usage of a usage-only event (``"choices": []``), else None."""
-    if b'"usage"' not in event or not event.startswith(b"data:"):
+    if not _may_hold_usage(event) or not event.startswith(b"data:"):
         return None
     try:
         obj = orjson.loads(event[5:])
@@ -94,52 +101,24 @@ def error_event(err: SwitchyardError) -> bytes:
     return b"data: " + err.to_json() + b"\n\n"
 
 
-class PassThroughStream(Response):
-    """Streams an upstream ``Attempt`` to the client; ``on_done(status, usage)`` at the end."""
-
-    def __init__(
-        self,
-        attempt: Attempt,
-        tap: UsageTap,
-        on_done: Callable[[str, dict[str, Any] | None], None],
-    ) -> None:
-        self.status_code = attempt.response.status
-        self.background = None
-        self.raw_headers = list(STREAM_HEADERS)
-        self._attempt = attempt
-        self._tap = tap
-        self._on_done = on_done
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = DisconnectWatch(receive)
-        status = str(self.status_code)
-        try:
-            await send({"type": "http.response.start", "status": self.status_code,
-                        "headers": self.raw_headers})  # fmt: skip
-            status = await self._pump(send)
-        except asyncio.CancelledError:
-            if not watch.absorb():
-                raise
-            status = "client_closed"
-            self._attempt.response.abort()
-        finally:
-            watch.stop()
-            self._attempt.finish(ok=status != "upstream_error", served=status == "200")
-            self._on_done(status, self._tap.usage)
-
-    async def _pump(self, send: Send) -> str:
-        tap = self._tap
-        try:
-            async for chunk in self._attempt.response.chunks():
-                out = tap.feed(chunk)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-        except UpstreamError as err:
-            log.warning("stream from %s broke: %s", self._attempt.endpoint.name, err.message)
-            self._attempt.response.abort()
-            body = tap.flush() + error_event(err)
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            return "upstream_error"
-        self._attempt.response.release()
-        await send({"type": "http.response.body", "body": tap.flush(), "more_body": False})
-        return str(self.status_code)
+async def relay(
+    send: Send, attempt: Attempt, tap: UsageTap, headers: list[tuple[bytes, bytes]]
+) -> str:
+    """Stream ``attempt`` to the client; the status to record (``upstream_error`` when the
+    backend broke off). The caller finishes the attempt, also when this is cancelled."""
+    status = attempt.response.status
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    try:
+        async for chunk in attempt.response.chunks():
+            out = tap.feed(chunk)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+    except UpstreamError as err:
+        log.warning("stream from %s broke: %s", attempt.endpoint.name, err.message)
+        attempt.response.abort()
+        body = tap.flush() + error_event(err)
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return "upstream_error"
+    attempt.response.release()
+    await send({"type": "http.response.body", "body": tap.flush(), "more_body": False})
+    return str(status)

@@ -6,7 +6,6 @@ its ``id`` (a short, non-secret handle) or its name.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -25,7 +24,7 @@ def new_key() -> str:
 
 
 def hash_key(secret: bytes, key: str) -> str:
-    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, key.encode(), "sha256").hex()  # one-shot: no HMAC object
 
 
 def same_hash(a: str, b: str) -> bool:
