@@ -114,7 +114,7 @@ async def dispatch_chain(
             last = err
             continue
         if math.isfinite(delay):
-            metrics.expected_delay.labels(config.name).observe(delay)
+            metrics.model(config.name).expected_delay.observe(delay)
         if config is not model:
             metrics.fallbacks.labels(model.name, config.name).inc()
         return config, attempt

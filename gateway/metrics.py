@@ -1,24 +1,26 @@
 """Prometheus metrics of the gateway, on an injected registry (tests build their own).
 
 Breaker states are read from the pools at scrape time by a custom collector, so the hot
-path never touches them.
+path never touches them. The request path counts through ``ModelMetrics``
+(``gateway.request_metrics``): plain numbers, exported at scrape time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from backends.errors import UpstreamError
 from backends.pool import EndpointPool
+from gateway.request_metrics import ModelMetrics, RequestMetrics
 from gateway.tenancy.store import StoreHealth
 
-LATENCY_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-)  # fmt: skip
+if TYPE_CHECKING:
+    from gateway.connections import ConnectionStats
 
 
 class GatewayMetrics:
@@ -26,38 +28,8 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.requests = Counter(
-            "switchyard_requests",
-            "Finished requests by model, endpoint and HTTP status (or client_closed).",
-            ["model", "endpoint", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "switchyard_request_duration_seconds",
-            "Time from request received to last byte sent.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.ttft = Histogram(
-            "switchyard_time_to_first_token_seconds",
-            "Time from request received to the first streamed chunk from the backend.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.prompt_tokens = Counter(
-            "switchyard_prompt_tokens", "Prompt tokens, from backend usage.", ["model"],
-            registry=registry,
-        )  # fmt: skip
-        self.completion_tokens = Counter(
-            "switchyard_completion_tokens", "Completion tokens, from backend usage.", ["model"],
-            registry=registry,
-        )  # fmt: skip
-        self.cost = Counter(
-            "switchyard_cost_usd", "Spend in USD from the configured model prices.", ["model"],
-            registry=registry,
-        )  # fmt: skip
+        self._requests = RequestMetrics()
+        registry.register(self._requests)
         self.upstream_errors = Counter(
             "switchyard_upstream_errors",
             "Failed attempts against an endpoint, by kind of error.",
@@ -70,13 +42,13 @@ class GatewayMetrics:
             ["model", "endpoint"],
             registry=registry,
         )
-        self.in_flight = Gauge(
-            "switchyard_in_flight_requests", "Requests being served.", ["model"],
-            registry=registry,
-        )  # fmt: skip
         self._add_load_metrics(registry)
         self._add_tenancy_metrics(registry)
         self._add_routing_metrics(registry)
+
+    def model(self, name: str) -> ModelMetrics:
+        """The request path's metrics of model ``name`` (built on first use, then reused)."""
+        return self._requests.model(name)
 
     def _add_load_metrics(self, registry: CollectorRegistry) -> None:
         self.fallbacks = Counter(
@@ -89,13 +61,6 @@ class GatewayMetrics:
             "switchyard_shed",
             "Requests that skipped a saturated model (to a fallback) or were refused with 429.",
             ["model"],
-            registry=registry,
-        )
-        self.expected_delay = Histogram(
-            "switchyard_expected_delay_seconds",
-            "Expected wait on the chosen model's best replica when a request was sent.",
-            ["model"],
-            buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
 
@@ -161,6 +126,15 @@ class GatewayMetrics:
         )
         self._stores: dict[str, StoreHealth] = {}
         registry.register(_StoreCollector(self._stores))
+        # The HTTP server's connections (gateway.connections), registered here with the
+        # other collectors of shared state; the stats arrive with the first scrape.
+        self._connections: list[ConnectionStats] = []
+        registry.register(_ConnectionCollector(self._connections))
+
+    def watch_connections(self, stats: ConnectionStats) -> None:
+        """Export the HTTP server's connection counts (``gateway.connections``)."""
+        if not self._connections or self._connections[0] is not stats:
+            self._connections[:] = [stats]
 
     def watch_store(self, health: StoreHealth) -> None:
         """Export ``health`` as ``switchyard_state_store_up{store}`` (replaces a namesake)."""
@@ -174,17 +148,16 @@ class GatewayMetrics:
         sharing through Redis counts every replica's)."""
         self.registry.register(_BanditCollector(steps))
 
+    def refused(self, model: str, status: str) -> None:
+        """A request answered with an error before it was sent anywhere."""
+        self._requests.refused(model, status)
+
     # DispatchObserver
     def upstream_error(self, model: str, endpoint: str, error: UpstreamError) -> None:
         self.upstream_errors.labels(model, endpoint, error.code or error.type).inc()
 
     def retry(self, model: str, endpoint: str) -> None:
         self.retries.labels(model, endpoint).inc()
-
-    def usage(self, model: str, prompt: int, completion: int, cost_usd: float) -> None:
-        self.prompt_tokens.labels(model).inc(prompt)
-        self.completion_tokens.labels(model).inc(completion)
-        self.cost.labels(model).inc(cost_usd)
 
 
 class _BreakerCollector(Collector):
@@ -233,3 +206,34 @@ class _StoreCollector(Collector):
             health.refresh()  # probes an idle store, for the next scrape
             family.add_metric([name], 1.0 if health.up else 0.0)
         yield family
+
+
+# Error codes of what the HTTP server answers itself (gateway.connections).
+HTTP_REJECTIONS = ("invalid_http_request", "request_timeout", "too_many_connections")
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, stats: list[ConnectionStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._stats[0] if self._stats else None
+        open_ = GaugeMetricFamily(
+            "switchyard_http_connections",
+            "Open client connections of this process, and (limit) server.max_connections.",
+            labels=["kind"],
+        )
+        rejected = CounterMetricFamily(
+            "switchyard_http_rejected",
+            "Connections the HTTP server answered itself and closed: too_many_connections "
+            "(over server.max_connections), request_timeout (no whole request head in "
+            "server.header_timeout_s), invalid_http_request (refused by the HTTP parser).",
+            labels=["reason"],
+        )
+        if stats is not None:
+            open_.add_metric(["open"], len(stats.connections))
+            open_.add_metric(["limit"], stats.limit)
+        for reason in HTTP_REJECTIONS:
+            rejected.add_metric([reason], stats.rejected.get(reason, 0) if stats else 0)
+        yield open_
+        yield rejected

@@ -33,10 +33,11 @@ from backends.pool import Attempt
 from gateway.disconnect import DisconnectWatch
 from gateway.errors import as_switchyard_error, error_head, log_error
 from gateway.load import dispatch_chain, within_targets
-from gateway.metrics import GatewayMetrics, ModelMetrics
+from gateway.metrics import GatewayMetrics
 from gateway.outcomes import OutcomeRecord, Route
 from gateway.payload import PROMPT_FIELD, ClientGone, Payload, parse_payload, read_body
 from gateway.payload import routed_payload as _routed
+from gateway.request_metrics import ModelMetrics
 from gateway.requestid import assign_request_id
 from gateway.routing import OPTIONS_FIELD, RouterService, parse_options
 from gateway.settings import Capability, ModelConfig
@@ -71,16 +72,16 @@ class Call:
         """The request is in flight on ``metrics``' model (again, when a fallback took it)."""
         if self._open:
             assert self.metrics is not None
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
         self.metrics = metrics
         self._open = True
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
 
     def close(self) -> None:
         if self._open:
             self._open = False
             assert self.metrics is not None
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
 
     def headers(self, head: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """``head`` plus what the gateway adds to every response; the response starts."""

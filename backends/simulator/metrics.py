@@ -11,8 +11,7 @@ pool as vLLM does (``num_gpu_blocks`` of ``block_size`` tokens, no ``model_name`
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Protocol
 
 from prometheus_client.metrics_core import (
@@ -23,6 +22,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from backends.metric_values import Histogram
 from backends.simulator.config import PerfModel
 
 # vLLM's bucket boundaries (vllm/engine/metrics.py), so dashboards built for vLLM still fit.
@@ -55,30 +55,6 @@ class LoadSource(Protocol):
 
     @property
     def perf(self) -> PerfModel: ...
-
-
-class Histogram:
-    """Prometheus histogram data: per-bucket counts (not cumulative) and the sum."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def observe(self, value: float, count: int = 1) -> None:
-        """Record ``count`` observations of ``value`` (count > 1: identical gaps, in one go)."""
-        self.counts[bisect_left(self.bounds, value)] += count
-        self.total += value * count
-
-    def buckets(self) -> list[tuple[str, float]]:
-        cumulative = 0
-        out: list[tuple[str, float]] = []
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            cumulative += count
-            out.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        return out
 
 
 class SimulatorMetrics:

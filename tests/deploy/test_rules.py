@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from deploy import rules
-from gateway.metrics import LATENCY_BUCKETS
+from gateway.request_metrics import LATENCY_BUCKETS
 from tests.deploy.conftest import gateway_series
 from tests.helm.chart import objects, one, scenario
 
