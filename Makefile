@@ -50,9 +50,10 @@ $(BENCH_STAMP): $(DEV_STAMP)
 	$(BIN)/pip install -q -e '.[dev,train,bench]'
 	touch $@
 
-bench: $(BENCH_STAMP)  ## overhead and throughput vs direct and vs LiteLLM (~17 min, needs quiet cores)
+bench: $(BENCH_STAMP)  ## overhead and throughput vs direct and vs LiteLLM, then a 5-min chaos run (~23 min, needs quiet cores)
 	$(BIN)/python bench/sim_bench.py
 	bench/shared_harness.sh
+	$(BIN)/python bench/chaos.py --duration 300 --out bench/results/chaos.json
 
 eval: $(BENCH_STAMP)  ## RouterDC, RouteLLM and RouterBench protocols -> bench/results/eval (~25 min)
 	bench/eval_all.sh

@@ -44,7 +44,7 @@ ERRORS = 'status=~"5.."'
 @dataclass(frozen=True)
 class RulesConfig:
     """Thresholds of the alerts. ``ttft_slo_s`` must be a bucket bound of the gateway's
-    TTFT histogram (``gateway.metrics.LATENCY_BUCKETS``) so the SLO is read exactly."""
+    TTFT histogram (``gateway.request_metrics.LATENCY_BUCKETS``) so the SLO is read exactly."""
 
     ttft_slo_s: float = 2.5
     ttft_objective: float = 0.99
@@ -254,6 +254,17 @@ def availability_alerts(config: RulesConfig) -> Group:
             "Gateway {{ $labels.instance }} admits requests without checking limits",
             "Its state store is down and auth.fail_open admits requests unchecked: rate limits "
             "and budgets are not enforced ({{ $value | humanize }} requests/s).",
+        ),
+        _alert(
+            "SwitchyardConnectionsRefused",
+            "sum by (job, instance) "
+            '(rate(switchyard_http_rejected_total{reason="too_many_connections"}[5m])) > 0',
+            "5m",
+            "warning",
+            "Gateway {{ $labels.instance }} refuses client connections",
+            "It holds server.max_connections open connections and answers new ones 503 "
+            "too_many_connections: raise the cap (and the file descriptor limit) or add "
+            "replicas.",
         ),
         _alert(
             "SwitchyardEngineScrapeDown",

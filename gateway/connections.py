@@ -15,6 +15,10 @@ Timers are per connection, never per request: the one armed when a connection op
 keep-alive timer uvicorn already arms after each response, and it is cancelled when the
 head is complete, where stock uvicorn cancels it on the first byte. So a request costs what
 it costs under stock uvicorn. Pass ``protocol(server)`` as uvicorn's ``http`` option.
+
+What it refuses is counted in a ``ConnectionStats`` kept in uvicorn's per-process app state
+(``STATS_KEY``), which every request's ``scope["state"]`` carries: ``GET /metrics`` hands it
+to ``GatewayMetrics`` (``switchyard_http_connections``, ``switchyard_http_rejected_total``).
 """
 
 from __future__ import annotations
@@ -35,11 +39,24 @@ from backends.errors import (
     SwitchyardError,
     TooManyConnectionsError,
 )
+from gateway.metrics import HTTP_REJECTIONS
 from gateway.settings import ServerConfig
 
 log = logging.getLogger("switchyard.http")
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+STATS_KEY = "switchyard.connections"
+
+
+class ConnectionStats:
+    """One process's open client connections, their cap, and rejections by error code."""
+
+    __slots__ = ("connections", "limit", "rejected")
+
+    def __init__(self, connections: set[Any], limit: int) -> None:
+        self.connections = connections  # uvicorn's live set of protocols
+        self.limit = limit
+        self.rejected = dict.fromkeys(HTTP_REJECTIONS, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +108,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        stats = self.app_state.get(STATS_KEY)
+        if stats is None:
+            stats = ConnectionStats(self.connections, self.limits.max_connections)
+            self.app_state[STATS_KEY] = stats
+        self.stats: ConnectionStats = stats
         if len(self.connections) > self.limits.max_connections:
             log.debug("refused a connection: %d open", len(self.connections) - 1)
             self._reject(TooManyConnectionsError("too many open connections; try again"))
@@ -130,6 +152,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _reject(self, err: SwitchyardError) -> None:
         self._unset_keepalive_if_required()
+        if err.code in self.stats.rejected:
+            self.stats.rejected[err.code] += 1
         if not self.transport.is_closing():
             self.transport.write(error_bytes(err))
             self.transport.close()

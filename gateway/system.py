@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.responses import Response
 
 from backends.errors import ModelNotFoundError
+from gateway.connections import STATS_KEY
 from gateway.routing import RouterService
 from gateway.tenancy.guard import Guard
 from gateway.upstreams import Upstreams
@@ -86,7 +87,10 @@ def system_routes(
         return Response(orjson.dumps(body), 200 if ready else 503, media_type="application/json")
 
     @routes.get("/metrics", tags=["ops"], summary="Prometheus metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        stats = request.scope.get("state", {}).get(STATS_KEY)
+        if stats is not None:  # the HTTP server's counts (gateway.connections)
+            guard.metrics.watch_connections(stats)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return routes

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backends.simulator import build_config, create_simulator_app
 from gateway.app import create_app
+from gateway.connections import protocol
 from gateway.settings import build_settings
 from tests.support.redis import RedisServer
 from tests.support.redis import available as redis_available
@@ -97,7 +98,8 @@ def gateway() -> Iterator[Callable[..., Gateway]]:
     def start(models: list[dict[str, Any]], **sections: Any) -> Gateway:
         settings = build_settings({"models": models, **sections})
         registry = CollectorRegistry()
-        server = ServerThread(create_app(settings, registry)).start()
+        app = create_app(settings, registry)
+        server = ServerThread(app, http=protocol(settings.server)).start()
         gw = Gateway(server, registry, settings)
         started.append(gw)
         return gw

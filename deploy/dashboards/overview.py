@@ -81,6 +81,31 @@ def in_flight() -> Panel:
     )
 
 
+def connections() -> Panel:
+    return timeseries(
+        "Client connections",
+        "Open client connections per gateway replica against server.max_connections (summed "
+        "over its worker processes); past it, new connections get 503 and are closed.",
+        [
+            target('sum by (instance) (switchyard_http_connections{kind="open"})', "{{instance}}"),
+            target('max(switchyard_http_connections{kind="limit"})', "limit per process"),
+        ],
+        "short",
+    )
+
+
+def connections_rejected() -> Panel:
+    return timeseries(
+        "Connections rejected by the HTTP server",
+        "Per second, by reason (5m): too_many_connections (over server.max_connections), "
+        "request_timeout (no whole request head in server.header_timeout_s: slow or stalled "
+        "clients), invalid_http_request (refused by the HTTP parser).",
+        [target("sum by (reason) (rate(switchyard_http_rejected_total[5m]))", "{{reason}}")],
+        "reqps",
+        stack=True,
+    )
+
+
 def requests_by_model() -> Panel:
     return timeseries(
         "Requests by model",
@@ -216,7 +241,8 @@ def board() -> Dashboard:
         request_rate(), error_ratio(), cost_per_hour(), cost_per_1k(), priciest_share(),
         in_flight(), requests_by_model(), requests_by_status(), errors_by_model(),
         ttft_slo_misses(), latency(), ttft(), spend_by_model(), spend_per_1k_by_model(),
-        traffic_share(), priciest_share_over_time(), tokens(),
+        traffic_share(), priciest_share_over_time(), tokens(), connections(),
+        connections_rejected(),
     ]  # fmt: skip
     return dashboard(
         "overview",

@@ -74,6 +74,17 @@ def parse(response: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+def scrape(port: int, series: str) -> float | None:
+    """One sample of the gateway's /metrics (None: absent)."""
+    with connect(port) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        text = read_until_closed(sock).decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def assert_openai_error(response: bytes, status: int, code: str) -> None:
     got, headers, body = parse(response)
     assert got == status, response
@@ -99,6 +110,7 @@ def test_a_client_stalled_in_its_request_head_is_answered_408_and_closed(
         response = read_until_closed(sock)
     assert time.monotonic() - started < 3
     assert_openai_error(response, 408, "request_timeout")
+    assert scrape(port, 'switchyard_http_rejected_total{reason="request_timeout"}') == 1
 
 
 def test_a_kept_alive_connection_stalled_in_its_next_head_is_closed(
@@ -138,6 +150,11 @@ def test_a_connection_over_the_cap_is_answered_503_and_closed(
         time.sleep(0.1)
         with connect(port) as extra:
             assert_openai_error(read_until_closed(extra), 503, "too_many_connections")
+        held[1].sendall(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        text = read_until_closed(held[1]).decode()
+        assert 'switchyard_http_connections{kind="open"} 3.0' in text
+        assert 'switchyard_http_connections{kind="limit"} 3.0' in text
+        assert 'switchyard_http_rejected_total{reason="too_many_connections"} 1.0' in text
         held[0].sendall(GET)  # the connections within the cap are served
         assert held[0].recv(65536).startswith(b"HTTP/1.1 200")
     time.sleep(0.1)
@@ -163,3 +180,4 @@ def test_a_request_the_http_parser_rejects_gets_an_openai_error_with_a_request_i
         sock.sendall(request_bytes)
         response = read_until_closed(sock)
     assert_openai_error(response, 400, "invalid_http_request")
+    assert scrape(port, 'switchyard_http_rejected_total{reason="invalid_http_request"}') == 1

@@ -34,25 +34,35 @@ class ServerThread:
     """
 
     def __init__(
-        self, app: Any, port: int | None = None, lifespan: Literal["auto", "on", "off"] = "on"
+        self,
+        app: Any,
+        port: int | None = None,
+        lifespan: Literal["auto", "on", "off"] = "on",
+        http: Any = "httptools",
+        host: str = "127.0.0.1",
     ) -> None:
+        """``http``: uvicorn's protocol; a gateway passes ``gateway.connections.protocol``,
+        as ``switchyard serve`` does. ``host``: another loopback address (127.0.0.x) lets
+        several servers share one port, as pods behind one headless Service do."""
         self.app = app
+        self.host = host
         self.port = port or free_port()
         self.lifespan = lifespan
+        self.http = http
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> ServerThread:
         config = uvicorn.Config(
             self.app,
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             loop="uvloop",
-            http="httptools",
+            http=self.http,
             lifespan=self.lifespan,
             log_level="warning",
             access_log=False,
