@@ -28,6 +28,7 @@ from backends.errors import (
     OverloadedError,
     PermissionDeniedError,
     SwitchyardError,
+    UpstreamError,
 )
 from backends.pool import Attempt
 from gateway.disconnect import DisconnectWatch
@@ -41,7 +42,7 @@ from gateway.request_metrics import ModelMetrics
 from gateway.requestid import assign_request_id
 from gateway.routing import OPTIONS_FIELD, RouterService, parse_options
 from gateway.settings import Capability, ModelConfig
-from gateway.streaming import STREAM_HEADERS, UsageTap, relay
+from gateway.streaming import STREAM_HEADERS, KeepAlive, UsageTap, relay
 from gateway.tenancy.guard import Guard, Ticket
 from gateway.tenancy.keys import KeyRecord
 from gateway.upstreams import Upstreams
@@ -238,23 +239,47 @@ class Proxy:
     ) -> None:
         """Dispatch, then answer; a client that leaves cancels this (recorded as such)."""
         asked = model
+        keepalive = self._keepalive(send, payload, call)
         try:
-            model, attempt = await dispatch_chain(
-                self.upstreams, self.metrics, model, payload, capability,
-                call.request_id.decode(), may_use,
-            )  # fmt: skip
+            try:
+                model, attempt = await dispatch_chain(
+                    self.upstreams, self.metrics, model, payload, capability,
+                    call.request_id.decode(), may_use,
+                )  # fmt: skip
+            finally:
+                if keepalive is not None:
+                    await keepalive.stop()
         except SwitchyardError as err:
             self._finish(call, model, "-", str(err.status), None, None)
-            raise
+            if keepalive is None or not keepalive.started:
+                raise
+            await keepalive.fail(err)  # the response has started: the error goes in it
+            return
         except asyncio.CancelledError:
             self._finish(call, model, "-", "client_closed", None, None)
             raise
         if model is not asked:  # a fallback answered: count it there, and say so
             call.open(self.metrics.model(model.name))
             call.extra.append((b"x-switchyard-fallback", model.name.encode()))
+        started = keepalive is not None and keepalive.started
         if payload.stream and attempt.response.status == 200:
-            await self._stream(send, model, payload, attempt, call)
-            return
+            await self._stream(send, model, payload, attempt, call, started)
+        elif started and keepalive is not None:  # refused after keep-alives began
+            attempt.finish()
+            resp = attempt.response
+            self._finish(call, model, attempt.endpoint.name, str(resp.status), None, None)
+            await keepalive.fail(_refusal(resp.status, resp.body))
+        else:
+            await self._answer(send, model, attempt, call)
+
+    def _keepalive(self, send: Send, payload: Payload, call: Call) -> KeepAlive | None:
+        interval = self.upstreams.settings.upstream.stream_keepalive_s
+        if not (payload.stream and interval > 0):
+            return None
+        return KeepAlive(send, interval, lambda: call.headers(list(STREAM_HEADERS)))
+
+    async def _answer(self, send: Send, model: ModelConfig, attempt: Attempt, call: Call) -> None:
+        """The backend's whole answer, as it came."""
         resp = attempt.response
         attempt.finish()
         usage = _usage_of(resp.body) if resp.status == 200 else None
@@ -268,15 +293,23 @@ class Proxy:
         await send({"type": "http.response.body", "body": resp.body})
 
     async def _stream(
-        self, send: Send, model: ModelConfig, payload: Payload, attempt: Attempt, call: Call
+        self,
+        send: Send,
+        model: ModelConfig,
+        payload: Payload,
+        attempt: Attempt,
+        call: Call,
+        started: bool,
     ) -> None:
+        """Relay the stream (``started``: keep-alives began it, so no head is sent)."""
         first = time.perf_counter()
         assert call.metrics is not None
         call.metrics.ttft.observe(first - call.started)
         tap = UsageTap(drop=not payload.wants_usage)
         status = "client_closed"
         try:
-            status = await relay(send, attempt, tap, call.headers(list(STREAM_HEADERS)))
+            head = None if started else call.headers(list(STREAM_HEADERS))
+            status = await relay(send, attempt, tap, head)
         except asyncio.CancelledError:
             attempt.response.abort()
             raise
@@ -366,6 +399,13 @@ def _usage_of(body: bytes) -> Usage:
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return usage if isinstance(usage, dict) else None
+
+
+def _refusal(status: int, body: bytes) -> SwitchyardError:
+    """A backend's error answer, as an error event once a stream's response has started."""
+    detail = body[:300].decode("utf-8", "replace").strip()
+    message = f"upstream answered HTTP {status}: {detail}"
+    return InvalidRequestError(message) if 400 <= status < 500 else UpstreamError(message)
 
 
 def _route_headers(route: Route) -> list[tuple[bytes, bytes]]:

@@ -33,10 +33,47 @@ class Capability(StrEnum):
     embeddings = "embeddings"
 
 
-class EndpointConfig(_Strict):
-    """One replica serving a model: an OpenAI-compatible base URL (ending in ``/v1``)."""
+class DiscoveryKind(StrEnum):
+    dns = "dns"  # the A/AAAA records of a name (a headless Service), re-resolved
+    kubernetes = "kubernetes"  # a Service's EndpointSlices, watched (the "kubernetes" extra)
 
-    url: HttpUrl
+
+class DiscoveryConfig(_Strict):
+    """Where a model's pods are found; every address found is an endpoint of its own."""
+
+    kind: DiscoveryKind = DiscoveryKind.dns
+    name: str = Field(
+        min_length=1,
+        pattern=r"^[A-Za-z0-9.-]+$",
+        description="DNS name (dns: e.g. the headless Service's FQDN) or the Service name "
+        "(kubernetes).",
+    )
+    port: int = Field(ge=1, le=65535, description="The pods' OpenAI API port.")
+    scheme: str = Field(default="http", pattern=r"^https?$")
+    path: str = Field(default="/v1", pattern=r"^(/[^/\s]*)*$", description="OpenAI API root.")
+    namespace: str | None = Field(
+        default=None, description="kubernetes: the Service's namespace (default: the gateway's)."
+    )
+    interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="dns: how often the name is resolved again; kubernetes: "
+        "wait before a broken watch is opened again.",
+    )
+    timeout_s: float = Field(default=2.0, gt=0, description="One lookup's time limit.")
+    nameserver: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-Fa-f.:\[\]]+$",
+        description="dns: ask this server (IP or [IP]:port) instead of the system resolver.",
+    )
+
+
+class EndpointConfig(_Strict):
+    """One replica serving a model: an OpenAI-compatible base URL (ending in ``/v1``), or a
+    discovery source whose every pod is a replica (weight and max_num_seqs then per pod)."""
+
+    url: HttpUrl | None = None
+    discover: DiscoveryConfig | None = None
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the bearer token."
     )
@@ -47,8 +84,16 @@ class EndpointConfig(_Strict):
         default=None, ge=1, description="Its vLLM --max-num-seqs, when /metrics does not say."
     )
 
+    @model_validator(mode="after")
+    def _url_or_discover(self) -> EndpointConfig:
+        if (self.url is None) == (self.discover is None):
+            raise ValueError("give exactly one of url (one replica) or discover (its pods)")
+        return self
+
     @property
     def base_url(self) -> str:
+        if self.url is None:
+            raise ValueError("a discovered endpoint has no single URL")
         return str(self.url).rstrip("/")
 
     def api_key(self) -> str | None:
@@ -145,6 +190,12 @@ class UpstreamConfig(_Strict):
     )
     max_queue_delay_s: float = Field(
         default=30.0, gt=0, description="Expected wait beyond which requests are shed (429)."
+    )
+    stream_keepalive_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="While a stream waits for its first token, send an SSE comment this often "
+        "so idle timeouts of load balancers do not cut it (0: never).",
     )
     seed: int | None = Field(default=None, description="Seeds replica sampling (tests).")
 

@@ -6,11 +6,21 @@ exactly the stream it asked for. ``relay`` sends an upstream stream to the clien
 buffering, and ends a stream whose backend died with an error event that the OpenAI SDK
 raises. Per chunk, a stream costs a suffix test and two substring searches unless the chunk
 holds the usage event.
+
+``KeepAlive`` covers the wait for a stream's first token: after ``upstream.stream_keepalive_s``
+without it, the response starts (200, SSE headers) and an SSE comment (``: keep-alive``)
+follows every interval, which clients ignore and which keeps a load balancer's idle timeout
+from cutting a slow first token. Retries on other replicas go on meanwhile (a comment
+carries no data); but once the response has started, a request that then fails can no
+longer get an error status: it ends with an error event, like a stream cut mid-way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,6 +32,7 @@ from backends.pool import Attempt
 log = logging.getLogger("switchyard.gateway")
 
 MAX_EVENT_BYTES = 1 << 20
+KEEPALIVE_EVENT = b": keep-alive\n\n"
 STREAM_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -101,13 +112,63 @@ def error_event(err: SwitchyardError) -> bytes:
     return b"data: " + err.to_json() + b"\n\n"
 
 
+class KeepAlive:
+    """SSE comments while a stream waits for its first token (see the module docstring)."""
+
+    __slots__ = ("_head", "_interval", "_send", "_task", "_timer", "started")
+
+    def __init__(
+        self, send: Send, interval_s: float, head: Callable[[], list[tuple[bytes, bytes]]]
+    ) -> None:
+        self._send = send
+        self._interval = interval_s
+        self._head = head  # the response headers, asked for when the response starts
+        self._task: asyncio.Task[None] | None = None
+        self.started = False  # the response has started: no error status can follow
+        loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(interval_s, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def _beat(self) -> None:
+        self.started = True
+        await self._send({"type": "http.response.start", "status": 200, "headers": self._head()})
+        while True:
+            await self._send({"type": "http.response.body", "body": KEEPALIVE_EVENT,
+                              "more_body": True})  # fmt: skip
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        """No more comments; returns once none is being sent."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def fail(self, err: SwitchyardError) -> None:
+        """End a started response with ``err`` as an error event."""
+        await self._send({"type": "http.response.body", "body": error_event(err),
+                          "more_body": False})  # fmt: skip
+
+
 async def relay(
-    send: Send, attempt: Attempt, tap: UsageTap, headers: list[tuple[bytes, bytes]]
+    send: Send,
+    attempt: Attempt,
+    tap: UsageTap,
+    headers: list[tuple[bytes, bytes]] | None,
 ) -> str:
     """Stream ``attempt`` to the client; the status to record (``upstream_error`` when the
-    backend broke off). The caller finishes the attempt, also when this is cancelled."""
+    backend broke off). ``headers`` None: the response has started already (keep-alive).
+    The caller finishes the attempt, also when this is cancelled."""
     status = attempt.response.status
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if headers is not None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
     try:
         async for chunk in attempt.response.chunks():
             out = tap.feed(chunk)
