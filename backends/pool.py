@@ -5,6 +5,8 @@ Three balancers (``EndpointPool(balancer=...)``): ``switchyard`` (``backends.rep
 expected delay from the latest fresh engine snapshot plus this gateway's own counts and
 each endpoint's learned time per request, power of d choices, optional prefix affinity,
 weights), ``least_in_flight`` and ``round_robin``.
+The endpoint set may change under discovery (``replace``) and may be empty for a while (a
+model whose pods are not found yet): ``pick`` then finds none.
 All skip endpoints already tried for the request, whose breaker is open, or that asked for a
 pause with ``Retry-After``; a retry also needs the endpoint's retry budget.
 """
@@ -71,8 +73,6 @@ class EndpointPool:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not endpoints:
-            raise ValueError(f"model {model!r} needs at least one endpoint")
         if balancer not in BALANCERS:
             raise ValueError(f"balancer must be one of {BALANCERS}, got {balancer!r}")
         self.model = model
@@ -83,6 +83,12 @@ class EndpointPool:
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self._turn = itertools.count()
+
+    def replace(self, endpoints: Sequence[Endpoint]) -> None:
+        """Serve ``endpoints`` from now on (discovery found a new set of pods). One
+        assignment, so a pick sees the old set or the new one; an endpoint left out drains:
+        it gets no new request, and the attempts holding it finish there as they would."""
+        self.endpoints = tuple(endpoints)
 
     def pick(
         self, exclude: Sequence[Endpoint] = (), affinity: int | None = None, retry: bool = False

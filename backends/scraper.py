@@ -20,8 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from enum import Enum
+from typing import Any
 
 import aiohttp
 
@@ -77,6 +78,7 @@ class Scraper:
         self._health = dict.fromkeys(self.targets, _Health.unknown)
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._first: set[asyncio.Task[None]] = set()  # first scrapes of new targets
 
     def snapshot(self, name: str) -> EngineSnapshot | None:
         """The latest snapshot of ``name``; ``None`` if never scraped or stale."""
@@ -87,12 +89,31 @@ class Scraper:
         now = self._clock()
         return {name: fresh(self._latest.get(name), now, self.max_age_s) for name in self.targets}
 
+    def set_targets(self, targets: Mapping[str, str]) -> None:
+        """Scrape ``targets`` from now on (discovery changed the pods). A new target is
+        scraped at once, so a new pod's load counts from its first scrape rather than from
+        the next round; a target gone is forgotten with its snapshot."""
+        new = {n: u for n, u in targets.items() if self.targets.get(n) != u}
+        self.targets = dict(targets)
+        for name in [n for n in self._latest if n not in self.targets]:
+            del self._latest[name]
+        self._health = {n: self._health.get(n, _Health.unknown) for n in self.targets}
+        if new and self._task is not None:
+            session = self._ensure_session()
+            first = asyncio.get_running_loop().create_task(
+                _gather(self._scrape(session, n, u) for n, u in new.items())
+            )
+            self._first.add(first)
+            first.add_done_callback(self._first.discard)
+
     def start(self) -> None:
         """Start scraping in the background (call inside the running loop; idempotent)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def aclose(self) -> None:
+        for first in list(self._first):
+            first.cancel()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -120,9 +141,8 @@ class Scraper:
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=max(len(self.targets), 1), limit_per_host=0, keepalive_timeout=4.0
-            )
+            # No limit: one request per target per round, and discovery may add targets.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=4.0)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
             )
@@ -145,6 +165,8 @@ class Scraper:
         except ValueError as err:  # an unreadable page (UnicodeDecodeError included)
             self._set_health(name, url, _Health.down, f"unreadable metrics page: {err}")
             return
+        if self.targets.get(name) != url:  # discovery dropped it while the scrape ran
+            return
         self._latest[name] = snapshot
         self._set_health(name, url, _Health.up, "")
 
@@ -163,7 +185,7 @@ class Scraper:
 
     def _set_health(self, name: str, url: str, health: _Health, reason: str) -> None:
         before = self._health.get(name, _Health.unknown)
-        if health is before:
+        if health is before or name not in self._health:  # unchanged, or no longer a target
             return
         self._health[name] = health
         if health is _Health.down:
@@ -172,3 +194,7 @@ class Scraper:
             log.info("engine metrics of %s (%s) are back", name, url)
         else:
             log.info("engine metrics of %s (%s) scraped", name, url)
+
+
+async def _gather(scrapes: Iterable[Coroutine[Any, Any, None]]) -> None:
+    await asyncio.gather(*scrapes)

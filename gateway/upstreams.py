@@ -4,32 +4,47 @@ running loop), swapped whole on a config reload, and closed when the app stops.
 
 The scraper runs as a background task; requests only read its latest snapshots (a dict
 lookup in ``EndpointPool.pick``), so scraping never sits on the request path.
+
+An endpoint configured with ``discover:`` instead of ``url:`` stands for every pod its source
+finds (``backends.discovery``): one background ``Discovery`` per source, each pod an
+``Endpoint`` of its own with the entry's weight and ``max_num_seqs``. On a change the pool's
+endpoint set is replaced in one assignment; ``Endpoint`` objects of pods that stay are kept
+(in-flight counts, breakers, learned service times), a pod gone drains, and the scraper
+scrapes a new pod at once. A reload starts new sources seeded with the pods already known,
+so a reload never empties a pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 
 from backends.breaker import CircuitBreaker
 from backends.client import OpenAICompatBackend, Timeouts
 from backends.client import create_session as create_http_session
+from backends.discovery import Discovery, DnsSource, Source, Target
 from backends.endpoint import RetryBudget
 from backends.engine_state import EngineSnapshot
 from backends.pool import Endpoint, EndpointPool, RetryPolicy
 from backends.replica import ReplicaPolicy
 from backends.scraper import Scraper, metrics_url
-from gateway.settings import ModelConfig, Settings
+from gateway.settings import DiscoveryConfig, DiscoveryKind, EndpointConfig, ModelConfig, Settings
 
 log = logging.getLogger("switchyard.gateway")
 
 # Scrapes missed in a row before a snapshot counts as unknown (in-flight counts take over).
 STALE_AFTER = 3
+# Longest wait at start for discovery's first answers (a lookup's own timeout bounds it too).
+FIRST_DISCOVERY_S = 5.0
+
+# A discovery source of a model: (model name, the entry's discover section).
+SourceKey = tuple[str, DiscoveryConfig]
 
 
 class Upstreams:
@@ -40,6 +55,9 @@ class Upstreams:
         self.scraper: Scraper | None = None
         self._session: aiohttp.ClientSession | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self.discoveries: dict[SourceKey, Discovery] = {}
+        # Failed lookups per model since start (a counter: kept across reloads).
+        self.discovery_errors: dict[str, int] = {}
         self._use(settings)
 
     def _use(self, settings: Settings) -> None:
@@ -59,23 +77,31 @@ class Upstreams:
 
     async def start(self) -> None:
         self._session = create_http_session(self.settings.upstream.pool_size, self.timeouts)
-        self.scraper = self._start_scraper(self.settings)
+        self.discoveries = self._start_discovery(self.settings, {})
         self.pools = self._build_pools(self.settings, self.timeouts)
+        self.scraper = self._start_scraper(self.settings)
+        await self._first_answers()
 
     def reload(self, settings: Settings) -> None:
         """Serve ``settings`` from now on; requests already sent finish on the old pools.
-        Call inside the running loop (the scraper is replaced)."""
-        previous, old_scraper = self.settings, self.scraper
+        Call inside the running loop (the scraper and discovery sources are replaced)."""
+        previous, old_scraper, old_found = self.settings, self.scraper, self.discoveries
         self._use(settings)
         try:
-            self.scraper = self._start_scraper(settings)
+            self.discoveries = self._start_discovery(settings, old_found)
             self.pools = self._build_pools(settings, self.timeouts)
+            self.scraper = self._start_scraper(settings)
         except BaseException:
             self._use(previous)
             self._stop_later(self.scraper if self.scraper is not old_scraper else None)
+            new_found, self.discoveries = self.discoveries, old_found
+            for d in new_found.values() if new_found is not old_found else ():
+                self._stop_later(d)
             self.scraper = old_scraper
             raise
         self._stop_later(old_scraper)
+        for d in old_found.values():
+            self._stop_later(d)
 
     def expected_delays(self, models: Iterable[str]) -> dict[str, float]:
         """Seconds a new request would wait on each model's best replica now (``inf`` for
@@ -87,38 +113,101 @@ class Upstreams:
         scraper = self.scraper
         return scraper.snapshot(name) if scraper is not None else None
 
+    def _scrape_targets(self) -> dict[str, str]:
+        names = {ep.name for pool in self.pools.values() for ep in pool.endpoints}
+        return {name: metrics_url(name) for name in sorted(names)}
+
     def _start_scraper(self, settings: Settings) -> Scraper | None:
         interval = settings.upstream.scrape_interval_s
         if interval <= 0:
             return None
-        urls = {ep.base_url for m in settings.models for ep in m.endpoints}
-        targets = {url: metrics_url(url) for url in sorted(urls)}
-        scraper = Scraper(targets, interval_s=interval, stale_after=STALE_AFTER)
+        scraper = Scraper(self._scrape_targets(), interval_s=interval, stale_after=STALE_AFTER)
         scraper.start()
         return scraper
 
-    def _stop_later(self, scraper: Scraper | None) -> None:
-        if scraper is None:
+    def _stop_later(self, closable: Scraper | Discovery | None) -> None:
+        if closable is None:
             return
-        task = asyncio.get_running_loop().create_task(scraper.aclose())
+        task = asyncio.get_running_loop().create_task(closable.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def _start_discovery(
+        self, settings: Settings, known: dict[SourceKey, Discovery]
+    ) -> dict[SourceKey, Discovery]:
+        """One background ``Discovery`` per source, seeded with the pods already known."""
+        found: dict[SourceKey, Discovery] = {}
+        for model in settings.models:
+            for ep in model.endpoints:
+                if ep.discover is None or (model.name, ep.discover) in found:
+                    continue
+                key = (model.name, ep.discover)
+                before = known.get(key)
+                found[key] = Discovery(
+                    _source(ep.discover),
+                    functools.partial(self._discovered, model.name, found),
+                    interval_s=ep.discover.interval_s,
+                    model=model.name,
+                    initial=before.targets if before is not None else frozenset(),
+                    on_error=functools.partial(self._count_error, model.name),
+                )
+        for discovery in found.values():
+            discovery.start()
+        return found
+
+    async def _first_answers(self) -> None:
+        pending = [d.wait_first(FIRST_DISCOVERY_S) for d in self.discoveries.values()]
+        if pending:
+            await asyncio.gather(*pending)
+
+    def _count_error(self, model: str) -> None:
+        self.discovery_errors[model] = self.discovery_errors.get(model, 0) + 1
+
+    def _discovered(
+        self, model_name: str, generation: dict[SourceKey, Discovery], _: frozenset[Target]
+    ) -> None:
+        """A source of ``model_name`` found a new set of pods: swap the pool's endpoints."""
+        model, pool = self.models.get(model_name), self.pools.get(model_name)
+        if generation is not self.discoveries or model is None or pool is None:
+            return  # a source of a config replaced since; its successor reports instead
+        pool.replace(self._endpoints(model, pool.endpoints))
+        if self.scraper is not None:
+            self.scraper.set_targets(self._scrape_targets())
+
+    def _endpoints(self, model: ModelConfig, keep: Sequence[Endpoint]) -> list[Endpoint]:
+        """The endpoints ``model`` has now: its URLs and every pod discovered, each once;
+        an endpoint in ``keep`` with the same URL is reused (its counts and breaker)."""
+        kept = {ep.name: ep for ep in keep}
+        out: dict[str, Endpoint] = {}
+        for cfg in model.endpoints:
+            if cfg.discover is None:
+                urls = [cfg.base_url]
+            else:
+                discovery = self.discoveries.get((model.name, cfg.discover))
+                found: frozenset[Target] = discovery.targets if discovery else frozenset()
+                urls = sorted(t.url for t in found)
+            for url in urls:
+                if url not in out:
+                    out[url] = kept.get(url) or self._endpoint(url, cfg)
+        return list(out.values())
+
+    def _endpoint(self, url: str, cfg: EndpointConfig) -> Endpoint:
+        assert self._session is not None, "start() first"
+        up = self.settings.upstream
+        return Endpoint(
+            OpenAICompatBackend(url, self._session, self.timeouts, cfg.api_key()),
+            CircuitBreaker(up.breaker_failures, up.breaker_cooldown_s),
+            weight=cfg.weight,
+            max_num_seqs=cfg.max_num_seqs,
+            retry_budget=RetryBudget(up.endpoint_retry_ratio, up.endpoint_retry_reserve),
+        )
 
     def _build_pools(self, settings: Settings, timeouts: Timeouts) -> dict[str, EndpointPool]:
         assert self._session is not None, "start() first"
         up = settings.upstream
         pools = {}
         for model in settings.models:
-            endpoints = [
-                Endpoint(
-                    OpenAICompatBackend(ep.base_url, self._session, timeouts, ep.api_key()),
-                    CircuitBreaker(up.breaker_failures, up.breaker_cooldown_s),
-                    weight=ep.weight,
-                    max_num_seqs=ep.max_num_seqs,
-                    retry_budget=RetryBudget(up.endpoint_retry_ratio, up.endpoint_retry_reserve),
-                )
-                for ep in model.endpoints
-            ]
+            endpoints = self._endpoints(model, ())
             pools[model.name] = EndpointPool(
                 model.name,
                 endpoints,
@@ -137,6 +226,8 @@ class Upstreams:
         return pools
 
     async def close(self) -> None:
+        found, self.discoveries = self.discoveries, {}
+        await asyncio.gather(*(d.aclose() for d in found.values()))
         scraper, self.scraper = self.scraper, None
         if scraper is not None:
             await scraper.aclose()
@@ -145,3 +236,22 @@ class Upstreams:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _source(cfg: DiscoveryConfig) -> Source:
+    if cfg.kind is DiscoveryKind.kubernetes:
+        # Imported here: the "kubernetes" extra is optional, DNS needs nothing more.
+        from backends.discovery_k8s import EndpointSliceSource
+
+        return EndpointSliceSource(
+            cfg.name, cfg.port, namespace=cfg.namespace, scheme=cfg.scheme, path=cfg.path
+        )
+    return DnsSource(
+        cfg.name,
+        cfg.port,
+        scheme=cfg.scheme,
+        path=cfg.path,
+        interval_s=cfg.interval_s,
+        timeout_s=cfg.timeout_s,
+        nameserver=cfg.nameserver,
+    )
