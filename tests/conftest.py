@@ -16,6 +16,8 @@ from backends.simulator import build_config, create_simulator_app
 from gateway.app import create_app
 from gateway.connections import protocol
 from gateway.settings import build_settings
+from tests.support.dnsmasq import Dnsmasq
+from tests.support.dnsmasq import available as dnsmasq_available
 from tests.support.redis import RedisServer
 from tests.support.redis import available as redis_available
 from tests.support.servers import ServerThread
@@ -127,5 +129,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
+    """A private ``dnsmasq`` on a loopback port (``.nameserver``, ``.set_records(name, ips)``)."""
+    if not dnsmasq_available():
+        if os.environ.get("CI"):  # CI installs it (.ci/run): missing there is a failure
+            pytest.fail("dnsmasq is not installed")
+        pytest.skip("dnsmasq is not installed (apt-get install dnsmasq)")
+    server = Dnsmasq(tmp_path_factory.mktemp("dns")).start()
     yield server
     server.stop()

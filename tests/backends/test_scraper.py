@@ -190,3 +190,28 @@ def test_invalid_intervals_are_refused() -> None:
         Scraper({}, interval_s=0)
     with pytest.raises(ValueError):
         Scraper({}, stale_after=0)
+
+
+def test_new_targets_are_scraped_at_once_and_gone_ones_forgotten(
+    simulator: Callable[..., Simulator],
+) -> None:
+    old, new = simulator("m"), simulator("m")
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        scraper = Scraper({"old": metrics_url(old.base_url)}, interval_s=30.0)
+        scraper.start()
+        deadline = time.monotonic() + 5
+        while scraper.snapshot("old") is None:
+            assert time.monotonic() < deadline, "no snapshot of old"
+            await asyncio.sleep(0.01)
+        # The next round is 30 s away: only an immediate first scrape can fill this in.
+        scraper.set_targets({"new": metrics_url(new.base_url)})
+        while scraper.snapshot("new") is None:
+            assert time.monotonic() < deadline, "no snapshot of new"
+            await asyncio.sleep(0.01)
+        result = (scraper.snapshot("new") is not None, scraper.snapshot("old") is None,
+                  list(scraper.snapshots()) == ["new"])  # fmt: skip
+        await scraper.aclose()
+        return result
+
+    assert asyncio.run(scenario()) == (True, True, True)
