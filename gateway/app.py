@@ -68,7 +68,7 @@ def create_app(
     upstreams = Upstreams(settings)
     metrics.watch_breakers(lambda: upstreams.pools)
     state = settings.state
-    store = open_store(state.redis_url, state.key_prefix, state.timeout_s)
+    store = open_store(state.redis_url, state.key_prefix, state.timeout_s, state.mode)
     guard = Guard(settings.auth, store, metrics)
     routing = RouterService(settings, metrics) if settings.routers else None
 

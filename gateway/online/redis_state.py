@@ -1,18 +1,30 @@
 """``RedisState``: outcome records, feedback and bandit statistics shared through Redis.
 
-Key layout; one hash tag, so a Redis Cluster keeps every key in one slot::
+Key layout. On one master (single node, Sentinel) every key has the tag ``{prefix}``; on a
+Redis Cluster the tag in brackets below, so decisions and routers spread over the masters::
 
-    {prefix}:outcomes                   stream of records and feedback (XADD MAXLEN ~ n)
-    {prefix}:decision:<id>              what feedback needs (JSON), expires after decision_ttl_s
-    {prefix}:feedback:<id>              the first feedback given (JSON, SET NX), same expiry
-    {prefix}:bandit:<router>:<shape>    hash: ``step``; per arm ``A:``, ``b:``, ``s:``, ``n:``
+    {prefix}:outcomes                     stream of records and feedback (XADD MAXLEN ~ n); one
+                                          key, so readers get every replica's records in order
+    {prefix[:<id>]}:decision:<id>         what feedback needs (JSON), expires after decision_ttl_s
+    {prefix[:<id>]}:feedback:<id>         the first feedback given (SET NX GET), same expiry
+    {prefix[:bandit:<k>]}:bandit:<k>      k = <router>:<shape>; hash: ``step``; per arm ``A:``,
+                                          ``b:``, ``s:``, ``n:``
 
 The request path never waits on Redis. ``publish``, ``observe`` and ``feedback_given`` append
 to bounded buffers. One background task flushes them, then refreshes every router's
 statistics each ``refresh_s``:
 - records go out in pipelines of up to 256;
-- observations are folded into the arm statistics in one optimistic MULTI/EXEC (WATCH) per
-  router, with the discount applied lazily (``routers.online.stats``).
+- observations are folded into the arm statistics per router: read, fold here (the discount
+  applied lazily, ``routers.online.stats``), then write with a compare-and-set script on the
+  ``step`` field, redone if another replica wrote first (one key: works on a Cluster too).
+
+Outcome records survive a failover: with ``state.replica_acks`` = n (1 on a Cluster or Sentinel
+by default), each flushed batch ends in ``WAIT n`` on the connection (on a Cluster: on each
+master) that wrote it, and leaves the buffer only after that answers. A batch that fails on the
+way stays buffered and is written again (a record may then appear twice; the decision id tells).
+If fewer than n replicas confirm within ``timeout_s`` (no replica left after a failover), the
+batch still counts as written and the task logs it once: those records survive the next
+failover only if a replica caught up first.
 
 When Redis is unreachable the task logs it once, counts the failure and retries with backoff.
 The buffers are kept meanwhile; when one is full, its oldest entry is dropped and counted.
@@ -32,18 +44,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import WatchError
 
 from gateway.metrics import GatewayMetrics
 from gateway.online.store import Bandits
 from gateway.outcomes import Decided, Feedback, OutcomeRecord
+from gateway.redis_client import UNAVAILABLE, KeyTags, connect, target_of, unavailable
 from gateway.settings import RoutingConfig
 from gateway.tenancy.config import StateConfig
-from gateway.tenancy.redis_store import UNAVAILABLE
-from gateway.tenancy.store import StoreHealth, StoreUnavailableError
+from gateway.tenancy.store import StoreHealth
 from routers.online.stats import ArmStats, Observation, fold
 
 log = logging.getLogger("switchyard.state")
@@ -53,6 +61,15 @@ FLUSH_BATCH = 256
 FLUSH_DELAY_S = 0.005
 MAX_BACKOFF_S = 2.0
 STATS_FIELDS = ("A", "b", "s", "n")
+
+# KEYS: the statistics hash. ARGV: the ``step`` read ('' when absent), then field, value pairs.
+# Writes only if nobody wrote since the read (every fold moves ``step``); returns 1 if written.
+CAS_LUA = """
+local step = redis.call('HGET', KEYS[1], 'step') or ''
+if step ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
 
 
 class _Buffer(deque[tuple[int, T]]):
@@ -86,10 +103,13 @@ class RedisState:
     """``SharedState`` in Redis (see the module docstring)."""
 
     def __init__(self, state: StateConfig, routing: RoutingConfig, metrics: GatewayMetrics) -> None:
-        assert state.redis_url is not None
-        self._url = state.redis_url
+        self._target = target_of(state)
         self._timeout_s = state.timeout_s
-        self._tag = "{" + state.key_prefix + "}"
+        self._tags = KeyTags(state.key_prefix, self._target.spread)
+        single = self._target.mode == "single"
+        acks = state.replica_acks
+        self._acks = acks if acks is not None else (0 if single else 1)
+        self._acked = True  # the last batch got its replica acknowledgements
         self._routing = routing
         self._metrics = metrics
         drop = metrics.outcomes_dropped.inc
@@ -97,7 +117,8 @@ class RedisState:
             routing.buffer, drop
         )
         self._rows: _Buffer[tuple[str, Observation]] = _Buffer(routing.buffer, drop)
-        self._client: Redis | None = None
+        self._client: Any = None
+        self._cas: Any = None
         self._bandits: Bandits | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -111,28 +132,22 @@ class RedisState:
     # --- keys -----------------------------------------------------------------------------
     @property
     def stream_key(self) -> str:
-        return f"{self._tag}:outcomes"
+        return f"{self._tags.tag()}:outcomes"
 
     def decision_key(self, decision_id: str) -> str:
-        return f"{self._tag}:decision:{decision_id}"
+        return f"{self._tags.tag(decision_id)}:decision:{decision_id}"
 
     def feedback_key(self, decision_id: str) -> str:
-        return f"{self._tag}:feedback:{decision_id}"
+        return f"{self._tags.tag(decision_id)}:feedback:{decision_id}"
 
     def bandit_key(self, key: str) -> str:
-        return f"{self._tag}:bandit:{key}"
+        return f"{self._tags.tag('bandit:' + key)}:bandit:{key}"
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self, bandits: Bandits) -> None:
-        pool = BlockingConnectionPool.from_url(
-            self._url,
-            max_connections=8,
-            timeout=self._timeout_s,
-            socket_timeout=self._timeout_s,
-            socket_connect_timeout=self._timeout_s,
-            retry=Retry(NoBackoff(), 0),  # the loop below retries, with backoff
-        )
-        self._client = Redis.from_pool(pool)
+        # No retries in the client: the loop below retries, with backoff.
+        self._client = connect(self._target, self._timeout_s, max_connections=8)
+        self._cas = self._client.register_script(CAS_LUA)
         self._bandits = bandits
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="switchyard-state")
@@ -172,13 +187,13 @@ class RedisState:
         self._wake.set()
 
     # --- feedback given to another replica ---------------------------------------------------
-    async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
         assert self._client is not None, "start() first"
         try:
             return await op(self._client)
         except UNAVAILABLE as err:
             self._metrics.store_errors.inc()
-            raise StoreUnavailableError(f"redis unavailable: {err}") from err
+            raise unavailable(err) from err
 
     async def lookup(self, decision_id: str) -> Decided | None:
         raw = await self._call(lambda r: r.get(self.decision_key(decision_id)))
@@ -188,15 +203,11 @@ class RedisState:
         key = self.feedback_key(answer.decision_id)
         data = orjson.dumps({"score": answer.score, "reward": answer.reward})
 
-        async def first(r: Redis) -> Any:
-            async with r.pipeline(transaction=True) as tx:
-                tx.set(key, data, nx=True, ex=self._routing.decision_ttl_s)
-                tx.get(key)
-                return await tx.execute()
-
-        created, raw = await self._call(first)
-        stored = orjson.loads(raw)
-        return Feedback(answer.decision_id, stored["score"], stored["reward"]), bool(created)
+        # SET NX GET: one command on one key (Redis >= 7.0), so it is atomic on a Cluster too.
+        ttl = self._routing.decision_ttl_s
+        old = await self._call(lambda r: r.set(key, data, nx=True, ex=ttl, get=True))
+        stored = orjson.loads(data if old is None else old)
+        return Feedback(answer.decision_id, stored["score"], stored["reward"]), old is None
 
     # --- the background task -------------------------------------------------------------------
     async def _run(self) -> None:
@@ -256,14 +267,17 @@ class RedisState:
         assert client is not None
         while self._records:
             batch = list(itertools.islice(self._records, FLUSH_BATCH))
+            written = [self.stream_key]
             async with client.pipeline(transaction=False) as pipe:
                 for _, (kind, data, decision_id, decided) in batch:
                     pipe.xadd(self.stream_key, {"kind": kind, "data": data},
                               maxlen=self._routing.stream_maxlen, approximate=True)  # fmt: skip
                     if decision_id is not None and decided is not None:
-                        pipe.set(self.decision_key(decision_id), decided,
-                                 ex=self._routing.decision_ttl_s)  # fmt: skip
-                await pipe.execute()
+                        written.append(self.decision_key(decision_id))
+                        pipe.set(written[-1], decided, ex=self._routing.decision_ttl_s)
+                waits = await self._wait_for_replicas(pipe, written)
+                replies = await pipe.execute()
+            self._replicated(replies[len(replies) - waits :])
             self._records.done(batch[-1][0])
         while self._rows:
             batch_rows = list(itertools.islice(self._rows, FLUSH_BATCH))
@@ -271,15 +285,43 @@ class RedisState:
             for _, (router, row) in batch_rows:
                 by_router.setdefault(router, []).append(row)
             for router, rows in by_router.items():
-                await self._fold(client, router, rows)
+                await self._fold(router, rows)
             self._rows.done(batch_rows[-1][0])
         self._metrics.outcomes_buffered.set(len(self._records) + len(self._rows))
 
-    async def _fold(self, client: Redis, router: str, rows: list[Observation]) -> None:
-        """Fold ``rows`` into the router's shared statistics atomically (WATCH, MULTI/EXEC).
+    async def _wait_for_replicas(self, pipe: Any, keys: list[str]) -> int:
+        """End the pipeline with ``WAIT`` on every connection that writes ``keys`` (one on a
+        single master, one per master on a Cluster); returns how many were added."""
+        if self._acks == 0:
+            return 0
+        wait = ("WAIT", self._acks, int(self._timeout_s * 1000))
+        if not self._target.spread:
+            pipe.execute_command(*wait)
+            return 1
+        await self._client.initialize()  # a no-op once the slot map is known
+        nodes = {node.name: node for node in map(self._client.get_node_from_key, keys)}
+        for node in nodes.values():
+            pipe.execute_command(*wait, target_nodes=node)
+        return len(nodes)
+
+    def _replicated(self, acks: list[Any]) -> None:
+        """Log once when batches start or stop being written without their replicas."""
+        acked = all(int(n) >= self._acks for n in acks)
+        if acked != self._acked:
+            self._acked = acked
+            if acked:
+                log.info("state store: outcome records are replicated again")
+            else:
+                log.warning("state store: outcome records are written without %d replica "
+                            "acknowledgement(s) (replicas down?); a failover now may lose "
+                            "the latest", self._acks)  # fmt: skip
+
+    async def _fold(self, router: str, rows: list[Observation]) -> None:
+        """Fold ``rows`` into the router's shared statistics: read, fold, compare-and-set on
+        ``step``, again if another replica wrote first.
 
         If the statistics are gone (Redis restarted empty), they are first seeded, in the same
-        transaction, with the last ones this replica read from Redis."""
+        write, with the last ones this replica read from Redis."""
         bandits = self._bandits
         if bandits is None or router not in bandits.names():
             return
@@ -287,25 +329,19 @@ class RedisState:
         dim, discount = bandits.shape(router)
         arms = sorted({row.arm for row in rows} | set(self._last.get(router, ({}, 0))[0]))
         fields = ["step"] + [f"{f}:{arm}" for arm in arms for f in STATS_FIELDS]
-        async with client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    values = await pipe.hmget(key, fields)
-                    seeded = values[0] is None and router in self._last
-                    if seeded:
-                        last, step = self._last[router]
-                        stats = dict(last)  # fold replaces entries, never edits arrays
-                    else:
-                        step = int(values[0] or 0)
-                        stats = _decode(dict(zip(fields[1:], values[1:], strict=True)), dim)
-                    step = fold(stats, step, rows, discount, dim)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(key, mapping=_encode(stats, step))
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue  # another replica wrote first: read again and redo
+        while True:
+            values = await self._client.hmget(key, fields)
+            seeded = values[0] is None and router in self._last
+            if seeded:
+                last, step = self._last[router]
+                stats = dict(last)  # fold replaces entries, never edits arrays
+            else:
+                step = int(values[0] or 0)
+                stats = _decode(dict(zip(fields[1:], values[1:], strict=True)), dim)
+            step = fold(stats, step, rows, discount, dim)
+            pairs = [x for item in _encode(stats, step).items() for x in item]
+            if await self._cas(keys=[key], args=[values[0] or b"", *pairs]):
+                break  # else another replica wrote first: read again and redo
         if seeded:
             log.info("state store: router %s had no shared bandit statistics (Redis restarted "
                      "empty?); seeded them with the last ones read here", router)  # fmt: skip
@@ -318,7 +354,7 @@ class RedisState:
             raw = await client.hgetall(key)
             if not raw:
                 if router in self._last:
-                    await self._fold(client, router, [])
+                    await self._fold(router, [])
                 continue
             fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
             step = int(fields.pop("step", b"0"))
@@ -329,6 +365,7 @@ class RedisState:
     def view(self) -> dict[str, Any]:
         return {
             "kind": "redis",
+            "mode": self._target.mode,
             "connected": self._down_since is None,
             "buffered_records": len(self._records),
             "buffered_observations": len(self._rows),

@@ -27,6 +27,7 @@ from backends.errors import (
     PermissionDeniedError,
     StateStoreUnavailableError,
 )
+from gateway.redis_client import redact
 from gateway.routing import RouterService
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.tenancy import periods
@@ -42,7 +43,7 @@ T = TypeVar("T")
 # Read once at start-up; a reload cannot change them (server.max_body_bytes applies at once).
 _RESTART_FIELDS = {
     "server": ("host", "port", "workers", "log_level", "access_log"),
-    "state": ("redis_url", "key_prefix", "timeout_s"),
+    "state": ("redis_url", "mode", "key_prefix", "timeout_s", "replica_acks"),
     "upstream": ("pool_size",),
 }
 
@@ -107,7 +108,7 @@ def redacted_config(settings: Settings) -> dict[str, Any]:
         for endpoint in model["endpoints"]:
             endpoint["url"] = redact_url(endpoint["url"])
     if data["state"]["redis_url"] is not None:
-        data["state"]["redis_url"] = redact_url(data["state"]["redis_url"])
+        data["state"]["redis_url"] = redact(data["state"]["redis_url"], REDACTED)
     return data
 
 

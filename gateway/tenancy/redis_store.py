@@ -6,63 +6,63 @@ failure becomes ``StoreUnavailableError``. Its behaviour is ``MemoryStore``'s (s
 ``gateway.tenancy.store``): the scripts do the same arithmetic on the same numbers, with the
 time taken from Redis (``TIME``) so that every replica reads one clock.
 
-Every key carries one hash tag, ``{<key_prefix>}``, so all of them map to one Redis Cluster
-slot and the multi-key scripts run there too::
+Keys carry a hash tag (``gateway.redis_client.KeyTags``): on one master every key has
+``{<key_prefix>}``, the layout earlier versions wrote; on a Redis Cluster a bucket or budget has
+its owner's tag (``{<key_prefix>:key:<id>}``, ``{...:model:<name>}``, ``{...:tenant:<name>}``), so
+owners spread over the masters::
 
     {switchyard}:tat:<bucket id>     GCRA theoretical arrival time (s, Redis clock)
     {switchyard}:spend:<budget id>   spend in USD this period (INCRBYFLOAT; expires)
-    {switchyard}:key:<key hash>      a dynamic key, ``KeyRecord`` as JSON
-    {switchyard}:keys                the set of dynamic key hashes
+    {switchyard}:key:<key hash>      a dynamic key, ``KeyRecord`` as JSON (always ``{prefix}``)
+    {switchyard}:keys                the set of dynamic key hashes (always ``{prefix}``)
 
-The client is created on first use inside the running event loop (the store may be built
-before the loop starts) with a bounded, blocking connection pool and no retries: a command
-either answers within ``timeout_s`` or the caller gets ``StoreUnavailableError`` and fails
-open or closed. Pooled connections that broke while Redis was away are replaced on their next
-use, so the store works again as soon as Redis does.
+A script runs on one slot. On one master an admit is one script over every key, as before. On
+a Cluster the keys are grouped by slot, one script per group, all at once; if any group refuses
+(or fails), the groups that admitted give back what they took. So a limit is never exceeded,
+and only a request racing such a give-back can be refused by a unit that is returned a moment
+later. A request with only its key's limits and budget touches one slot: exact, one round trip.
+
+The client comes from ``gateway.redis_client.connect`` on first use inside the running event
+loop (the store may be built before the loop starts), with no retries: a command either answers
+within ``timeout_s`` or the caller gets ``StoreUnavailableError`` and fails open or closed.
+Pooled connections that broke while Redis was away are replaced on their next use, so the store
+works again as soon as Redis (or, after a failover, the new master) does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MasterDownError,
-    MovedError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.redis_client import (
+    UNAVAILABLE,
+    KeyTags,
+    RedisTarget,
+    connect,
+    group_by_slot,
+    parse_target,
+    unavailable,
+)
 from gateway.tenancy.keys import KeyRecord
 from gateway.tenancy.store import (
     Bucket,
     Budget,
+    BucketState,
     StoreHealth,
     StoreUnavailableError,
     Verdict,
     bucket_state,
 )
 
+__all__ = ["UNAVAILABLE", "RedisStore"]  # UNAVAILABLE: where older code imported it from
+
 log = logging.getLogger("switchyard.tenancy")
 T = TypeVar("T")
-
-# Failures that mean "Redis cannot be used right now": unreachable, too slow, loading, full
-# (OOM), a replica or a moving slot mid-failover. Anything else (a bug) is not hidden.
-UNAVAILABLE = (
-    RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError, OutOfMemoryError,
-    MasterDownError, ClusterDownError, TryAgainError, MovedError, AskError,
-)  # fmt: skip
 
 # Lua numbers are doubles; "%.17g" writes one so that it reads back as the same double.
 _LUA_PRELUDE = """
@@ -130,7 +130,8 @@ return #KEYS
 
 
 class RedisStore:
-    """``TenancyStore`` in Redis: one client per process, one atomic round trip per admit."""
+    """``TenancyStore`` in Redis: one client per process, one atomic round trip per admit
+    (per slot on a Cluster)."""
 
     def __init__(
         self,
@@ -138,59 +139,55 @@ class RedisStore:
         key_prefix: str = "switchyard",
         timeout_s: float = 0.25,
         max_connections: int = 128,
+        mode: str = "auto",
     ) -> None:
-        self._url = url
+        self._target: RedisTarget = parse_target(url, mode)
         self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._tag = "{" + key_prefix + "}"
-        self._client: Redis | None = None
+        self._tags = KeyTags(key_prefix, self._target.spread)
+        self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._admit_script: AsyncScript | None = None
         self._settle_script: AsyncScript | None = None
         self.health = StoreHealth("tenancy", probe=self.ping)
 
     # --- keys ---------------------------------------------------------------------------
+    def _owned(self, item_id: str) -> str:
+        """A bucket's or budget's tag: its owner, the id less its last part (``key:<id>``)."""
+        return self._tags.tag(item_id.rsplit(":", 1)[0])
+
     def tat_key(self, bucket_id: str) -> str:
-        return f"{self._tag}:tat:{bucket_id}"
+        return f"{self._owned(bucket_id)}:tat:{bucket_id}"
 
     def spend_key(self, budget_id: str) -> str:
-        return f"{self._tag}:spend:{budget_id}"
+        return f"{self._owned(budget_id)}:spend:{budget_id}"
 
     def record_key(self, key_hash: str) -> str:
-        return f"{self._tag}:key:{key_hash}"
+        return f"{self._tags.tag()}:key:{key_hash}"
 
     @property
     def index_key(self) -> str:
-        return f"{self._tag}:keys"
+        return f"{self._tags.tag()}:keys"
 
     # --- the client -----------------------------------------------------------------------
-    def _redis(self) -> Redis:
+    def _redis(self) -> Any:
         """This loop's client, created on first use (the store may outlive a loop in tests)."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            pool = BlockingConnectionPool.from_url(
-                self._url,
-                max_connections=self._max_connections,
-                timeout=self._timeout_s,  # waiting for a free pooled connection
-                socket_timeout=self._timeout_s,
-                socket_connect_timeout=self._timeout_s,
-                retry=Retry(NoBackoff(), 0),  # a script is not idempotent: never resend it
-                decode_responses=True,
-            )
-            self._client = Redis.from_pool(pool)
+            self._client = connect(self._target, self._timeout_s, self._max_connections, True)
             self._loop = loop
             self._admit_script = self._client.register_script(ADMIT_LUA)
             self._settle_script = self._client.register_script(SETTLE_LUA)
         return self._client
 
-    async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``op`` on the client; a Redis that cannot be used raises StoreUnavailableError."""
         try:
             result = await op(self._redis())
         except UNAVAILABLE as err:
             if self.health.mark(False):
                 log.warning("tenancy state store: Redis unreachable (%s)", err)
-            raise StoreUnavailableError(f"redis unavailable: {err}") from err
+            raise unavailable(err) from err
         if not self.health.up:
             down_s = self.health.since
             self.health.mark(True)
@@ -202,7 +199,7 @@ class RedisStore:
         await self._call(lambda r: r.ping())
 
     async def _script(self, which: str, keys: list[str], args: list[float]) -> Any:
-        async def run(client: Redis) -> Any:
+        async def run(client: Any) -> Any:
             script = self._admit_script if which == "admit" else self._settle_script
             assert script is not None  # registered with the client
             return await script(keys=keys, args=args, client=client)
@@ -214,10 +211,47 @@ class RedisStore:
         if client is not None:
             await client.aclose()
 
+    def _by_slot(
+        self, bucket_ids: Sequence[str], budget_ids: Sequence[str]
+    ) -> list[tuple[list[int], list[int]]]:
+        """Bucket and budget indexes that one script may take together: all of them on one
+        master, one group per slot on a Cluster."""
+        n = len(bucket_ids)
+        if not self._tags.spread:
+            return [(list(range(n)), list(range(len(budget_ids))))]
+        keys = [self.tat_key(i) for i in bucket_ids] + [self.spend_key(i) for i in budget_ids]
+        groups = group_by_slot(keys).values()
+        return [([i for i in g if i < n], [i - n for i in g if i >= n]) for g in groups]
+
     # --- limits and budgets -----------------------------------------------------------------
     async def admit(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> Verdict:
         if not buckets and not budgets:
             return Verdict(True)
+        parts = self._by_slot([b.id for b in buckets], [d.id for d in budgets])
+        if len(parts) == 1:
+            return await self._admit_slot(buckets, budgets)
+        taken = [([buckets[i] for i in bs], [budgets[j] for j in ds]) for bs, ds in parts]
+        results = await asyncio.gather(
+            *(self._admit_slot(bs, ds) for bs, ds in taken), return_exceptions=True
+        )
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        refused = [r for r in results if isinstance(r, Verdict) and not r.allowed]
+        if failed is not None or refused:
+            given = [b for (bs, _), r in zip(taken, results, strict=True)
+                     if isinstance(r, Verdict) and r.allowed for b in bs]  # fmt: skip
+            await self._give_back(given)
+            if failed is not None:
+                raise failed
+            order = [b.id for b in buckets] + [d.id for d in budgets]
+            return min(refused, key=lambda v: _refusal_rank(v, order, len(buckets)))
+        states: dict[int, BucketState] = {}
+        for (bs, _), verdict in zip(parts, results, strict=True):
+            assert isinstance(verdict, Verdict)
+            states |= dict(zip(bs, verdict.buckets, strict=True))
+        return Verdict(True, buckets=tuple(states[i] for i in range(len(buckets))))
+
+    async def _admit_slot(self, buckets: Sequence[Bucket], budgets: Sequence[Budget]) -> Verdict:
+        """One admit script over keys that share a slot."""
         keys = [self.tat_key(b.id) for b in buckets] + [self.spend_key(d.id) for d in budgets]
         args: list[float] = [len(buckets)]
         for b in buckets:
@@ -232,11 +266,26 @@ class RedisStore:
         states = tuple(bucket_state(float(t), now, b) for b, t in zip(buckets, tats, strict=True))
         return Verdict(True, buckets=states)
 
+    async def _give_back(self, buckets: Sequence[Bucket]) -> None:
+        """Return what a refused multi-slot admit took; if Redis fails now, the units stay
+        taken (the limit errs on the safe side) until their bucket refills."""
+        with contextlib.suppress(StoreUnavailableError):  # _call logged the outage
+            await self.settle([(b, -b.cost) for b in buckets], [])
+
     async def settle(
         self, corrections: Sequence[tuple[Bucket, float]], spend: Sequence[tuple[Budget, float]]
     ) -> None:
         if not corrections and not spend:
             return
+        parts = self._by_slot([b.id for b, _ in corrections], [d.id for d, _ in spend])
+        await asyncio.gather(
+            *(self._settle_slot([corrections[i] for i in bs], [spend[j] for j in ds])
+              for bs, ds in parts)
+        )  # fmt: skip
+
+    async def _settle_slot(
+        self, corrections: Sequence[tuple[Bucket, float]], spend: Sequence[tuple[Budget, float]]
+    ) -> None:
         keys = [self.tat_key(b.id) for b, _ in corrections]
         keys += [self.spend_key(d.id) for d, _ in spend]
         args: list[float] = [len(corrections)]
@@ -250,12 +299,15 @@ class RedisStore:
         if not budget_ids:
             return []
         keys = [self.spend_key(i) for i in budget_ids]
-        values = await self._call(lambda r: r.mget(keys))
+        if self._tags.spread:
+            values = await self._call(lambda r: r.mget_nonatomic(keys))
+        else:
+            values = await self._call(lambda r: r.mget(keys))
         return [float(v) if v is not None else 0.0 for v in values]
 
     # --- dynamic keys -----------------------------------------------------------------------
     async def save_key(self, record: KeyRecord) -> None:
-        async def save(client: Redis) -> None:
+        async def save(client: Any) -> None:
             async with client.pipeline(transaction=True) as tx:
                 tx.set(self.record_key(record.key_hash), record.model_dump_json())
                 tx.sadd(self.index_key, record.key_hash)
@@ -276,6 +328,12 @@ class RedisStore:
         raws = await self._call(lambda r: r.mget(keys))
         records = [KeyRecord.model_validate_json(raw) for raw in raws if raw is not None]
         return sorted(records, key=lambda r: (r.created_at, r.id))
+
+
+def _refusal_rank(verdict: Verdict, order: list[str], n_buckets: int) -> tuple[int, int]:
+    """Which refusal to report, as one script would: budgets first, then buckets in order."""
+    index = order.index(verdict.denied_by or "")
+    return (1, index) if index < n_buckets else (0, index)
 
 
 def _text(value: bytes | str) -> str:

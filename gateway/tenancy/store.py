@@ -191,11 +191,13 @@ class MemoryStore:
         return None
 
 
-def open_store(redis_url: str | None, key_prefix: str, timeout_s: float) -> TenancyStore:
+def open_store(
+    redis_url: str | None, key_prefix: str, timeout_s: float, mode: str = "auto"
+) -> TenancyStore:
     """Redis when a URL is configured (shared by every replica), else in-process."""
     if redis_url is None:
         return MemoryStore()
     from gateway.tenancy.redis_store import RedisStore
 
-    store: TenancyStore = RedisStore(redis_url, key_prefix, timeout_s)
+    store: TenancyStore = RedisStore(redis_url, key_prefix, timeout_s, mode=mode)
     return store
