@@ -109,6 +109,13 @@ class Upstreams:
         pools = self.pools
         return {m: pools[m].expected_delay() if m in pools else math.inf for m in models}
 
+    def discovered(self) -> dict[str, int]:
+        """Pods each model with a discovery source knows now (all its sources together)."""
+        found: dict[str, set[str]] = {}
+        for (model, _), discovery in self.discoveries.items():
+            found.setdefault(model, set()).update(t.url for t in discovery.targets)
+        return {model: len(urls) for model, urls in found.items()}
+
     def _snapshot(self, name: str) -> EngineSnapshot | None:
         scraper = self.scraper
         return scraper.snapshot(name) if scraper is not None else None

@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from backends.simulator import build_config, create_simulator_app
+from gateway.discovery_metrics import DiscoveryCollector
 from gateway.upstreams import Upstreams
 from tests.conftest import Gateway
 from tests.gateway.test_load_aware import queue_of, served, wait_for
@@ -164,7 +166,7 @@ def test_pods_that_stay_keep_their_endpoint_state_across_changes(
     assert kept is first
 
 
-def test_a_failed_lookup_keeps_serving_the_last_known_pods(
+def test_a_failed_lookup_keeps_serving_the_last_known_pods_and_counts_the_error(
     dns_server: Dnsmasq, pods: Pods, gateway: Callable[..., Gateway]
 ) -> None:
     a = pods.start("127.0.0.2")
@@ -174,6 +176,11 @@ def test_a_failed_lookup_keeps_serving_the_last_known_pods(
     wait_for(lambda: upstreams_of(gw).discovery_errors.get("m", 0) >= 3)
     assert endpoint_names(gw) == [a]
     assert gw.client.post("/v1/chat/completions", json=CHAT | {"max_tokens": 2}).is_success
+    registry = CollectorRegistry()
+    registry.register(DiscoveryCollector(upstreams_of(gw)))
+    assert registry.get_sample_value("switchyard_discovered_endpoints", {"model": "m"}) == 1
+    errors = registry.get_sample_value("switchyard_discovery_errors_total", {"model": "m"})
+    assert errors is not None and errors >= 3
 
 
 def test_a_model_whose_pods_are_not_found_yet_answers_503_and_is_not_ready(
