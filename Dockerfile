@@ -16,7 +16,8 @@ COPY routers routers
 COPY backends backends
 COPY deploy deploy
 # The runtime environment, copied as is into the final stage.
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+# The kubernetes extra: the chart's gateway.discovery.mode=kubernetes watches EndpointSlices.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[kubernetes]'
 # A throwaway environment to export the embedder; torch from the CPU index, never CUDA.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/train \

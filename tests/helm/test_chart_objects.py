@@ -57,14 +57,17 @@ def test_config_change_rolls_the_gateway_pods() -> None:
     assert checksum(scenario("minimal")) != checksum(changed)
 
 
-def test_every_endpoint_of_a_pool_served_model_is_a_rendered_vllm_service() -> None:
+def test_every_endpoint_of_a_pool_served_model_discovers_a_rendered_headless_service() -> None:
     objs = objects(scenario("moe-fleet"))
-    services = {s["metadata"]["name"] for s in find(objs, "Service")}
-    urls = [ep["url"] for m in gateway_config(objs)["models"] for ep in m["endpoints"]]
-    assert len(urls) == len(scenario("moe-fleet")["vllm"]["pools"])
-    for url in urls:
-        host = url.removeprefix("http://").split(".")[0]
-        assert host in services and url.endswith(":8000/v1")
+    headless = {
+        s["metadata"]["name"] for s in find(objs, "Service") if s["spec"].get("clusterIP") == "None"
+    }
+    sources = [ep["discover"] for m in gateway_config(objs)["models"] for ep in m["endpoints"]]
+    assert len(sources) == len(scenario("moe-fleet")["vllm"]["pools"])
+    for source in sources:
+        assert source["kind"] == "dns" and source["port"] == 8000
+        host = source["name"].split(".")[0]
+        assert host in headless and source["name"].endswith(".llm.svc.cluster.local.")
 
 
 def test_vllm_pool_gets_its_gpus_node_shm_cache_and_health_probe() -> None:
@@ -98,13 +101,13 @@ def test_amd_pools_get_the_rocm_image_and_nvidia_pools_the_cuda_one() -> None:
             assert image.startswith("vllm/vllm-openai:")
 
 
-def test_pool_endpoints_carry_weight_and_capacity_of_all_their_replicas() -> None:
+def test_pool_endpoints_carry_the_weight_and_capacity_of_each_pod() -> None:
     config = gateway_config(objects(scenario("ha")))
     mixtral = next(m for m in config["models"] if m["name"] == "mistralai/mixtral-8x7b-chat")
-    assert mixtral["endpoints"][0]["weight"] == 2  # the pool's own weight
-    assert mixtral["endpoints"][0]["max_num_seqs"] == 2 * 128  # two replicas
+    assert mixtral["endpoints"][0]["weight"] == 1  # the pool's weight 2 over its 2 pods
+    assert mixtral["endpoints"][0]["max_num_seqs"] == 128  # one pod's batch
     mistral = next(m for m in config["models"] if m["name"] == "mistralai/mistral-7b-chat")
-    assert mistral["endpoints"][0]["weight"] == 3  # default: its replicas
+    assert mistral["endpoints"][0]["weight"] == 1  # default: one per pod
 
 
 def test_in_chart_redis_is_the_gateway_state_store() -> None:
@@ -145,7 +148,8 @@ def test_autoscaling_replaces_the_fixed_replica_count_and_pdb_guards_the_pods() 
 
 def test_minimal_scenario_renders_no_optional_objects() -> None:
     kinds = sorted(o["kind"] for o in objects(scenario("minimal")))
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Service", "Service"]
+    # the gateway's Service, the pool's ClusterIP Service and its headless one
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Service", "Service", "Service"]
 
 
 def test_prometheus_rule_holds_the_generated_groups_with_the_values_budget() -> None:
@@ -184,4 +188,4 @@ def test_vllm_flags_given_with_equals_signs_still_size_the_endpoint() -> None:
     values["vllm"]["pools"][0]["args"] = ["--max-num-seqs=64"]
     values["vllm"]["pools"][0]["replicas"] = 3
     endpoint = gateway_config(objects(values))["models"][0]["endpoints"][0]
-    assert (endpoint["max_num_seqs"], endpoint["weight"]) == (3 * 64, 3)
+    assert (endpoint["max_num_seqs"], endpoint["weight"]) == (64, 1)

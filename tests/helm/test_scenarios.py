@@ -35,7 +35,13 @@ REQUIRED_SPEC = {
 
 
 def test_the_four_scenarios_of_the_issue_exist() -> None:
-    assert set(SCENARIOS) == {"minimal", "external-redis", "ha", "moe-fleet"}
+    assert set(SCENARIOS) == {
+        "minimal",
+        "external-redis",
+        "ha",
+        "moe-fleet",
+        "kubernetes-discovery",
+    }
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

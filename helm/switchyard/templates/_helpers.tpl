@@ -73,19 +73,44 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Endpoints of a model served by pools, one per pool Service; (dict "ctx" $ "model" name).
-A Service balances over its pool's pods, so the endpoint's default weight and its
-max_num_seqs count every replica. */}}
+{{/* The headless Service of a pool (its pods, one DNS record each); (dict "ctx" $ "pool" pool). */}}
+{{- define "switchyard.vllmPodsName" -}}
+{{- printf "%s-pods" (include "switchyard.vllmName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Endpoints of a model served by pools, one entry per pool; (dict "ctx" $ "model" name).
+gateway.discovery.mode "dns" (default) or "kubernetes": the entry discovers the pool's pods
+through its headless Service, and each pod is an endpoint of its own, so weight and
+max_num_seqs are per pod (the pool's weight, its share of the model, split over its
+replicas). "service": the pool's ClusterIP Service as one endpoint (kube-proxy picks pods). */}}
 {{- define "switchyard.poolEndpoints" -}}
 {{- $eps := list }}
+{{- $d := .ctx.Values.gateway.discovery }}
+{{- $ns := .ctx.Release.Namespace }}
 {{- range .ctx.Values.vllm.pools }}
 {{- if eq (include "switchyard.servedModel" .) $.model }}
-{{- $svc := include "switchyard.vllmName" (dict "ctx" $.ctx "pool" .) }}
 {{- $replicas := int (.replicas | default 1) }}
-{{- $ep := dict "url" (printf "http://%s.%s.svc:8000/v1" $svc $.ctx.Release.Namespace) }}
-{{- $_ := set $ep "weight" (hasKey . "weight" | ternary .weight $replicas) }}
+{{- $weight := hasKey . "weight" | ternary .weight $replicas }}
 {{- $seqs := include "switchyard.poolArg" (dict "pool" . "flag" "--max-num-seqs") }}
+{{- $ep := dict }}
+{{- if eq $d.mode "service" }}
+{{- $svc := include "switchyard.vllmName" (dict "ctx" $.ctx "pool" .) }}
+{{- $_ := set $ep "url" (printf "http://%s.%s.svc:8000/v1" $svc $ns) }}
+{{- $_ := set $ep "weight" $weight }}
 {{- if $seqs }}{{ $_ := set $ep "max_num_seqs" (mul (atoi $seqs) $replicas) }}{{ end }}
+{{- else }}
+{{- $pods := include "switchyard.vllmPodsName" (dict "ctx" $.ctx "pool" .) }}
+{{- $src := dict "kind" $d.mode "port" 8000 "interval_s" $d.intervalSeconds }}
+{{- if eq $d.mode "kubernetes" }}
+{{- $_ := set $src "name" $pods }}
+{{- $_ := set $src "namespace" $ns }}
+{{- else }}
+{{- $_ := set $src "name" (printf "%s.%s.svc.%s." $pods $ns $d.clusterDomain) }}
+{{- end }}
+{{- $_ := set $ep "discover" $src }}
+{{- $_ := set $ep "weight" (divf $weight $replicas) }}
+{{- if $seqs }}{{ $_ := set $ep "max_num_seqs" (atoi $seqs) }}{{ end }}
+{{- end }}
 {{- $eps = append $eps $ep }}
 {{- end }}
 {{- end }}
