@@ -306,6 +306,31 @@ def cost_alerts() -> Group:
     return {"name": "switchyard.alerts.cost", "rules": rules}
 
 
+def discovery_alerts() -> Group:
+    """Lookups of a model's pods failing (the last known set is served), or none found."""
+    rules = [
+        _alert(
+            "SwitchyardDiscoveryFailing",
+            "sum by (job, instance, model) (rate(switchyard_discovery_errors_total[5m])) > 0",
+            "10m",
+            "warning",
+            "Gateway {{ $labels.instance }} cannot look up the pods of model {{ $labels.model }}",
+            "Discovery (DNS or EndpointSlices) keeps failing: the gateway serves the last "
+            "pods it found, and sees no pod added or removed since.",
+        ),
+        _alert(
+            "SwitchyardNoDiscoveredEndpoints",
+            "max by (model) (switchyard_discovered_endpoints) == 0",
+            "5m",
+            "critical",
+            "No pod of model {{ $labels.model }} is discovered",
+            "Its headless Service (or EndpointSlices) lists no ready pod: requests for it "
+            "fail or go to fallbacks.",
+        ),
+    ]
+    return {"name": "switchyard.alerts.discovery", "rules": rules}
+
+
 def rule_groups(config: RulesConfig | None = None) -> list[Group]:
     config = config or RulesConfig()
     return [
@@ -316,6 +341,7 @@ def rule_groups(config: RulesConfig | None = None) -> list[Group]:
         engine_rules(),
         traffic_alerts(config),
         availability_alerts(config),
+        discovery_alerts(),
         cost_alerts(),
     ]
 

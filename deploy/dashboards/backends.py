@@ -1,6 +1,6 @@
 """Backends board: the vLLM engines (queue depth, running batch, KV-cache, prefix cache,
 preemptions, throughput, engine latency) and the gateway's view of them (circuit breakers,
-upstream errors, retries).
+upstream errors, retries, the pods discovery finds).
 
 Engine series carry vLLM's ``model_name`` label and the scrape's ``instance``. The chart's
 PodMonitor adds no pool (GPU type) label, and each pool of the chart serves one model on one
@@ -212,11 +212,48 @@ def retries() -> Panel:
     )
 
 
+# Endpoints each model's pool balances over now, per the breakers the gateway exports.
+_POOL_ENDPOINTS = "count by (model) (max by (model, endpoint) (switchyard_circuit_breaker_state))"
+
+
+def discovered_endpoints() -> Panel:
+    return timeseries(
+        "Endpoints per model (discovered pods)",
+        "Pods discovery (DNS or EndpointSlices) knows for each model, fewest across gateway "
+        "replicas; a model with listed URLs shows the endpoints its pool holds.",
+        [
+            target(
+                f"min by (model) (switchyard_discovered_endpoints)\nor\n{_POOL_ENDPOINTS}",
+                "{{model}}",
+            )
+        ],
+        "short",
+        w=8,
+    )
+
+
+def discovery_errors() -> Panel:
+    return timeseries(
+        "Discovery lookup errors",
+        "Failed lookups of each model's pods per second, all gateway replicas (5m); while "
+        "they fail the gateway serves the last pods it found. 0 for models without discovery.",
+        [
+            target(
+                "sum by (model) (rate(switchyard_discovery_errors_total[5m]))\n"
+                f"or\n0 * {_POOL_ENDPOINTS}",
+                "{{model}}",
+            )
+        ],
+        "short",
+        w=8,
+    )
+
+
 def board() -> Dashboard:
     panels = [
-        waiting(), running(), kv_cache(), prefix_cache(), preemptions(), engines_up(),
-        throughput(), finished(), engine_latency(), unhealthy_endpoints(), upstream_errors(),
-        retries(), breakers(),
+        waiting(), running(), kv_cache(), prefix_cache(), preemptions(), throughput(),
+        finished(), engine_latency(), unhealthy_endpoints(), upstream_errors(), retries(),
+        discovered_endpoints(), discovery_errors(), engines_up(), breakers(),
     ]  # fmt: skip
     return dashboard(
         "backends",

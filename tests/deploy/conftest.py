@@ -18,7 +18,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from gateway.discovery_metrics import DiscoveryCollector
 from gateway.metrics import GatewayMetrics
+from gateway.settings import Settings, build_settings
+from gateway.upstreams import Upstreams
 from tests.routers.conftest import embedder_cache
 from tests.support.servers import free_port
 
@@ -32,12 +35,18 @@ def gateway_series() -> set[str]:
     metrics = GatewayMetrics(CollectorRegistry())
     metrics.watch_breakers(dict)
     metrics.watch_bandits(dict)
+    metrics.registry.register(DiscoveryCollector(Upstreams(_one_model_settings())))
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {
         family.name + suffix
         for family in metrics.registry.collect()
         for suffix in suffixes.get(family.type, ("",))
     }
+
+
+def _one_model_settings() -> Settings:
+    model = {"name": "m", "price_input_per_mtok": 0, "price_output_per_mtok": 0}
+    return build_settings({"models": [model | {"endpoints": [{"url": "http://127.0.0.1:1/v1"}]}]})
 
 
 class PrometheusServer:
