@@ -79,24 +79,35 @@ class UsageTap:
         return rest if self.drop else b""
 
     def _scan(self, events: bytes, keep: bool) -> bytes:
-        if not _may_hold_usage(events):
-            return events
-        *whole, rest = events.split(b"\n\n")
-        kept = []
-        for event in whole:
-            usage = _usage_of(event)
-            if usage is not None:
-                self.usage = usage
-                if not keep:
-                    continue
-            kept.append(event + b"\n\n")
-        kept.append(rest)
-        return b"".join(kept)
+        """Whole ``events``: note the usage of a usage-only event, and take that event out
+        unless ``keep``. Only events that hold a usage object are parsed."""
+        start = 0
+        while (at := _usage_at(events, start)) >= 0:
+            begin = events.rfind(b"\n\n", 0, at)
+            begin = 0 if begin < 0 else begin + 2
+            end = events.find(b"\n\n", at)
+            end = len(events) if end < 0 else end + 2
+            usage = _usage_of(events[begin:end])
+            if usage is None:
+                start = end
+                continue
+            self.usage = usage
+            if keep:
+                start = end
+            else:
+                events, start = events[:begin] + events[end:], begin
+        return events
+
+
+def _usage_at(data: bytes, start: int) -> int:
+    """Where the next usage object starts in ``data`` (-1: nowhere)."""
+    found = [i for i in (data.find(b'"usage":{', start), data.find(b'"usage": {', start)) if i >= 0]
+    return min(found) if found else -1
 
 
 def _usage_of(event: bytes) -> dict[str, Any] | None:
     """The usage of a usage-only event (``"choices": []``), else None."""
-    if not _may_hold_usage(event) or not event.startswith(b"data:"):
+    if not event.startswith(b"data:"):
         return None
     try:
         obj = orjson.loads(event[5:])
@@ -171,7 +182,12 @@ async def relay(
         await send({"type": "http.response.start", "status": status, "headers": headers})
     try:
         async for chunk in attempt.response.chunks():
-            out = tap.feed(chunk)
+            # Whole events without a usage object pass as they are: UsageTap.feed's first
+            # test, inline, since it runs once per token.
+            if tap._tail or not chunk.endswith(b"\n\n") or b'"usage"' in chunk:
+                out = tap.feed(chunk)
+            else:
+                out = chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
     except UpstreamError as err:
