@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
+from redis.asyncio import Redis
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -258,9 +259,44 @@ def _sentinel(
         list(target.nodes),
         sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
     )
-    return sentinels.master_for(
-        target.master, max_connections=max_connections, db=target.db, ssl=target.ssl, **common
+    client = sentinels.master_for(
+        target.master,
+        redis_class=SentinelMaster,
+        max_connections=max_connections,
+        db=target.db,
+        ssl=target.ssl,
+        **common,
     )
+    client.sentinels = sentinels.sentinels
+    return client
+
+
+class SentinelMaster(Redis):
+    """A Sentinel-managed master's client; closing it closes the sentinel connections too."""
+
+    sentinels: list[Redis] = []  # noqa: RUF012 (set per instance by _sentinel)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.sentinels:
+            await sentinel.aclose()
+
+
+async def ready(client: Any) -> Any:
+    """``client``, with a Cluster client's slot map loaded before it is used: redis-py's
+    cluster client breaks connections when commands race its (re)initialization, which it
+    starts on first use and after a node failed. Callers wait here on its lock instead."""
+    if getattr(client, "_initialize", False):
+        await client.initialize()
+    return client
+
+
+async def failed(client: Any) -> None:
+    """After a failure, a Cluster client reads the slot map again before its next command: a
+    failover moves slots, and redis-py refreshes the map on some paths only (not pipelines).
+    Closing is how it is told (concurrent callers close once; connections come back)."""
+    if client is not None and hasattr(client, "nodes_manager"):
+        await client.aclose()
 
 
 def target_of(state: StateConfig) -> RedisTarget:

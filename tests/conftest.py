@@ -20,6 +20,12 @@ from tests.support.dnsmasq import Dnsmasq
 from tests.support.dnsmasq import available as dnsmasq_available
 from tests.support.redis import RedisServer
 from tests.support.redis import available as redis_available
+from tests.support.redis_topologies import (
+    RedisClusterSet,
+    RedisSentinelSet,
+    cluster_available,
+    sentinel_available,
+)
 from tests.support.servers import ServerThread
 
 
@@ -121,13 +127,18 @@ def sim_gateway(
     return sim, gateway([model_entry("m", sim.base_url)])
 
 
+def require(installed: bool, what: str) -> None:
+    """Skip without ``what`` outside CI; in CI (which installs it, .ci/run) fail."""
+    if not installed:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is not installed")
+        pytest.skip(f"{what} is not installed")
+
+
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private ``redis-server`` on a free port (``.url``, ``.stop()``, ``.start()``)."""
-    if not redis_available():
-        if os.environ.get("CI"):  # CI installs it (.ci/run): missing there is a failure
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
+    require(redis_available(), "redis-server")
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
@@ -143,3 +154,37 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
     server = Dnsmasq(tmp_path_factory.mktemp("dns")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
+    """A real Redis Cluster (3 masters, 3 replicas), started once per test run and shared:
+    give each test its own key prefix, and kill nodes only in ``new_redis_cluster``'s."""
+    require(redis_available() and cluster_available(), "redis-server and redis-cli")
+    cluster = RedisClusterSet(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def new_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
+    """A Redis Cluster of this test's own, to kill a master in."""
+    require(redis_available() and cluster_available(), "redis-server and redis-cli")
+    cluster = RedisClusterSet(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelSet]:
+    """A master, its replica and three ``redis-sentinel`` of this test's own."""
+    require(redis_available() and sentinel_available(), "redis-sentinel")
+    sentinels = RedisSentinelSet(tmp_path_factory.mktemp("redis-sentinel"))
+    try:
+        yield sentinels.start()
+    finally:
+        sentinels.stop()

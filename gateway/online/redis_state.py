@@ -48,7 +48,15 @@ import orjson
 from gateway.metrics import GatewayMetrics
 from gateway.online.store import Bandits
 from gateway.outcomes import Decided, Feedback, OutcomeRecord
-from gateway.redis_client import UNAVAILABLE, KeyTags, connect, target_of, unavailable
+from gateway.redis_client import (
+    UNAVAILABLE,
+    KeyTags,
+    connect,
+    failed,
+    ready,
+    target_of,
+    unavailable,
+)
 from gateway.settings import RoutingConfig
 from gateway.tenancy.config import StateConfig
 from gateway.tenancy.store import StoreHealth
@@ -190,9 +198,10 @@ class RedisState:
     async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
         assert self._client is not None, "start() first"
         try:
-            return await op(self._client)
+            return await op(await ready(self._client))
         except UNAVAILABLE as err:
             self._metrics.store_errors.inc()
+            await failed(self._client)
             raise unavailable(err) from err
 
     async def lookup(self, decision_id: str) -> Decided | None:
@@ -228,6 +237,7 @@ class RedisState:
                     await self._refresh()
                     next_refresh = time.monotonic() + self._routing.refresh_s
             except UNAVAILABLE as err:
+                await failed(self._client)
                 self._failed(err)
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF_S)
                 await asyncio.sleep(backoff)  # records keep arriving: do not spin on them
@@ -263,8 +273,8 @@ class RedisState:
             self._down_since = None
 
     async def _flush(self) -> None:
-        client = self._client
-        assert client is not None
+        assert self._client is not None
+        client = await ready(self._client)
         while self._records:
             batch = list(itertools.islice(self._records, FLUSH_BATCH))
             written = [self.stream_key]
@@ -294,11 +304,13 @@ class RedisState:
         single master, one per master on a Cluster); returns how many were added."""
         if self._acks == 0:
             return 0
-        wait = ("WAIT", self._acks, int(self._timeout_s * 1000))
+        # Half the socket timeout, so the answer comes before the read times out; 1 ms while
+        # replicas are known to be missing, so a master left alone is not waited on each time.
+        wait_ms = max(int(self._timeout_s * 500), 1) if self._acked else 1
+        wait = ("WAIT", self._acks, wait_ms)
         if not self._target.spread:
             pipe.execute_command(*wait)
             return 1
-        await self._client.initialize()  # a no-op once the slot map is known
         nodes = {node.name: node for node in map(self._client.get_node_from_key, keys)}
         for node in nodes.values():
             pipe.execute_command(*wait, target_nodes=node)
@@ -347,8 +359,9 @@ class RedisState:
                      "empty?); seeded them with the last ones read here", router)  # fmt: skip
 
     async def _refresh(self) -> None:
-        client, bandits = self._client, self._bandits
-        assert client is not None and bandits is not None
+        bandits = self._bandits
+        assert self._client is not None and bandits is not None
+        client = await ready(self._client)
         for router in bandits.names():
             key = self.bandit_key(bandits.key(router))
             raw = await client.hgetall(key)

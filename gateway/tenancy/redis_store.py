@@ -44,15 +44,17 @@ from gateway.redis_client import (
     KeyTags,
     RedisTarget,
     connect,
+    failed,
     group_by_slot,
     parse_target,
+    ready,
     unavailable,
 )
 from gateway.tenancy.keys import KeyRecord
 from gateway.tenancy.store import (
     Bucket,
-    Budget,
     BucketState,
+    Budget,
     StoreHealth,
     StoreUnavailableError,
     Verdict,
@@ -183,8 +185,9 @@ class RedisStore:
     async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``op`` on the client; a Redis that cannot be used raises StoreUnavailableError."""
         try:
-            result = await op(self._redis())
+            result = await op(await ready(self._redis()))
         except UNAVAILABLE as err:
+            await failed(self._client)
             if self.health.mark(False):
                 log.warning("tenancy state store: Redis unreachable (%s)", err)
             raise unavailable(err) from err

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tests.support.servers import free_port
@@ -48,12 +48,24 @@ def _free_port(cluster: bool) -> int:
 
 class RedisServer:
     """``redis-server`` on 127.0.0.1:``port`` (a free one by default); ``cluster=True`` runs it
-    as a one-node Redis Cluster owning every slot (multi-key commands must stay in one slot)."""
+    as a one-node Redis Cluster owning every slot (multi-key commands must stay in one slot),
+    or, with ``slots=False``, as a node waiting to join a cluster. ``extra``: more arguments
+    (``--replicaof``, ``--cluster-node-timeout``)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        cluster: bool = False,
+        slots: bool = True,
+        extra: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self.port = port or _free_port(cluster)
         self.cluster = cluster
+        self.slots = slots
+        self.extra = tuple(extra)
         self._proc: subprocess.Popen[bytes] | None = None
         self._starts = 0
 
@@ -77,12 +89,13 @@ class RedisServer:
         ]  # fmt: skip
         if self.cluster:
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        argv += self.extra
         with open(data / "redis.log", "wb") as log:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         self._wait(lambda: command(self.port, "PING") == b"+PONG\r\n", timeout, data)
-        if self.cluster:
+        if self.cluster and self.slots:
             command(self.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
             self._wait(lambda: b"cluster_state:ok" in command(self.port, "CLUSTER", "INFO"),
                        timeout, data)  # fmt: skip

@@ -1,6 +1,7 @@
-"""The ``TenancyStore`` contract, run on both stores: ``MemoryStore`` (the reference) and
-``RedisStore`` on a private ``redis-server``. Then what only Redis has: state shared by several
-replicas, Redis going away and coming back, and every key in one Redis Cluster slot.
+"""The ``TenancyStore`` contract, run on both stores: ``MemoryStore`` (the reference),
+``RedisStore`` on a private ``redis-server`` and on a real 3-master Redis Cluster. Then what
+only Redis has: state shared by several replicas, Redis going away and coming back, and a
+single-node client's keys in one Redis Cluster slot.
 
 Bucket limits are chosen so that one unit takes a whole number of seconds (``period/limit``):
 the GCRA arithmetic is then exact and "exactly N units" holds without rounding slack.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gateway.tenancy.store import (
     Verdict,
 )
 from tests.support.redis import RedisServer, command, redis_running
+from tests.support.redis_topologies import RedisClusterSet
 
 pytestmark = pytest.mark.anyio
 
@@ -40,15 +43,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[TenancyStore]:
-    """Each contract test runs once per store; a Redis store gets a fresh server."""
+    """Each contract test runs once per store; a Redis store gets a fresh server, a Redis
+    Cluster store a fresh key prefix on the shared 3-master cluster."""
     made: TenancyStore
     if request.param == "memory":
         made = MemoryStore()
-    else:
+    elif request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         made = RedisStore(server.url)
+    else:
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        made = RedisStore(cluster.url, key_prefix=f"contract-{uuid.uuid4().hex[:12]}")
     yield made
     await made.close()
 
