@@ -61,6 +61,9 @@ class Source(Protocol):
 
     def updates(self) -> AsyncIterator[frozenset[Target]]: ...
 
+    async def aclose(self) -> None:
+        """Release what a cancelled ``updates`` left open."""
+
 
 class DnsSource:
     """The A and AAAA records of ``name``, looked up every ``interval_s``."""
@@ -83,6 +86,7 @@ class DnsSource:
         where = f" at {nameserver}" if nameserver else ""
         self.description = f"dns {name}:{port}{where}"
         self._resolver: dns.asyncresolver.Resolver | None = None
+        self._pending: asyncio.Future[frozenset[Target]] | None = None
 
     async def updates(self) -> AsyncIterator[frozenset[Target]]:
         while True:
@@ -91,7 +95,23 @@ class DnsSource:
 
     async def lookup(self) -> frozenset[Target]:
         """Every address of the name now; ``DiscoveryError`` when there is none."""
-        resolver = self._ensure_resolver()
+        # Shielded: a cancelled caller must not cut a query between opening its UDP socket
+        # and closing it (the socket would leak); ``aclose`` waits for it instead.
+        self._pending = asyncio.ensure_future(self._lookup())
+        return await asyncio.shield(self._pending)
+
+    async def aclose(self) -> None:
+        """Wait for a lookup still under way (bounded by ``timeout_s``)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await pending
+
+    async def _lookup(self) -> frozenset[Target]:
+        try:
+            resolver = self._ensure_resolver()
+        except dns.exception.DNSException as err:  # e.g. no nameserver in /etc/resolv.conf
+            raise DiscoveryError(f"no resolver: {_short(err)}") from None
         found: set[str] = set()
         reasons: list[str] = []
         for rdtype in ("A", "AAAA"):
@@ -179,6 +199,7 @@ class Discovery:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.source.aclose()
 
     async def _run(self) -> None:
         while True:

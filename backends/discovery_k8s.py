@@ -95,6 +95,9 @@ class EndpointSliceSource:
             raise DiscoveryError(f"{type(err).__name__}: {err}") from None
         raise DiscoveryError("the watch ended")
 
+    async def aclose(self) -> None:
+        """Nothing to release: the API client closes with the cancelled watch."""
+
     def _targets(self, endpoint_slice: Mapping[str, Any]) -> frozenset[Target]:
         return slice_targets(endpoint_slice, self.port, self.scheme, self.path)
 

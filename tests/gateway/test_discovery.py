@@ -5,6 +5,7 @@ on its own /metrics; pods that stay keep their state; a reload keeps the pods it
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from backends.simulator import build_config, create_simulator_app
 from gateway.discovery_metrics import DiscoveryCollector
+from gateway.settings import build_settings
 from gateway.upstreams import Upstreams
 from tests.conftest import Gateway
 from tests.gateway.test_load_aware import queue_of, served, wait_for
@@ -196,3 +198,20 @@ def test_a_model_whose_pods_are_not_found_yet_answers_503_and_is_not_ready(
     wait_for(lambda: gw.client.get("/readyz").status_code == 200)
     assert time.monotonic() - start < 5
     assert gw.client.post("/v1/chat/completions", json=CHAT | {"max_tokens": 2}).is_success
+
+
+def test_a_reload_keeps_serving_the_pods_already_found(dns_server: Dnsmasq, pods: Pods) -> None:
+    a = pods.start("127.0.0.2")
+    dns_server.set_records(NAME, ["127.0.0.2"])
+    settings = build_settings({"models": [discovered_model(dns_server, pods)]})
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        upstreams = Upstreams(settings)
+        await upstreams.start()
+        before = [ep.name for ep in upstreams.pools["m"].endpoints]
+        upstreams.reload(settings)  # no lookup has answered the new sources yet
+        after = [ep.name for ep in upstreams.pools["m"].endpoints]
+        await upstreams.close()
+        return before, after
+
+    assert asyncio.run(scenario()) == ([a], [a])
