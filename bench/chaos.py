@@ -59,6 +59,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--embedder-cache", type=Path, default=Path.home() / ".cache/switchyard")
     parser.add_argument("--out", type=Path, default=None, help="Also write the report here.")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="Keep the processes' logs here (default: a temporary directory, removed at the end).",
+    )
     return parser.parse_args(argv)
 
 
@@ -309,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     export_onnx(args.embedder_cache)  # once; nothing is written when it is already there
     with tempfile.TemporaryDirectory(prefix="switchyard-chaos-") as tmp:
-        cluster = Cluster(Path(tmp), args.embedder_cache, args.rpm)
+        cluster = Cluster(args.workdir or Path(tmp), args.embedder_cache, args.rpm)
         try:
             cluster.start()
             out = asyncio.run(run(args, cluster))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -35,6 +36,27 @@ def scraped_up(gw: Gateway, store: str) -> float | None:
     return None
 
 
+def start(
+    simulator: Callable[..., Simulator],
+    gateway: Callable[..., Gateway],
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_open: bool,
+) -> tuple[Gateway, str]:
+    """A gateway without routers on Redis; a key with an rpm limit."""
+    key = new_key()
+    monkeypatch.setenv("SWITCHYARD_KEY_SECRET", "health-secret")
+    monkeypatch.setenv("TEST_KEY_A", key)
+    auth = {
+        "enabled": True,
+        "fail_open": fail_open,
+        "keys": [{"name": "a", "key_env": "TEST_KEY_A", "limits": {"rpm": 100_000}}],
+    }
+    state = {"redis_url": redis_url, "timeout_s": 0.5}
+    sim = simulator("m")
+    return gateway([model_entry("m", sim.base_url)], auth=auth, state=state), key
+
+
 @pytest.fixture
 def limited(
     simulator: Callable[..., Simulator],
@@ -42,18 +64,30 @@ def limited(
     redis_server: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[Gateway, str]:
-    """A gateway without routers on Redis, failing open; a key with an rpm limit."""
-    key = new_key()
-    monkeypatch.setenv("SWITCHYARD_KEY_SECRET", "health-secret")
-    monkeypatch.setenv("TEST_KEY_A", key)
-    auth = {
-        "enabled": True,
-        "fail_open": True,
-        "keys": [{"name": "a", "key_env": "TEST_KEY_A", "limits": {"rpm": 10_000}}],
-    }
-    state = {"redis_url": redis_server.url, "timeout_s": 0.2}
-    sim = simulator("m")
-    return gateway([model_entry("m", sim.base_url)], auth=auth, state=state), key
+    """Failing open."""
+    return start(simulator, gateway, redis_server.url, monkeypatch, fail_open=True)
+
+
+@pytest.fixture
+def strict(
+    simulator: Callable[..., Simulator],
+    gateway: Callable[..., Gateway],
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Gateway, str]:
+    """Failing closed (503 while the store is down)."""
+    return start(simulator, gateway, redis_server.url, monkeypatch, fail_open=False)
+
+
+def burst(gw: Gateway, key: str, n: int) -> list[int]:
+    """Statuses of ``n`` requests sent at once (each needs its own pooled Redis connection)."""
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=gw.url, timeout=10) as client:
+            return client.post("/v1/chat/completions", json=BODY, headers=_auth(key)).status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
 
 
 def test_the_tenancy_store_reports_up_while_redis_answers_without_any_router(
@@ -93,6 +127,21 @@ def test_a_redis_outage_is_logged_once_each_way_and_unchecked_admissions_are_cou
     assert sum("Redis unreachable" in m for m in said) == 1, said
     assert sum("Redis is back" in m for m in said) == 1, said
     assert sum("enforced again" in m for m in said) == 1, said
+
+
+def test_after_a_redis_restart_no_request_fails_on_a_connection_pooled_before_it(
+    strict: tuple[Gateway, str], redis_server: RedisServer
+) -> None:
+    gw, key = strict
+    for _ in range(3):  # several connections in the tenancy store's pool
+        assert burst(gw, key, 16) == [200] * 16
+    redis_server.stop()
+    redis_server.start()  # while the pooled connections sat idle
+    first = [gw.client.post("/v1/chat/completions", json=BODY, headers=_auth(key)).status_code
+             for _ in range(3)]  # fmt: skip
+    assert first[-1] == 200 and first.count(503) <= 1, first  # the first may meet a dead one
+    for _ in range(3):
+        assert burst(gw, key, 16) == [200] * 16
 
 
 def _auth(key: str) -> dict[str, str]:
