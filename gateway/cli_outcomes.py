@@ -26,18 +26,26 @@ outcomes_app = typer.Typer(
 CHUNK = 1000
 
 
-def stream_entries(url: str, prefix: str, kind: str, limit: int | None) -> Iterator[dict[str, Any]]:
-    """The outcome stream's entries, oldest first, each with its ``stream_id`` and ``kind``."""
+def stream_entries(
+    url: str, prefix: str, kind: str, limit: int | None, mode: str = "auto"
+) -> Iterator[dict[str, Any]]:
+    """The outcome stream's entries, oldest first, each with its ``stream_id`` and ``kind``
+    (any topology ``state.redis_url`` may name: one server, Redis Cluster, Sentinel)."""
     import redis
     from tqdm import tqdm
 
-    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-    key = "{" + prefix + "}:outcomes"
+    from gateway.redis_client import KeyTags, connect_sync, parse_target, redact
+
+    try:
+        client = connect_sync(parse_target(url, mode), 10.0)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    key = KeyTags(prefix, spread=False).tag() + ":outcomes"  # one stream, on any topology
     try:
         length: Any = client.xlen(key)
         total = int(length)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as err:
-        raise _fail(f"cannot read {key} from {url}: {err}") from None
+        raise _fail(f"cannot read {key} from {redact(url)}: {err}") from None
     total = min(total, limit) if limit is not None else total
     start, sent = "-", 0
     with tqdm(total=total, unit="entry", desc="export", file=sys.stderr, leave=False) as bar:
@@ -105,14 +113,16 @@ def export(
     quality and cost, chosen model, endpoint, tokens, cost, latency, TTFT, status."""
     if kind not in ("outcome", "feedback", "all"):
         raise _fail("--kind must be outcome, feedback or all")
+    mode = "auto"
     if config is not None and redis_url is None:
         try:
             settings = load_settings(config)
         except SettingsError as err:
             raise _fail(str(err)) from None
         redis_url, key_prefix = settings.state.redis_url, settings.state.key_prefix
+        mode = settings.state.mode
     if redis_url is not None:
-        entries = stream_entries(redis_url, key_prefix, kind, limit)
+        entries = stream_entries(redis_url, key_prefix, kind, limit, mode)
     elif gateway is not None:
         admin_key = os.environ.get(admin_key_env)
         if not admin_key:

@@ -237,6 +237,31 @@ def connect(
     return Redis.from_pool(pool)
 
 
+def connect_sync(target: RedisTarget, timeout_s: float) -> Any:
+    """A blocking client for ``target``, for command-line tools (``switchyard outcomes``)."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.sentinel import Sentinel
+
+    common: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.ssl,
+    }
+    if target.mode == "cluster":
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=nodes, require_full_coverage=False, **common)
+    if target.mode == "sentinel":
+        assert target.master is not None
+        kwargs = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+        sentinels = Sentinel(list(target.nodes), sentinel_kwargs=kwargs)  # type: ignore[no-untyped-call]
+        return sentinels.master_for(target.master, db=target.db, **common)  # type: ignore[no-untyped-call]
+    host, port = target.nodes[0]
+    return redis.Redis(host=host, port=port, db=target.db, **common)
+
+
 def _cluster(target: RedisTarget, max_connections: int, common: dict[str, Any]) -> Any:
     from redis.asyncio.cluster import ClusterNode, RedisCluster
 

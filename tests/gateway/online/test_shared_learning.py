@@ -1,4 +1,5 @@
-"""Two ``switchyard serve`` processes on one real Redis learn together.
+"""Two ``switchyard serve`` processes on one real Redis (one server, or a 3-master Redis
+Cluster) learn together.
 
 Requests are routed by replica A, their feedback is given to replica B (which never saw the
 decisions), and both replicas' bandits end up holding every observation; feedback is idempotent
@@ -11,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -23,20 +25,23 @@ from tests.gateway.online.conftest import eventually, feedback, metric, route
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings
 from tests.gateway.test_cli import clean_env, script, wait_for_http
 from tests.support.redis import RedisServer
+from tests.support.redis_topologies import RedisClusterSet
 from tests.support.servers import free_port
 
 
 @pytest.fixture
 def replicas(
     tmp_path: Path, simulator: Callable[..., Simulator], embedder_cache: Path
-) -> Iterator[Callable[[str, int], list[str]]]:
-    """``replicas(redis_url, n)``: n gateway processes sharing one Redis; their base URLs."""
+) -> Iterator[Callable[..., list[str]]]:
+    """``replicas(redis_url, n, key_prefix=...)``: n gateway processes sharing one Redis;
+    their base URLs."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(redis_url: str, n: int) -> list[str]:
+    def start(redis_url: str, n: int, key_prefix: str = "switchyard") -> list[str]:
         urls = {name: simulator(name).base_url for name, _, _ in CANDIDATES}
         config = routed_settings(urls, embedder_cache, None, refresh_s=0.2)
-        config |= {"state": {"redis_url": redis_url, "timeout_s": 2.0}}
+        state = {"redis_url": redis_url, "timeout_s": 2.0, "key_prefix": key_prefix}
+        config |= {"state": state}
         config |= {"server": {"log_level": "warning"}}
         path = tmp_path / "gateway.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -66,10 +71,22 @@ def scored(url: str, decision: str, score: float) -> bool:
     return feedback(url, decision, score).status_code == 200
 
 
-def test_two_replicas_share_feedback_through_redis(
-    redis_server: RedisServer, replicas: Callable[[str, int], list[str]], tmp_path: Path
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(URL, key prefix): a private redis-server, or the shared 3-master Redis Cluster under
+    a prefix of this test's own."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url, "switchyard"
+    cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+    return cluster.url, f"learn-{uuid.uuid4().hex[:12]}"
+
+
+def test_two_replicas_share_feedback_and_bandit_statistics_through_redis(
+    shared: tuple[str, str], replicas: Callable[..., list[str]], tmp_path: Path
 ) -> None:
-    a, b = replicas(redis_server.url, 2)
+    redis_url, prefix = shared
+    a, b = replicas(redis_url, 2, key_prefix=prefix)
     decisions = [route(a)[1] for _ in range(6)]
     rewards = {}
     for i, decision in enumerate(decisions):
@@ -87,7 +104,8 @@ def test_two_replicas_share_feedback_through_redis(
 
     out = tmp_path / "outcomes.jsonl"
     done = subprocess.run(
-        [script(), "outcomes", "export", "--redis-url", redis_server.url, "--out", str(out)],
+        [script(), "outcomes", "export", "--redis-url", redis_url, "--key-prefix", prefix,
+         "--out", str(out)],
         capture_output=True, text=True, env=clean_env(), timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

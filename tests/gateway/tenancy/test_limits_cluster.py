@@ -2,9 +2,10 @@
 
 Both gateways run as real subprocesses (as in production: separate interpreters, separate
 connection pools) in front of one zero-latency simulator, with the key's ``rpm`` limit kept in
-a private ``redis-server``. Then Redis goes away: a gateway that fails open admits without
-limits, one that fails closed answers 503 ``state_store_unavailable``; both enforce the limit
-again as soon as Redis is back, without a restart.
+a private ``redis-server``, or in a real 3-master Redis Cluster. Then Redis goes away: a
+gateway that fails open admits without limits, one that fails closed answers 503
+``state_store_unavailable``; both enforce the limit again as soon as Redis is back, without a
+restart.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from gateway.tenancy.keys import new_key
 from tests.conftest import Simulator, model_entry
 from tests.gateway.test_cli import clean_env, script, wait_for_http
 from tests.support.redis import RedisServer
+from tests.support.redis_topologies import RedisClusterSet
 from tests.support.servers import free_port
 
 RPM = 100
@@ -53,7 +56,7 @@ class Replica:
         )
 
 
-def config(sim: Simulator, redis_url: str, fail_open: bool) -> dict[str, Any]:
+def config(sim: Simulator, redis_url: str, fail_open: bool, prefix: str) -> dict[str, Any]:
     return {
         "server": {"log_level": "warning"},
         "models": [model_entry("m", sim.base_url)],
@@ -64,23 +67,26 @@ def config(sim: Simulator, redis_url: str, fail_open: bool) -> dict[str, Any]:
         },
         # Generous per-command timeout: on a loaded CI host a 0.25 s timeout made the
         # fail-open replica admit a few requests uncounted, which is not what this file tests.
-        "state": {"redis_url": redis_url, "timeout_s": 2.0},
+        "state": {"redis_url": redis_url, "timeout_s": 2.0, "key_prefix": prefix},
     }
 
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[Callable[..., list[Replica]]]:
     """``replicas(sim, redis_url, fail_open=(True, False))`` starts one ``switchyard serve``
-    per entry, all with the same key and secret, and waits until each is ready."""
+    per entry, all with the same key, secret and key prefix (one of this test's own), and
+    waits until each is ready."""
     procs: list[subprocess.Popen[bytes]] = []
     key = new_key()
     env = clean_env(SWITCHYARD_KEY_SECRET="cluster-test-secret", SY_TEST_KEY=key)
+    prefix = f"limits-{uuid.uuid4().hex[:12]}"
 
     def start(sim: Simulator, redis_url: str, fail_open: tuple[bool, ...]) -> list[Replica]:
         started = []
         for i, mode in enumerate(fail_open):
             path = tmp_path / f"gateway{i}.yaml"
-            path.write_text(yaml.safe_dump(config(sim, redis_url, mode)), encoding="utf-8")
+            settings = config(sim, redis_url, mode, prefix)
+            path.write_text(yaml.safe_dump(settings), encoding="utf-8")
             port = free_port()
             with open(tmp_path / f"gateway{i}.log", "wb") as log:
                 proc = subprocess.Popen(
@@ -122,13 +128,23 @@ async def burst(replicas: list[Replica], total: int) -> tuple[list[tuple[int, An
         return answers, time.monotonic() - started
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A private redis-server, or the shared 3-master Redis Cluster."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+    return cluster.url
+
+
 def test_two_gateways_sharing_redis_admit_exactly_the_rpm_limit_of_a_burst(
     simulator: Callable[..., Simulator],
-    redis_server: RedisServer,
+    shared_url: str,
     replicas: Callable[..., list[Replica]],
 ) -> None:
     sim = simulator("m")
-    gateways = replicas(sim, redis_server.url, fail_open=(True, False))
+    gateways = replicas(sim, shared_url, fail_open=(True, False))
 
     answers, took_s = asyncio.run(burst(gateways, 2 * RPM))
 
