@@ -58,6 +58,7 @@ def test_a_prompt_too_long_for_the_tokenizer_meets_the_limit_not_a_500(
         assert err.code == code
         assert set(err.response.json()["error"]) == {"message", "type", "param", "code"}
         assert err.response.headers.get("x-request-id")
+    assert gw.metric("switchyard_requests_total", model="m", endpoint="-", status="429") == 2
 
 
 def test_the_estimate_of_a_huge_text_is_close_and_fast() -> None:
