@@ -221,7 +221,9 @@ class Discovery:
             self.failing = None
         if found == self.targets:
             return
-        added = sorted(t.url for t in found - self.targets)
+        added = sorted(
+            t.url + (f" (zone {t.zone})" if t.zone else "") for t in found - self.targets
+        )
         gone = sorted(t.url for t in self.targets - found)
         self.targets = found
         log.info(

@@ -215,3 +215,22 @@ def test_a_reload_keeps_serving_the_pods_already_found(dns_server: Dnsmasq, pods
         return before, after
 
     assert asyncio.run(scenario()) == ([a], [a])
+
+
+def test_a_pod_that_dies_before_its_record_goes_costs_no_request_under_load(
+    dns_server: Dnsmasq, pods: Pods, gateway: Callable[..., Gateway]
+) -> None:
+    a, b = pods.start("127.0.0.2"), pods.start("127.0.0.3")
+    dns_server.set_records(NAME, ["127.0.0.2", "127.0.0.3"])
+    gw = gateway([discovered_model(dns_server, pods)], upstream=UPSTREAM)
+    with Load(gw.url) as load:
+        wait_for(lambda: min(served(gw, "m", a), served(gw, "m", b)) >= 5)
+        pods.stop("127.0.0.2")  # gone, while DNS still lists it: connects fail, then retry
+        before = load.sent
+        wait_for(lambda: load.sent >= before + 20)
+        dns_server.set_records(NAME, ["127.0.0.3"])
+        wait_for(lambda: endpoint_names(gw) == [b])
+        before = load.sent
+        wait_for(lambda: load.sent >= before + 20)
+    assert load.failures == []
+    assert gw.metric("switchyard_retries_total", model="m", endpoint=b) >= 1
