@@ -9,12 +9,14 @@ kept on its ``Target``. A broken watch raises ``DiscoveryError``; ``Discovery`` 
 last known set and opens the source again after its interval. The gateway's service account
 needs ``list`` and ``watch`` on ``endpointslices.discovery.k8s.io`` (the chart's Role).
 
-Not tested against a live API server (none runs from a package here): the parsing of slices
-(``slice_targets``) is tested on the API's documented shape.
+Not tested against a live API server (none runs from a package here): the tests run the
+official client against a stand-in serving the API's list and watch protocol
+(tests/support/kube_api.py), and the parsing of slices on the API's documented shape.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,8 +71,8 @@ class EndpointSliceSource:
                 "pip install 'switchyard[kubernetes]'"
             ) from None
         try:
-            await _load_config(config)
-            async with client.ApiClient() as api_client:
+            configuration = await _load_config(client, config)
+            async with client.ApiClient(configuration) as api_client:
                 api = client.DiscoveryV1Api(api_client)
                 selector = f"{SERVICE_LABEL}={self.service}"
                 listed = await api.list_namespaced_endpoint_slice(
@@ -103,6 +105,8 @@ class EndpointSliceSource:
 
     def _apply(self, slices: dict[str, frozenset[Target]], event: Mapping[str, Any]) -> None:
         raw = event.get("raw_object") or {}
+        if event.get("type") == "BOOKMARK":
+            return  # only a resource version, no slice
         if event.get("type") == "ERROR":
             raise DiscoveryError(f"watch error: {raw.get('message', raw)}")
         name = raw["metadata"]["name"]
@@ -116,11 +120,17 @@ def _union(slices: Mapping[str, frozenset[Target]]) -> frozenset[Target]:
     return frozenset().union(*slices.values())
 
 
-async def _load_config(config: Any) -> None:
+async def _load_config(client: Any, config: Any) -> Any:
+    """The pod's service account in a cluster, else the kubeconfig (``$KUBECONFIG`` read now,
+    not when the library was imported); a configuration of its own, not the global one."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        await config.load_kube_config()
+        await config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    return configuration
 
 
 def _own_namespace() -> str:
