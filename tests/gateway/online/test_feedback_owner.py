@@ -12,10 +12,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
 from gateway.tenancy.keys import new_key
 from tests.conftest import Gateway, Simulator
+from tests.gateway.online.conftest import eventually, metric
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.redis import RedisServer
 
 # name: (tenant, limits)
 KEYS = {"alice": ("acme", {}), "carol": ("acme", {}), "bob": ("globex", {}),
@@ -40,10 +43,12 @@ def tenants(
     ]
 
     def start(
-        bandit: dict[str, Any] | None = None, **routing: Any
+        bandit: dict[str, Any] | None = None, redis_url: str | None = None, **routing: Any
     ) -> tuple[Gateway, dict[str, str]]:
         urls = {name: simulator(name).base_url for name, _, _ in CANDIDATES}
         config = routed_settings(urls, embedder_cache, bandit, **routing)
+        if redis_url is not None:
+            config["state"] = {"redis_url": redis_url, "timeout_s": 1.0}
         return gateway(**config, auth={"enabled": True, "keys": entries}), keys
 
     return start
@@ -121,3 +126,27 @@ def test_a_tenant_scoped_bandit_learns_each_tenants_feedback_apart(
     assert score(gw, keys["bob"], globex, 1.0).status_code == 200
     assert gw.metric("switchyard_bandit_observations", router="smart@globex") == 1
     assert gw.metric("switchyard_bandit_observations", router="smart@acme") == 3
+
+
+def test_two_replicas_on_redis_check_the_owner_and_keep_each_tenants_statistics_apart(
+    tenants: Callable[..., tuple[Gateway, dict[str, str]]], redis_server: RedisServer
+) -> None:
+    scoped = {"scope": "tenant", "noise": 0.0}
+    a, keys = tenants(bandit=scoped, redis_url=redis_server.url, refresh_s=0.1)
+    b, _ = tenants(bandit=scoped, redis_url=redis_server.url, refresh_s=0.1)
+    decision = route(a, keys["alice"])  # decided on A; B reads it from Redis
+    eventually(lambda: score(b, keys["bob"], decision).status_code != 404, what="shared")
+    assert_forbidden(score(b, keys["bob"], decision))
+    assert score(b, keys["alice"], decision, 0.0).status_code == 200
+    eventually(
+        lambda: metric(a.url, "switchyard_bandit_observations", router="smart@acme") == 1,
+        what="A holds acme's observation, learned on B",
+    )
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        steps = {str(k): int(client.hget(k, "step") or 0)
+                 for k in client.keys("{switchyard}:bandit:*")}  # fmt: skip
+    finally:
+        client.close()
+    assert [step for key, step in steps.items() if key.endswith(":tenant:acme")] == [1]
+    assert sum(steps.values()) == 1, steps  # no global statistics, no other tenant's
