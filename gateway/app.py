@@ -16,10 +16,12 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.errors import install_error_handlers
 from gateway.feedback import feedback_routes
+from gateway.fleet import Fleet
 from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import REQUEST_SCHEMAS
 from gateway.proxy import Proxy
+from gateway.reload import ConfigReloader
 from gateway.requestid import RequestIdMiddleware
 from gateway.routing import RouterService
 from gateway.settings import Capability, Settings, load_settings
@@ -71,18 +73,28 @@ def create_app(
     store = open_store(state.redis_url, state.key_prefix, state.timeout_s, state.mode)
     guard = Guard(settings.auth, store, metrics)
     routing = RouterService(settings, metrics) if settings.routers else None
+    config_file = Path(config_path) if config_path else None
+    reloader = ConfigReloader(upstreams, guard, routing, config_file)
+    # A reload through any replica reaches the others through the state store.
+    fleet = None
+    if state.redis_url is not None and config_file is not None:
+        fleet = Fleet(state, reloader, metrics, lambda: upstreams.settings.routing.refresh_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if routing is not None:  # loads the embedder and the routers (ONNX Runtime, numpy)
             await routing.start()
         await upstreams.start()
+        if fleet is not None:
+            await fleet.start()
         # Startup objects (FastAPI, pydantic, routes) live for good: moving them out of the
         # collector's view cut full-collection time ~10x under load (bench/gc_probe.py).
         gc.freeze()
         try:
             yield
         finally:
+            if fleet is not None:
+                await fleet.close()
             await guard.drain()
             await store.close()
             await upstreams.close()
@@ -109,8 +121,7 @@ def create_app(
     app.include_router(proxy_routes(app.proxy))
     app.include_router(feedback_routes(routing, guard))
     app.include_router(system_routes(upstreams, guard, registry, routing))
-    config_file = Path(config_path) if config_path else None
-    app.include_router(admin_routes(upstreams, guard, config_file, routing))
+    app.include_router(admin_routes(upstreams, guard, reloader, routing, fleet))
     return app
 
 

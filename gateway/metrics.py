@@ -100,6 +100,11 @@ class GatewayMetrics:
             "Outcome records or observations dropped because the buffer was full.",
             registry=registry,
         )
+        self.config_version = Gauge(
+            "switchyard_config_version",
+            "Fleet config version this replica serves (0: none published, or no state store).",
+            registry=registry,
+        )
 
     def _add_tenancy_metrics(self, registry: CollectorRegistry) -> None:
         self.spend = Counter(

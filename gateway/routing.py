@@ -18,13 +18,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.errors import InvalidRequestError
 from gateway.metrics import GatewayMetrics
 from gateway.online.store import LocalState, SharedState
 from gateway.outcomes import Decided, Feedback, OutcomeLog, OutcomeRecord, Owner, Route
+from gateway.router_reload import RouterPlan, Running, fingerprint, plan, routing_restart
 from gateway.settings import RouterConfig, Settings
 from gateway.tenancy.keys import KeyRecord
 
@@ -106,6 +107,17 @@ class _Loaded:
     pipeline: RoutingPipeline
     candidates: tuple[str, ...]
     cost_weight: float
+    fingerprint: str = ""  # of the artifact's files when loaded (a reload compares it)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A reload made ready off the request path; ``RouterService.commit`` swaps it in."""
+
+    settings: Settings
+    routers: dict[str, _Loaded]
+    plan: RouterPlan
+    restart: list[str]  # fields of routers:/routing: that need a restart
 
 
 @dataclass(slots=True)
@@ -139,6 +151,7 @@ class RouterService:
         self.candidates = {r.name: settings.candidates(r) for r in settings.routers}
         self._prompt_text: Callable[[Any], str] = str
         self._embed: Callable[[list[str]], Any] | None = None
+        self._embedder: Any = None
         self._queue: list[_Job] = []
         self._timer: asyncio.Handle | None = None
         self._busy = False
@@ -168,7 +181,6 @@ class RouterService:
     def _load(self) -> None:
         from gateway.online.learner import Learner
         from routers.embedding import EmbedderUnavailableError, load_embedder, prompt_text
-        from routers.pipeline import RoutingPipeline
 
         routing = self.settings.routing
         try:
@@ -180,18 +192,81 @@ class RouterService:
             ) from None
         self._prompt_text = prompt_text
         self._embed = embedder.embed
+        self._embedder = embedder
         learner = Learner()
         for router in self.settings.routers:
-            pipe = RoutingPipeline.load(router.artifact, embedder)
-            lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
-            candidates = self.candidates[router.name]
-            self._routers[router.name] = _Loaded(router, pipe, candidates, lam)
+            loaded = self._load_router(router, self.candidates[router.name])
+            self._routers[router.name] = loaded
             if router.bandit.enabled:
-                learner.add(router.name, pipe.models, router.bandit, embedder.dim, embedder.name)
-            online = "with a bandit" if router.bandit.enabled else "offline only"
-            log.info("router %s: %s over %s, %s", router.name, router.artifact,
-                     ", ".join(candidates), online)  # fmt: skip
+                self._add_bandit(learner, loaded)
         self.learner = learner if learner.routers() else None
+
+    def _load_router(self, router: RouterConfig, candidates: tuple[str, ...]) -> _Loaded:
+        """On the worker thread: read one router's artifact."""
+        from routers.pipeline import RoutingPipeline
+
+        found = fingerprint(router.artifact)
+        pipe = RoutingPipeline.load(router.artifact, self._embedder)
+        lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
+        online = "with a bandit" if router.bandit.enabled else "offline only"
+        log.info("router %s: %s over %s, %s", router.name, router.artifact,
+                 ", ".join(candidates), online)  # fmt: skip
+        return _Loaded(router, pipe, candidates, lam, found)
+
+    def _add_bandit(self, learner: Learner, loaded: _Loaded) -> None:
+        embedder, config = self._embedder, loaded.config
+        learner.add(config.name, loaded.pipeline.models, config.bandit, embedder.dim, embedder.name)
+
+    # -- reload ----------------------------------------------------------------------------
+
+    async def prepare(self, new: Settings) -> Prepared:
+        """Load what ``new`` changes (artifacts on the worker thread); nothing is served
+        from it until ``commit``. Raises ``ValueError`` for an artifact that cannot be used."""
+        running = {
+            name: Running(r.config, r.fingerprint, tuple(r.pipeline.models), r.candidates)
+            for name, r in self._routers.items()
+        }
+        shared = not isinstance(self.shared, LocalState)
+        todo = plan(running, new, self.learner is not None, shared)
+        loaded = await self.on_worker(self._load_planned, new, todo)
+        restart = routing_restart(self.settings.routing, new.routing) + todo.restart
+        return Prepared(new, loaded, todo, restart)
+
+    def _load_planned(self, new: Settings, todo: RouterPlan) -> dict[str, _Loaded]:
+        out: dict[str, _Loaded] = {}
+        for router in new.routers:
+            name, old = router.name, self._routers.get(router.name)
+            if name in todo.held and old is not None:
+                configured = {m.name for m in new.models}
+                kept = tuple(m for m in old.candidates if m in configured) or old.candidates
+                out[name] = replace(old, candidates=kept)
+            elif name in todo.load or old is None:
+                try:
+                    out[name] = self._load_router(router, new.candidates(router))
+                except (ValueError, OSError) as err:  # a corrupt artifact, another embedder
+                    raise ValueError(f"routers: {name}: {err}") from None
+            else:
+                pipe = old.pipeline
+                lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
+                out[name] = _Loaded(router, pipe, new.candidates(router), lam, old.fingerprint)
+        return out
+
+    async def commit(self, prepared: Prepared) -> None:
+        """Serve ``prepared`` from now on. The swap happens before the first await, so a
+        caller that swaps other parts just before sees one consistent config; decisions
+        already queued finish on the routers they were queued with."""
+        self.settings = prepared.settings
+        self._routers = prepared.routers
+        self.candidates = {name: r.candidates for name, r in prepared.routers.items()}
+        todo = prepared.plan
+        if self.learner is not None and (todo.drop or todo.bandits):
+            await self.on_worker(self._swap_bandits, self.learner, todo, prepared.routers)
+
+    def _swap_bandits(self, learner: Learner, todo: RouterPlan, new: dict[str, _Loaded]) -> None:
+        for name in todo.drop:
+            learner.drop(name)
+        for name in todo.bandits:
+            self._add_bandit(learner, new[name])
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -350,8 +425,10 @@ class RouterService:
         statistics each uses (its tenant's, with a tenant-scoped bandit), and the contexts."""
         import numpy as np
 
-        learner = self.learner
-        if learner is None or jobs[0].router.config.name not in learner:
+        learner, router = self.learner, jobs[0].router
+        name = router.config.name
+        # A job queued before a reload remade this router's bandit decides without it.
+        if learner is None or learner.models(name) != tuple(router.pipeline.models):
             return quality, None
         groups: dict[str, list[int]] = {}
         for k, job in enumerate(jobs):

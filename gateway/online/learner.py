@@ -68,6 +68,17 @@ class Learner:
         if config.scope is BanditScope.global_:
             self._routers[name] = _Arms(_bandit(template), template.key)
 
+    def drop(self, router: str) -> None:
+        """Forget ``router``'s bandits, its tenants' too (a reload removed or remade it)."""
+        self._templates.pop(router, None)
+        for name in [n for n in self._routers if n.partition("@")[0] == router]:
+            del self._routers[name]
+
+    def models(self, router: str) -> tuple[str, ...] | None:
+        """The arms of ``router``'s bandit (None without one)."""
+        template = self._templates.get(router.partition("@")[0])
+        return None if template is None else template.models
+
     def __contains__(self, name: str) -> bool:
         """Whether router (or arms name) ``name`` has a bandit."""
         return name.partition("@")[0] in self._templates
@@ -118,9 +129,14 @@ class Learner:
 
     def learn(self, name: str, row: Observation) -> None:
         arms = self._get(name)
-        if arms is not None:
-            arms.bandit.learn([row])
-            arms.learned += 1
+        if arms is None:
+            return
+        bandit = arms.bandit
+        # Feedback on a decision made before a reload remade the bandit no longer fits it.
+        if row.arm not in bandit.arms_ or len(row.z) != bandit.context_dim:
+            return
+        bandit.learn([row])
+        arms.learned += 1
 
     def replace(self, name: str, stats: dict[str, ArmStats], step: int) -> None:
         """Take the shared statistics (they include what was learned here once flushed)."""

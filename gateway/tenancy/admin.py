@@ -27,9 +27,11 @@ from backends.errors import (
     PermissionDeniedError,
     StateStoreUnavailableError,
 )
+from gateway.fleet import Fleet
 from gateway.redis_client import redact
+from gateway.reload import ConfigReloader
 from gateway.routing import RouterService
-from gateway.settings import Settings, SettingsError, load_settings
+from gateway.settings import Settings, SettingsError
 from gateway.tenancy import periods
 from gateway.tenancy.config import Limits, Period
 from gateway.tenancy.guard import Guard
@@ -115,10 +117,13 @@ def redacted_config(settings: Settings) -> dict[str, Any]:
 class Admin:
     """What the admin routes act on; the routes themselves are closures over one of these."""
 
-    def __init__(self, upstreams: Upstreams, guard: Guard, config_path: Path | None) -> None:
+    def __init__(
+        self, upstreams: Upstreams, guard: Guard, reloader: ConfigReloader, fleet: Fleet | None
+    ) -> None:
         self.upstreams = upstreams
         self.guard = guard
-        self.config_path = config_path
+        self.reloader = reloader
+        self.fleet = fleet
 
     # --- access -------------------------------------------------------------------------
     def check_admin(self, request: Request) -> None:
@@ -227,23 +232,28 @@ class Admin:
         return out
 
     # --- config -------------------------------------------------------------------------
-    def reload(self) -> dict[str, Any]:
-        """Re-read the config file; serve it if valid, else keep the old one (400)."""
-        if self.config_path is None:
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; serve it if valid, else keep the old one (400). With a
+        state store, every other replica then applies it too (``gateway.fleet``)."""
+        path = self.reloader.path
+        if path is None:
             raise ConflictError(
                 "the gateway was not started from a config file: nothing to reload",
                 code="no_config_file",
             )
         try:
-            new = load_settings(self.config_path)
+            done = await self.reloader.reload()
         except SettingsError as err:
             raise InvalidRequestError(
                 f"{err} (the running config is unchanged)", code="invalid_config"
             ) from None
-        old = self.upstreams.settings
-        self.upstreams.reload(new)
-        self.guard.reconfigure(new.auth)
-        return _changes(old, new, self.config_path)
+        assert done is not None  # only a reload with ``only_if`` may do nothing
+        answer = _changes(done.old, done.new, path)
+        answer["restart_required"] += done.restart
+        if self.fleet is None:
+            note = "no state.redis_url: applied on this replica only"
+            return answer | {"fleet": False, "fleet_note": note}
+        return answer | await self.fleet.publish(done.sha256)
 
     def backends(self) -> list[dict[str, Any]]:
         return [
@@ -292,6 +302,8 @@ def _changes(old: Settings, new: Settings, path: Path) -> dict[str, Any]:
         for field in fields
         if getattr(getattr(old, section), field) != getattr(getattr(new, section), field)
     ]
+    old_routers = {r.name: r for r in old.routers}
+    new_routers = {r.name: r for r in new.routers}
     warnings = []
     if old.auth.secret_env != new.auth.secret_env:
         warnings.append("auth.secret_env changed: dynamic keys hashed with the old secret fail")
@@ -305,11 +317,21 @@ def _changes(old: Settings, new: Settings, path: Path) -> dict[str, Any]:
                 n for n in new_models.keys() & old_models.keys() if new_models[n] != old_models[n]
             ),
         },
+        "routers": {
+            "added": sorted(new_routers.keys() - old_routers.keys()),
+            "removed": sorted(old_routers.keys() - new_routers.keys()),
+            "changed": sorted(
+                n
+                for n in new_routers.keys() & old_routers.keys()
+                if new_routers[n] != old_routers[n]
+            ),
+        },
+        "routing_changed": old.routing != new.routing,
         "auth_changed": old.auth != new.auth,
         "restart_required": restart,
-        "note": "models, upstream and auth apply now (endpoint breakers start closed); "
-        "the fields in restart_required (server:, state:) differ from the running ones and "
-        "need a restart",
+        "note": "models, upstream, auth, routers and routing apply now (endpoint breakers "
+        "start closed; a router whose artifact and bandit are unchanged keeps its bandit); "
+        "the fields in restart_required differ from the running ones and need a restart",
         "warnings": warnings,
     }
 
@@ -317,10 +339,11 @@ def _changes(old: Settings, new: Settings, path: Path) -> dict[str, Any]:
 def admin_routes(
     upstreams: Upstreams,
     guard: Guard,
-    config_path: Path | None,
+    reloader: ConfigReloader,
     routing: RouterService | None = None,
+    fleet: Fleet | None = None,
 ) -> APIRouter:
-    admin = Admin(upstreams, guard, config_path)
+    admin = Admin(upstreams, guard, reloader, fleet)
 
     class AdminRoute(APIRoute):
         """Checks the admin key first: before FastAPI reads and validates the body."""
@@ -378,7 +401,7 @@ def _ops_routes(routes: APIRouter, admin: Admin) -> None:
 
     @routes.post("/config/reload", summary="Re-read the config file the gateway started with")
     async def reload() -> Response:
-        return _json(admin.reload())
+        return _json(await admin.reload())
 
     @routes.get("/backends", summary="Every model's endpoints, breaker state and load")
     async def backends() -> Response:
