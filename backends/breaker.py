@@ -38,13 +38,12 @@ class CircuitBreaker:
 
     def allows(self) -> bool:
         """Whether a request may be sent now (a half-open breaker lets one probe through)."""
-        state = self.state
-        if state is BreakerState.closed:
+        if self._state is BreakerState.closed:  # the usual case, without the clock
             return True
-        return state is BreakerState.half_open and not self._probe_in_flight
+        return self.state is BreakerState.half_open and not self._probe_in_flight
 
     def on_send(self) -> None:
-        if self.state is BreakerState.half_open:
+        if self._state is not BreakerState.closed and self.state is BreakerState.half_open:
             self._probe_in_flight = True
 
     def on_success(self) -> None:

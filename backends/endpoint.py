@@ -118,7 +118,8 @@ class Endpoint:
 
     def allows(self) -> bool:
         """Whether a request may be sent here now: breaker and ``Retry-After`` agree."""
-        return self._clock() >= self._paused_until and self.breaker.allows()
+        paused = self._paused_until and self._clock() < self._paused_until
+        return not paused and self.breaker.allows()
 
     def sent_since(self, snapshot: EngineSnapshot | None) -> int:
         """Net change of this gateway's requests here since ``snapshot``: sent minus finished.

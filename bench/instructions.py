@@ -28,38 +28,20 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import free_port, wait_for_port  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "bench"
 PY = sys.executable
 KEY = "sk-sy-instructions-0123456789abcdef0123"
 BODY: dict[str, Any] = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(port: int, timeout: float = 180.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def start_backend(port: int) -> subprocess.Popen[bytes]:
@@ -69,7 +51,7 @@ def start_backend(port: int) -> subprocess.Popen[bytes]:
         cmd = [str(ROOT / ".venv/bin/switchyard"), "simulate", "--model", "fake-model",
                "--port", str(port), "--preset", "zero"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(port)
+    wait_for_port(port)
     return proc
 
 
@@ -132,7 +114,7 @@ def measure(cmd: list[str], name: str, stream: bool, args: argparse.Namespace, p
                             stderr=subprocess.DEVNULL)  # fmt: skip
     auth = name.endswith("-auth")
     try:
-        wait_ready(port)
+        wait_for_port(port, timeout=180)  # valgrind starts slowly
         asyncio.run(load(port, stream, args.warmup, args.concurrency, auth))
         ctl = ["callgrind_control", str(proc.pid)]
         subprocess.run([*ctl[:1], "-i", "on", *ctl[1:]], check=True, capture_output=True)
@@ -168,6 +150,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300, help="requests before measuring")
     parser.add_argument("--concurrency", type=int, default=32, help="client connections")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/instructions.json")
+    parser.add_argument("--only", nargs="*", default=None, help="gateways to measure (names)")
+    parser.add_argument("--modes", nargs="*", default=["json", "stream"], help="json, stream")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="switchyard-instr-") as tmp:
@@ -176,7 +160,9 @@ def main() -> None:
         try:
             port = free_port()
             for name, cmd in gateway_commands(backend_port, port, workdir).items():
-                for stream in (False, True):
+                if args.only is not None and name not in args.only:
+                    continue
+                for stream in (mode == "stream" for mode in args.modes):
                     row = measure(cmd, name, stream, args, port, workdir)
                     print(
                         f"{row['gateway']:17} {row['mode']:6} {row['per_request']:12,.0f} "

@@ -90,9 +90,13 @@ def create_app(
         # Startup objects (FastAPI, pydantic, routes) live for good: moving them out of the
         # collector's view cut full-collection time ~10x under load (bench/gc_probe.py).
         gc.freeze()
+        thresholds = gc.get_threshold()
+        if settings.server.gc_young_threshold:
+            gc.set_threshold(settings.server.gc_young_threshold, *thresholds[1:])
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
             if fleet is not None:
                 await fleet.close()
             await guard.drain()

@@ -91,7 +91,8 @@ async def dispatch_chain(
         else None
     )
     last: Exception | None = None
-    for config in _chain(upstreams, model, capability, may_use):
+    chain = _chain(upstreams, model, capability, may_use) if model.fallbacks else (model,)
+    for config in chain:
         pool = upstreams.pools[config.name]
         delay = pool.expected_delay()
         if math.isfinite(delay) and delay > up.max_queue_delay_s:

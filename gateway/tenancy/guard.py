@@ -106,6 +106,8 @@ class Guard:
         self, key: KeyRecord | None, model: ModelConfig, data: dict[str, Any]
     ) -> Ticket | None:
         """Take from every limit and budget that applies, or raise 429/503."""
+        if key is None and not self.auth.model_limits:  # auth off: nothing can apply
+            return None
         limits = self._limits(key, model.name)
         budgets_wanted = self._budget_limits(key)
         if not limits and not budgets_wanted:  # a key's spend is still counted in metrics
