@@ -189,3 +189,10 @@ def test_vllm_flags_given_with_equals_signs_still_size_the_endpoint() -> None:
     values["vllm"]["pools"][0]["replicas"] = 3
     endpoint = gateway_config(objects(values))["models"][0]["endpoints"][0]
     assert (endpoint["max_num_seqs"], endpoint["weight"]) == (64, 1)
+
+
+def test_an_external_redis_cluster_or_sentinel_url_reaches_the_gateway_config() -> None:
+    for url in ("redis+cluster://10.0.0.1:6379,10.0.0.2:6379",
+                "rediss+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster"):  # fmt: skip
+        values = copy.deepcopy(scenario("minimal")) | {"redis": {"external": {"url": url}}}
+        assert gateway_config(objects(values))["state"]["redis_url"] == url
