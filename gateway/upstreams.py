@@ -85,7 +85,8 @@ class Upstreams:
     def reload(self, settings: Settings) -> None:
         """Serve ``settings`` from now on; requests already sent finish on the old pools.
         Call inside the running loop (the scraper and discovery sources are replaced)."""
-        previous, old_scraper, old_found = self.settings, self.scraper, self.discoveries
+        previous, old_pools = self.settings, self.pools
+        old_scraper, old_found = self.scraper, self.discoveries
         self._use(settings)
         try:
             self.discoveries = self._start_discovery(settings, old_found)
@@ -93,11 +94,11 @@ class Upstreams:
             self.scraper = self._start_scraper(settings)
         except BaseException:
             self._use(previous)
-            self._stop_later(self.scraper if self.scraper is not old_scraper else None)
-            new_found, self.discoveries = self.discoveries, old_found
+            new_scraper, new_found = self.scraper, self.discoveries
+            self.pools, self.scraper, self.discoveries = old_pools, old_scraper, old_found
+            self._stop_later(new_scraper if new_scraper is not old_scraper else None)
             for d in new_found.values() if new_found is not old_found else ():
                 self._stop_later(d)
-            self.scraper = old_scraper
             raise
         self._stop_later(old_scraper)
         for d in old_found.values():
