@@ -1,6 +1,7 @@
 """Fleet-wide config reload over a real redis-server: a reload through one replica reaches the
 other within ``routing.refresh_s``; an invalid file reaches none; a replica whose own file
-lags behind waits for it; a Redis outage leaves the reload local.
+lags behind waits for it; a Redis outage leaves the reload local. The same on a Redis Cluster
+and behind Sentinel.
 
 The routers' part (candidates, prices in decisions) is in tests/gateway/routing/test_reload.py.
 """
@@ -24,6 +25,7 @@ from tests.support.config_files import (
     write,
 )
 from tests.support.redis import RedisServer, command
+from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 
 REFRESH_S = 0.2
 WITHIN = REFRESH_S * 10  # polling slack on a loaded CI machine
@@ -37,10 +39,11 @@ def replicas(monkeypatch: pytest.MonkeyPatch) -> Iterator[FileGateways]:
     gateways.stop()
 
 
-def fleet_config(sim: Simulator, redis: RedisServer, prefix: str) -> dict[str, Any]:
+def fleet_config(sim: Simulator, redis_server: RedisServer | None, prefix: str) -> dict[str, Any]:
+    url = None if redis_server is None else redis_server.url
     return {
         "models": [model_entry("m", sim.base_url, price_out=2.0)],
-        "state": {"redis_url": redis.url, "key_prefix": prefix},
+        "state": {"redis_url": url, "key_prefix": prefix},
         "routing": {"refresh_s": REFRESH_S},
     }
 
@@ -73,6 +76,39 @@ def test_a_reload_through_one_replica_reaches_the_other_within_refresh_s(
         {"role": "user", "content": "hi"}]}).status_code == 200  # fmt: skip
     assert a.metric("switchyard_config_version") == 1
     assert eventually(lambda: b.metric("switchyard_config_version") == 1, WITHIN)
+
+
+def test_a_reload_reaches_the_other_replica_through_a_redis_cluster(
+    tmp_path: Path,
+    simulator: Callable[..., Simulator],
+    redis_cluster: RedisClusterSet,
+    replicas: FileGateways,
+) -> None:
+    reaches_the_other_replica(tmp_path, simulator("m"), redis_cluster.url, replicas)
+
+
+def test_a_reload_reaches_the_other_replica_through_redis_sentinel(
+    tmp_path: Path,
+    simulator: Callable[..., Simulator],
+    redis_sentinels: RedisSentinelSet,
+    replicas: FileGateways,
+) -> None:
+    reaches_the_other_replica(tmp_path, simulator("m"), redis_sentinels.url, replicas)
+
+
+def reaches_the_other_replica(
+    tmp_path: Path, sim: Simulator, url: str, replicas: FileGateways
+) -> None:
+    path = tmp_path / "switchyard.yaml"
+    config = fleet_config(sim, redis_server=None, prefix="fleet-topology")
+    config["state"]["redis_url"] = url
+    write(path, config)
+    a, b = replicas.start(path), replicas.start(path)
+    config["models"] = [model_entry("m", sim.base_url, price_out=5.0)]
+    write(path, config)
+    body = reload(a).json()
+    assert body["fleet"] is True and body["config_version"] >= 1
+    assert eventually(lambda: price_out(b, "m") == 5.0, WITHIN)
 
 
 def test_an_invalid_file_changes_nothing_on_any_replica(
