@@ -1,9 +1,11 @@
-"""``RedisState`` on a real Redis (plain and a one-node Cluster): replicas folding at once
-lose no observation and end with identical statistics."""
+"""``RedisState`` on a real Redis (plain, a one-node Cluster through a single-node client, and
+a 3-master Redis Cluster through the cluster client): replicas folding at once lose no
+observation and end with identical statistics."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +21,7 @@ from gateway.settings import BanditConfig, RoutingConfig
 from gateway.tenancy.config import StateConfig
 from routers.online.stats import Observation
 from tests.support.redis import available, redis_running
+from tests.support.redis_topologies import RedisClusterSet
 
 pytestmark = pytest.mark.anyio
 ARMS = ["small", "large"]
@@ -29,19 +32,31 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=[False, True], ids=["redis", "cluster"])
+@pytest.fixture(params=["redis", "cluster", "redis-cluster"])
 def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "redis-cluster":
+        cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
+        yield cluster.url
+        return
     if not available():
         pytest.skip("redis-server is not installed")
-    with redis_running(tmp_path, cluster=request.param) as server:
+    with redis_running(tmp_path, cluster=request.param == "cluster") as server:
         yield server.url
 
 
-async def _replica(url: str, executor: ThreadPoolExecutor) -> tuple[RedisState, Learner]:
+@pytest.fixture
+def prefix() -> str:
+    return f"fold-{uuid.uuid4().hex[:12]}"  # the shared Cluster outlives this test
+
+
+async def _replica(
+    url: str, prefix: str, executor: ThreadPoolExecutor
+) -> tuple[RedisState, Learner]:
     learner = Learner()
     learner.add("r", ARMS, BanditConfig(dim=8), input_dim=16, embedder="test")
     routing = RoutingConfig(refresh_s=0.05)
-    state = RedisState(StateConfig(redis_url=url), routing, GatewayMetrics(CollectorRegistry()))
+    config = StateConfig(redis_url=url, key_prefix=prefix)
+    state = RedisState(config, routing, GatewayMetrics(CollectorRegistry()))
     await state.start(WorkerBandits(learner, executor))
     return state, learner
 
@@ -53,9 +68,13 @@ def _rows(n: int, seed: int) -> list[Observation]:
     ]
 
 
-async def test_replicas_folding_at_once_share_every_observation(redis_url: str) -> None:
+async def test_replicas_folding_at_once_share_every_observation(
+    redis_url: str, prefix: str
+) -> None:
     with ThreadPoolExecutor(1) as executor:
-        (one, first), (two, second) = [await _replica(redis_url, executor) for _ in range(2)]
+        (one, first), (two, second) = [
+            await _replica(redis_url, prefix, executor) for _ in range(2)
+        ]
         try:
             for a, b in zip(_rows(60, 1), _rows(60, 2), strict=True):
                 one.observe("r", a)
