@@ -60,6 +60,9 @@ class Fleet:
         self._down: str | None = None  # the outage last logged
         self._waiting: tuple[int, str] | None = None  # (version, sha256) last logged as unmet
         self._failed: tuple[int, str] | None = None  # (version, sha256) that did not load here
+        self._seen: tuple[int, str | None] = (0, None)  # what Redis last said
+        # A reload applied here while Redis was away, and what Redis said before it.
+        self._pending: tuple[str, tuple[int, str | None]] | None = None
 
     async def start(self) -> None:
         self._client = connect(self._target, self._timeout_s, max_connections=2)
@@ -82,8 +85,11 @@ class Fleet:
         except UNAVAILABLE as err:
             message = str(unavailable(err))
             self._health(message)
-            return {"fleet": False, "fleet_note": f"{message}; applied on this replica only"}
+            self._pending = (sha, self._seen)
+            note = f"{message}; applied on this replica only, published once Redis is back"
+            return {"fleet": False, "fleet_note": note}
         self._health(None)
+        self._seen = (version, sha)
         self._serving(version)
         return {"fleet": True, "config_version": version, "sha256": sha}
 
@@ -109,6 +115,9 @@ class Fleet:
         self._health(None)
         version = int(raw[0] or 0)
         sha = raw[1].decode() if isinstance(raw[1], bytes) else raw[1]
+        self._seen = (version, sha)
+        if await self._publish_pending(version, sha):
+            return
         # The hash decides, not the version alone: a Redis restarted empty counts from 1 again.
         if sha is None or (version, sha) == self._failed:
             return
@@ -117,6 +126,21 @@ class Fleet:
                 self._serving(version)
             return
         await self._apply(version, sha)
+
+    async def _publish_pending(self, version: int, sha: str | None) -> bool:
+        """Publish a reload made here while Redis was away, unless another replica published
+        one since (then that one, newer, wins and is applied here as any other)."""
+        if self._pending is None:
+            return False
+        pending, before = self._pending
+        self._pending = None
+        if (sha is not None and (version, sha) != before) or pending != self._reloader.applied_sha:
+            return False
+        answer = await self.publish(pending)
+        if answer["fleet"]:
+            log.info("fleet config version %d published: the reload made here while the state "
+                     "store was away", answer["config_version"])  # fmt: skip
+        return True
 
     async def _apply(self, version: int, sha: str) -> None:
         try:

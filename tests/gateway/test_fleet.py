@@ -151,7 +151,7 @@ def test_a_replica_whose_file_lags_applies_it_once_it_matches(
     assert eventually(lambda: b.metric("switchyard_config_version") == 1, WITHIN)
 
 
-def test_a_redis_outage_leaves_the_reload_local_and_the_next_one_reaches_the_fleet(
+def test_a_reload_during_a_redis_outage_applies_here_and_is_published_once_it_is_back(
     tmp_path: Path,
     simulator: Callable[..., Simulator],
     redis_server: RedisServer,
@@ -170,7 +170,8 @@ def test_a_redis_outage_leaves_the_reload_local_and_the_next_one_reaches_the_fle
     assert "redis unavailable" in response.json()["fleet_note"]
     assert price_out(a, "m") == 3.0 and price_out(b, "m") == 2.0
 
-    redis_server.start()
+    redis_server.start()  # empty: the reload made meanwhile is published then
+    assert eventually(lambda: price_out(b, "m") == 3.0, WITHIN)
     config["models"] = [model_entry("m", sim.base_url, price_out=4.0)]
     write(path, config)
     assert reload(a).json()["fleet"] is True
