@@ -79,6 +79,7 @@ class Endpoint:
         "in_flight",
         "max_num_seqs",
         "name",
+        "origin",
         "retry_budget",
         "service_s",
         "weight",
@@ -93,8 +94,12 @@ class Endpoint:
         max_num_seqs: int | None = None,
         retry_budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        origin: object = None,
     ) -> None:
         self.backend = backend
+        # What its owner built it from (the config entry); compared when the set changes, so
+        # an endpoint that stays is kept with its counts. The pool never reads it.
+        self.origin = origin
         self.breaker = breaker
         self.name = backend.base_url
         self.weight = weight

@@ -21,7 +21,7 @@ import functools
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 
 import aiohttp
 
@@ -90,7 +90,9 @@ class Upstreams:
         self._use(settings)
         try:
             self.discoveries = self._start_discovery(settings, old_found)
-            self.pools = self._build_pools(settings, self.timeouts)
+            # Endpoints carry timeouts, breaker and retry budget of the upstream section.
+            keep = old_pools if previous.upstream == settings.upstream else None
+            self.pools = self._build_pools(settings, self.timeouts, keep)
             self.scraper = self._start_scraper(settings)
         except BaseException:
             self._use(previous)
@@ -178,14 +180,14 @@ class Upstreams:
         model, pool = self.models.get(model_name), self.pools.get(model_name)
         if generation is not self.discoveries or model is None or pool is None:
             return  # a source of a config replaced since; its successor reports instead
-        pool.replace(self._endpoints(model, pool.endpoints))
+        pool.replace(self._endpoints(model, {ep.name: ep for ep in pool.endpoints}))
         if self.scraper is not None:
             self.scraper.set_targets(self._scrape_targets())
 
-    def _endpoints(self, model: ModelConfig, keep: Sequence[Endpoint]) -> list[Endpoint]:
+    def _endpoints(self, model: ModelConfig, keep: Mapping[str, Endpoint]) -> list[Endpoint]:
         """The endpoints ``model`` has now: its URLs and every pod discovered, each once;
-        an endpoint in ``keep`` with the same URL is reused (its counts and breaker)."""
-        kept = {ep.name: ep for ep in keep}
+        an endpoint in ``keep`` (by URL) built from an equal config entry is reused as it is
+        (in-flight count, breaker, learned service time)."""
         out: dict[str, Endpoint] = {}
         for cfg in model.endpoints:
             if cfg.discover is None:
@@ -195,8 +197,9 @@ class Upstreams:
                 found: frozenset[Target] = discovery.targets if discovery else frozenset()
                 urls = sorted(t.url for t in found)
             for url in urls:
+                kept = keep.get(url)
                 if url not in out:
-                    out[url] = kept.get(url) or self._endpoint(url, cfg)
+                    out[url] = kept if kept and kept.origin == cfg else self._endpoint(url, cfg)
         return list(out.values())
 
     def _endpoint(self, url: str, cfg: EndpointConfig) -> Endpoint:
@@ -208,14 +211,21 @@ class Upstreams:
             weight=cfg.weight,
             max_num_seqs=cfg.max_num_seqs,
             retry_budget=RetryBudget(up.endpoint_retry_ratio, up.endpoint_retry_reserve),
+            origin=cfg,
         )
 
-    def _build_pools(self, settings: Settings, timeouts: Timeouts) -> dict[str, EndpointPool]:
+    def _build_pools(
+        self, settings: Settings, timeouts: Timeouts, old: Mapping[str, EndpointPool] | None = None
+    ) -> dict[str, EndpointPool]:
+        """A pool per model; with ``old`` (a reload that leaves ``upstream`` as it was), the
+        endpoints whose entries did not change are kept, counts and all."""
         assert self._session is not None, "start() first"
         up = settings.upstream
         pools = {}
         for model in settings.models:
-            endpoints = self._endpoints(model, ())
+            before = old.get(model.name) if old is not None else None
+            keep = {ep.name: ep for ep in before.endpoints} if before is not None else {}
+            endpoints = self._endpoints(model, keep)
             pools[model.name] = EndpointPool(
                 model.name,
                 endpoints,

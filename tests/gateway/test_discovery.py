@@ -200,21 +200,29 @@ def test_a_model_whose_pods_are_not_found_yet_answers_503_and_is_not_ready(
     assert gw.client.post("/v1/chat/completions", json=CHAT | {"max_tokens": 2}).is_success
 
 
-def test_a_reload_keeps_serving_the_pods_already_found(dns_server: Dnsmasq, pods: Pods) -> None:
+def test_a_reload_keeps_serving_the_pods_already_found_with_their_state(
+    dns_server: Dnsmasq, pods: Pods
+) -> None:
     a = pods.start("127.0.0.2")
     dns_server.set_records(NAME, ["127.0.0.2"])
     settings = build_settings({"models": [discovered_model(dns_server, pods)]})
+    retimed = build_settings(
+        {"models": [discovered_model(dns_server, pods)], "upstream": {"connect_timeout_s": 1}}
+    )
 
-    async def scenario() -> tuple[list[str], list[str]]:
+    async def scenario() -> tuple[list[str], bool, bool]:
         upstreams = Upstreams(settings)
         await upstreams.start()
-        before = [ep.name for ep in upstreams.pools["m"].endpoints]
+        first = upstreams.pools["m"].endpoints[0]
         upstreams.reload(settings)  # no lookup has answered the new sources yet
-        after = [ep.name for ep in upstreams.pools["m"].endpoints]
+        after = upstreams.pools["m"].endpoints
+        kept = after[0] is first  # same entry, same upstream section: counts and all
+        upstreams.reload(retimed)
+        renewed = upstreams.pools["m"].endpoints[0] is not first  # new timeouts: rebuilt
         await upstreams.close()
-        return before, after
+        return [ep.name for ep in after], kept, renewed
 
-    assert asyncio.run(scenario()) == ([a], [a])
+    assert asyncio.run(scenario()) == ([a], True, True)
 
 
 def test_a_pod_that_dies_before_its_record_goes_costs_no_request_under_load(
