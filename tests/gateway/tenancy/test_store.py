@@ -379,10 +379,10 @@ async def test_a_full_redis_refuses_writes_as_unavailable_and_nothing_is_half_wr
         await store.close()
 
 
-# --- Redis only: one hash tag, so Redis Cluster runs the scripts ------------------------------
+# --- Redis only: on one master every key keeps the layout earlier versions wrote --------------
 
 
-async def test_every_key_shares_one_hash_tag_so_the_scripts_run_on_a_redis_cluster(
+async def test_on_one_master_every_key_keeps_the_prefix_tag_so_upgrades_keep_their_counters(
     tmp_path: Path,
 ) -> None:
     with redis_running(tmp_path, cluster=True) as cluster:
@@ -404,6 +404,9 @@ async def test_every_key_shares_one_hash_tag_so_the_scripts_run_on_a_redis_clust
 
             keys = [str(k) for k in await raw.keys("*")]
             assert len(keys) == 6 and all(k.startswith("{switchyard}:") for k in keys), keys
+            assert {"{switchyard}:tat:key:k:rpm", "{switchyard}:spend:tenant:acme:2026-11"} <= set(
+                keys
+            )  # the names earlier versions wrote
         finally:
             await store.close()
             await raw.aclose()
