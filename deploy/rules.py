@@ -331,6 +331,23 @@ def discovery_alerts() -> Group:
     return {"name": "switchyard.alerts.discovery", "rules": rules}
 
 
+def fleet_alerts() -> Group:
+    """Gateway replicas serving different configs after a reload (one did not follow)."""
+    rules = [
+        _alert(
+            "SwitchyardConfigVersionSkew",
+            "max by (job) (switchyard_config_version) != min by (job) (switchyard_config_version)",
+            "10m",
+            "warning",
+            "Gateway replicas of {{ $labels.job }} serve different config versions",
+            "A config reload did not reach every replica: a replica's own config file does "
+            "not match the published one (a ConfigMap not mounted yet?), or it cannot reach "
+            "the state store. Its log says which.",
+        ),
+    ]
+    return {"name": "switchyard.alerts.fleet", "rules": rules}
+
+
 def rule_groups(config: RulesConfig | None = None) -> list[Group]:
     config = config or RulesConfig()
     return [
@@ -342,6 +359,7 @@ def rule_groups(config: RulesConfig | None = None) -> list[Group]:
         traffic_alerts(config),
         availability_alerts(config),
         discovery_alerts(),
+        fleet_alerts(),
         cost_alerts(),
     ]
 

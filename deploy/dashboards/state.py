@@ -141,11 +141,23 @@ def bandit_sharing() -> Panel:
     )
 
 
+def config_versions() -> Panel:
+    return timeseries(
+        "Config version per replica",
+        "The fleet config version each gateway replica serves (POST /admin/config/reload "
+        "publishes a new one in Redis; replicas apply it within routing.refresh_s). Lines "
+        "apart for long: a replica did not follow (SwitchyardConfigVersionSkew).",
+        [target("max by (instance) (switchyard_config_version)", "{{instance}}")],
+        "short",
+        w=12,
+    )
+
+
 def board() -> Dashboard:
     panels = [
         replicas_connected(), store_up(), store_errors(), admitted_without_limits(),
         outcomes_buffered(), outcomes_dropped(), rate_limited(), spend_by_tenant(),
-        spend_by_key(), bandit_sharing(),
+        spend_by_key(), bandit_sharing(), config_versions(),
     ]  # fmt: skip
     return dashboard(
         "state",
