@@ -74,7 +74,7 @@ def gateway_commands(backend: int, port: int, workdir: Path) -> dict[str, list[s
 
 
 async def load(port: int, stream: bool, n: int, concurrency: int, auth: bool) -> int:
-    """Send ``n`` requests; the number answered 200 in full."""
+    """Send ``n`` requests; the number answered 200 in full (others are printed)."""
     body = {**BODY, "stream": stream}
     headers = {"authorization": f"Bearer {KEY}"} if auth else {}
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -84,9 +84,16 @@ async def load(port: int, stream: bool, n: int, concurrency: int, auth: bool) ->
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal ok
         for _ in todo:
-            async with session.post(url, json=body, headers=headers) as resp:
-                data = await resp.read()
-                ok += resp.status == 200 and (not stream or data.endswith(b"[DONE]\n\n"))
+            try:
+                async with session.post(url, json=body, headers=headers) as resp:
+                    data = await resp.read()
+            except aiohttp.ClientError as err:
+                print(f"  request failed: {err!r}", flush=True)
+                continue
+            if resp.status == 200 and (not stream or data.endswith(b"[DONE]\n\n")):
+                ok += 1
+            else:
+                print(f"  answered {resp.status}: {data[:160]!r}", flush=True)
 
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
