@@ -292,7 +292,9 @@ def _sentinel(
         ssl=target.ssl,
         **common,
     )
-    client.sentinels = sentinels.sentinels
+    # A copy: redis-py reorders its list in place, and concurrent lookups can leave a client
+    # twice in it and another not at all, which would then never be closed.
+    client.sentinels = list(sentinels.sentinels)
     return client
 
 
@@ -302,9 +304,11 @@ class SentinelMaster(Redis):
     sentinels: list[Redis] = []  # noqa: RUF012 (set per instance by _sentinel)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        await super().aclose(close_connection_pool)
-        for sentinel in self.sentinels:
-            await sentinel.aclose()
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            for sentinel in self.sentinels:
+                await sentinel.aclose()
 
 
 async def ready(client: Any) -> Any:
@@ -317,11 +321,12 @@ async def ready(client: Any) -> Any:
 
 
 async def failed(client: Any) -> None:
-    """After a failure, a Cluster client reads the slot map again before its next command: a
-    failover moves slots, and redis-py refreshes the map on some paths only (not pipelines).
-    Closing is how it is told (concurrent callers close once; connections come back)."""
+    """After a failure, a Cluster client reads the slot map again before its next command
+    (``ready``): a failover moves slots, and redis-py refreshes the map on some paths only
+    (not pipelines). Flagged the way redis-py flags it itself; connections to nodes that left
+    are closed by its refresh, the others stay."""
     if client is not None and hasattr(client, "nodes_manager"):
-        await client.aclose()
+        client._initialize = True
 
 
 def target_of(state: StateConfig) -> RedisTarget:
