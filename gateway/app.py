@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway.discovery_metrics import DiscoveryCollector
 from gateway.errors import install_error_handlers
 from gateway.feedback import feedback_routes
 from gateway.fleet import Fleet
@@ -69,6 +70,7 @@ def create_app(
     metrics = GatewayMetrics(registry)
     upstreams = Upstreams(settings)
     metrics.watch_breakers(lambda: upstreams.pools)
+    registry.register(DiscoveryCollector(upstreams))
     state = settings.state
     store = open_store(state.redis_url, state.key_prefix, state.timeout_s, state.mode)
     guard = Guard(settings.auth, store, metrics)

@@ -13,10 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
 from backends.simulator import build_config, create_simulator_app
-from gateway.discovery_metrics import DiscoveryCollector
 from gateway.settings import build_settings
 from gateway.upstreams import Upstreams
 from tests.conftest import Gateway
@@ -178,10 +176,9 @@ def test_a_failed_lookup_keeps_serving_the_last_known_pods_and_counts_the_error(
     wait_for(lambda: upstreams_of(gw).discovery_errors.get("m", 0) >= 3)
     assert endpoint_names(gw) == [a]
     assert gw.client.post("/v1/chat/completions", json=CHAT | {"max_tokens": 2}).is_success
-    registry = CollectorRegistry()
-    registry.register(DiscoveryCollector(upstreams_of(gw)))
-    assert registry.get_sample_value("switchyard_discovered_endpoints", {"model": "m"}) == 1
-    errors = registry.get_sample_value("switchyard_discovery_errors_total", {"model": "m"})
+    # The gateway's own registry, as its /metrics serves it.
+    assert gw.metric("switchyard_discovered_endpoints", model="m") == 1
+    errors = gw.registry.get_sample_value("switchyard_discovery_errors_total", {"model": "m"})
     assert errors is not None and errors >= 3
 
 
