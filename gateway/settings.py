@@ -147,7 +147,7 @@ class ServerConfig(_Strict):
         "and closed (keep it below the process's file descriptor limit).",
     )
     gc_young_threshold: int = Field(
-        default=20_000,
+        default=100_000,
         ge=0,
         description="Allocations between two collections of the youngest generation "
         "(Python's default: 700). A proxied request leaves no garbage cycles, so collecting "
