@@ -379,6 +379,7 @@ class RedisState:
         return {
             "kind": "redis",
             "mode": self._target.mode,
+            "replicated": self._acked,  # the last batch had its replica acknowledgements
             "connected": self._down_since is None,
             "buffered_records": len(self._records),
             "buffered_observations": len(self._rows),

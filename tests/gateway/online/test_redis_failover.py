@@ -89,6 +89,7 @@ async def test_no_acknowledged_outcome_record_is_lost_when_the_master_fails_over
                     await asyncio.sleep(0.002)
 
             await publish_for(1.0)
+            assert all(r.view()["replicated"] for r in replicas)  # WAIT 1 answered 1
             failover = asyncio.create_task(asyncio.to_thread(kill, replicas[0].stream_key))
             while not failover.done():
                 await publish_for(0.1)
@@ -100,6 +101,8 @@ async def test_no_acknowledged_outcome_record_is_lost_when_the_master_fails_over
                 assert time.monotonic() < deadline, [r.view() for r in replicas]
                 await asyncio.sleep(0.1)
 
+            # The promoted master has no replica left: batches are kept, and the view says so.
+            assert not any(r.view()["replicated"] for r in replicas)
             written = await _stream_ids(url, replicas[0].stream_key)
             missing = {record(i).decision_id for i in range(published)} - written
             assert not missing, f"{len(missing)} of {published} lost ({took_s:.1f} s failover)"
