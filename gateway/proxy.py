@@ -14,6 +14,7 @@ whatever path the request takes, and carries what its outcome needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -247,8 +248,10 @@ class Proxy:
                     call.request_id.decode(), may_use,
                 )  # fmt: skip
             finally:
-                if keepalive is not None:
-                    await keepalive.stop()
+                beat = keepalive.stop() if keepalive is not None else None
+                if beat is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beat
         except SwitchyardError as err:
             self._finish(call, model, "-", str(err.status), None, None)
             if keepalive is None or not keepalive.started:

@@ -18,7 +18,6 @@ longer get an error status: it ends with an error event, like a stream cut mid-w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -100,9 +99,10 @@ class UsageTap:
 
 
 def _usage_at(data: bytes, start: int) -> int:
-    """Where the next usage object starts in ``data`` (-1: nowhere)."""
-    found = [i for i in (data.find(b'"usage":{', start), data.find(b'"usage": {', start)) if i >= 0]
-    return min(found) if found else -1
+    """Where the next usage object starts in ``data`` (-1: nowhere). A stream spells it one
+    way throughout, so the second spelling is looked for only without the first."""
+    at = data.find(b'"usage":{', start)
+    return at if at >= 0 else data.find(b'"usage": {', start)
 
 
 def _usage_of(event: bytes) -> dict[str, Any] | None:
@@ -151,16 +151,16 @@ class KeepAlive:
                               "more_body": True})  # fmt: skip
             await asyncio.sleep(self._interval)
 
-    async def stop(self) -> None:
-        """No more comments; returns once none is being sent."""
+    def stop(self) -> asyncio.Task[None] | None:
+        """No more comments. Returns the task sending them, if they began: await it (it is
+        cancelled) before sending anything else."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        return task
 
     async def fail(self, err: SwitchyardError) -> None:
         """End a started response with ``err`` as an error event."""
