@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
+
 from backends.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -55,6 +57,7 @@ class Guard:
         self._static = static_records(auth.keys, self._secret)
         self._tenants = {t.name: t for t in auth.tenants}
         self._cache: dict[str, tuple[KeyRecord | None, float]] = {}
+        self._spend_children: dict[tuple[str, str], Counter] = {}
 
     # --- who is calling -------------------------------------------------------------
     async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> KeyRecord | None:
@@ -202,12 +205,22 @@ class Guard:
         )
 
     # --- settlement ------------------------------------------------------------------
+    def _spent(self, key: KeyRecord) -> Counter:
+        """The spend counter of ``key`` (its ``labels()`` child, looked up once)."""
+        child = self._spend_children.get((key.name, key.tenant))
+        if child is None:
+            child = self.metrics.spend.labels(key.name, key.tenant)
+            if len(self._spend_children) > 10_000:  # bounded, as the key cache is
+                self._spend_children.clear()
+            self._spend_children[key.name, key.tenant] = child
+        return child
+
     def settle(self, ticket: Ticket | None, tokens: int, cost_usd: float) -> None:
         """Correct token buckets to real usage and add real spend, in the background."""
         if ticket is None:
             return
         if ticket.key is not None and cost_usd:
-            self.metrics.spend.labels(ticket.key.name, ticket.key.tenant).inc(cost_usd)
+            self._spent(ticket.key).inc(cost_usd)
         corrections = [(b, tokens - b.cost) for b in ticket.token_buckets if tokens != b.cost]
         spend = [(b, cost_usd) for b in ticket.budgets] if cost_usd else []
         if corrections or spend:
@@ -259,12 +272,19 @@ def _headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, b
         if kind in seen:
             continue
         seen.add(kind)
+        limit, remaining, reset = _RATELIMIT_HEADERS[kind]
         out += [
-            (f"x-ratelimit-limit-{kind}".encode(), str(bucket.limit).encode()),
-            (f"x-ratelimit-remaining-{kind}".encode(), str(int(state.remaining + 1e-9)).encode()),
-            (f"x-ratelimit-reset-{kind}".encode(), _duration(state.reset_s).encode()),
+            (limit, str(bucket.limit).encode()),
+            (remaining, str(int(state.remaining + 1e-9)).encode()),
+            (reset, _duration(state.reset_s).encode()),
         ]
     return out
+
+
+_RATELIMIT_HEADERS = {
+    kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
+    for kind in ("requests", "tokens")
+}
 
 
 def _duration(seconds: float) -> str:
