@@ -123,6 +123,24 @@ class Guard:
             Budget(f"{scope}:{label}", lim, estimate, resets_in)
             for scope, lim, (label, resets_in) in budgets_wanted
         )
+        verdict = await self._take(key, buckets, budgets)
+        if verdict is None:
+            return None
+        token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
+        return Ticket(key, token_buckets, budgets, _headers(buckets, verdict))
+
+    async def admit_call(self, key: KeyRecord | None) -> None:
+        """Take one request from the key's rpm limit for a call that is not a completion
+        (feedback), or raise 429/503 as ``admit`` does."""
+        if key is None or not key.limits.rpm:
+            return
+        await self._take(key, (Bucket(f"key:{key.id}:rpm", key.limits.rpm, MINUTE, 1),), ())
+
+    async def _take(
+        self, key: KeyRecord | None, buckets: tuple[Bucket, ...], budgets: tuple[Budget, ...]
+    ) -> Verdict | None:
+        """The store's verdict (raises 429 when it refuses); None when the store is down
+        and ``auth.fail_open`` admits unchecked (503 otherwise)."""
         try:
             verdict = await self.store.admit(buckets, budgets)
         except StoreUnavailableError:
@@ -138,28 +156,7 @@ class Guard:
             self._recovered()
         if not verdict.allowed:
             self._refuse(key, verdict, buckets)
-        token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
-        return Ticket(key, token_buckets, budgets, _headers(buckets, verdict))
-
-    async def admit_call(self, key: KeyRecord | None) -> None:
-        """Take one request from the key's rpm limit for a call that is not a completion
-        (feedback), or raise 429/503 as ``admit`` does."""
-        if key is None or not key.limits.rpm:
-            return
-        bucket = Bucket(f"key:{key.id}:rpm", key.limits.rpm, MINUTE, 1)
-        try:
-            verdict = await self.store.admit((bucket,), ())
-        except StoreUnavailableError:
-            self.metrics.store_errors.inc()
-            if not self.auth.fail_open:
-                raise StateStoreUnavailableError(
-                    "rate limits cannot be checked (state store down); try again"
-                ) from None
-            self.metrics.admitted_without_limits.inc()
-            self._degraded("admitting without limits (auth.fail_open)")
-            return
-        if not verdict.allowed:
-            self._refuse(key, verdict, (bucket,))
+        return verdict
 
     def _limits(self, key: KeyRecord | None, model: str) -> list[tuple[str, Limits]]:
         found = []
