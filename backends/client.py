@@ -123,7 +123,8 @@ class OpenAICompatBackend:
             expired = True
             task.cancel()
 
-        timer = asyncio.get_running_loop().call_later(self.timeouts.first_byte_s, expire)
+        # task.get_loop(), not asyncio.get_running_loop(): that one costs a getpid() syscall.
+        timer = task.get_loop().call_later(self.timeouts.first_byte_s, expire)
         try:
             return await self._exchange(request, headers)
         except asyncio.CancelledError:

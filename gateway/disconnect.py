@@ -32,13 +32,12 @@ class DisconnectWatch:
         self._receive = receive
         self.gone = False
         self._watcher: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            after_s, self._start
-        )
+        # task.get_loop(): asyncio.get_running_loop() costs a getpid() syscall each time.
+        self._timer: asyncio.TimerHandle | None = task.get_loop().call_later(after_s, self._start)
 
     def _start(self) -> None:
         self._timer = None
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        self._watcher = self._task.get_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
