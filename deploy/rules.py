@@ -234,27 +234,7 @@ def availability_alerts(config: RulesConfig) -> Group:
             "Every endpoint's circuit breaker is open or half-open: requests fail or go to "
             "fallbacks.",
         ),
-        _alert(
-            "SwitchyardStateStoreUnreachable",
-            "min by (job, instance, store) (switchyard_state_store_up) == 0\n"
-            "and on (job, instance)\n"
-            "sum by (job, instance) (rate(switchyard_state_store_errors_total[5m])) > 0",
-            "2m",
-            "critical",
-            "Gateway {{ $labels.instance }} cannot reach its {{ $labels.store }} state store "
-            "(Redis)",
-            "Tenancy: limits fail open or closed as auth.fail_open says. Routing: bandit "
-            "statistics and outcomes are buffered (then dropped).",
-        ),
-        _alert(
-            "SwitchyardAdmittingWithoutLimits",
-            "sum by (job, instance) (rate(switchyard_admitted_without_limits_total[5m])) > 0",
-            "5m",
-            "warning",
-            "Gateway {{ $labels.instance }} admits requests without checking limits",
-            "Its state store is down and auth.fail_open admits requests unchecked: rate limits "
-            "and budgets are not enforced ({{ $value | humanize }} requests/s).",
-        ),
+        *_state_store_alerts(),
         _alert(
             "SwitchyardConnectionsRefused",
             "sum by (job, instance) "
@@ -285,6 +265,33 @@ def availability_alerts(config: RulesConfig) -> Group:
         ),
     ]
     return {"name": "switchyard.alerts.availability", "rules": rules}
+
+
+def _state_store_alerts() -> list[Rule]:
+    """Redis unreachable, and requests admitted unchecked meanwhile (auth.fail_open)."""
+    return [
+        _alert(
+            "SwitchyardStateStoreUnreachable",
+            "min by (job, instance, store) (switchyard_state_store_up) == 0\n"
+            "and on (job, instance)\n"
+            "sum by (job, instance) (rate(switchyard_state_store_errors_total[5m])) > 0",
+            "2m",
+            "critical",
+            "Gateway {{ $labels.instance }} cannot reach its {{ $labels.store }} state store "
+            "(Redis)",
+            "Tenancy: limits fail open or closed as auth.fail_open says. Routing: bandit "
+            "statistics and outcomes are buffered (then dropped).",
+        ),
+        _alert(
+            "SwitchyardAdmittingWithoutLimits",
+            "sum by (job, instance) (rate(switchyard_admitted_without_limits_total[5m])) > 0",
+            "5m",
+            "warning",
+            "Gateway {{ $labels.instance }} admits requests without checking limits",
+            "Its state store is down and auth.fail_open admits requests unchecked: rate limits "
+            "and budgets are not enforced ({{ $value | humanize }} requests/s).",
+        ),
+    ]
 
 
 def cost_alerts() -> Group:

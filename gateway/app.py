@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -89,16 +89,10 @@ def create_app(
         await upstreams.start()
         if fleet is not None:
             await fleet.start()
-        # Startup objects (FastAPI, pydantic, routes) live for good: moving them out of the
-        # collector's view cut full-collection time ~10x under load (bench/gc_probe.py).
-        gc.freeze()
-        thresholds = gc.get_threshold()
-        if settings.server.gc_young_threshold:
-            gc.set_threshold(settings.server.gc_young_threshold, *thresholds[1:])
         try:
-            yield
+            with _tuned_gc(settings.server.gc_young_threshold):
+                yield
         finally:
-            gc.set_threshold(*thresholds)
             if fleet is not None:
                 await fleet.close()
             await guard.drain()
@@ -129,6 +123,21 @@ def create_app(
     app.include_router(system_routes(upstreams, guard, registry, routing))
     app.include_router(admin_routes(upstreams, guard, reloader, routing, fleet))
     return app
+
+
+@contextmanager
+def _tuned_gc(young_threshold: int) -> Iterator[None]:
+    """Startup objects (FastAPI, pydantic, routes) live for good: moving them out of the
+    collector's view cut full-collection time ~10x under load (bench/gc_probe.py). Young
+    collections every ``young_threshold`` allocations (0: Python's default) while serving."""
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    if young_threshold:
+        gc.set_threshold(young_threshold, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class _Proxied(Response):

@@ -41,7 +41,8 @@ from gateway.payload import PROMPT_FIELD, ClientGone, Payload, parse_payload, re
 from gateway.payload import routed_payload as _routed
 from gateway.request_metrics import ModelMetrics
 from gateway.requestid import assign_request_id
-from gateway.routing import OPTIONS_FIELD, RouterService, parse_options
+from gateway.routing import RouterService
+from gateway.routing_options import OPTIONS_FIELD, parse_options
 from gateway.settings import Capability, ModelConfig
 from gateway.streaming import STREAM_HEADERS, KeepAlive, UsageTap, relay
 from gateway.tenancy.guard import Guard, Ticket

@@ -160,17 +160,16 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
     """A real Redis Cluster (3 masters, 3 replicas), started once per test run and shared:
     give each test its own key prefix, and kill nodes only in ``new_redis_cluster``'s."""
-    require(redis_available() and cluster_available(), "redis-server and redis-cli")
-    cluster = RedisClusterSet(tmp_path_factory.mktemp("redis-cluster"))
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    yield from _cluster(tmp_path_factory)
 
 
 @pytest.fixture
 def new_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
     """A Redis Cluster of this test's own, to kill a master in."""
+    yield from _cluster(tmp_path_factory)
+
+
+def _cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
     require(redis_available() and cluster_available(), "redis-server and redis-cli")
     cluster = RedisClusterSet(tmp_path_factory.mktemp("redis-cluster"))
     try:
