@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchkit import RESULTS, SWITCHYARD, cell, mmm, simulator_argv, source_digest, stop_group
+from benchkit import RESULTS, SWITCHYARD, simulator_argv, stop_group
 from discovery_bench import Dns
 from limits_bench import free_port
 from routed_bench import Client, launch
-from routerkit import LoadProbe, loadavg_text, machine_info
-from scrape_bench import QS, run
+from routerkit import LoadProbe, machine_info
+from scrape_bench import report, run
 
 POD = "127.0.0.2"
 MODEL = "m"
@@ -98,24 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stop_group(proc)
             dns.stop()
     meta = machine_info(probe, ("uvicorn", "aiohttp", "dnspython"))
-    summary = {k: {q: mmm([r[k][q] for r in reps]) for q in QS} for k in ("ON", "OFF", "added")}
-    result = {
-        "bench": "discovery_ab_bench",
-        "command": " ".join(["python", *sys.argv]),
-        "machine": meta,
-        "source": source_digest(),
-        "args": vars(args) | {"out": str(args.out)},
-        "summary": summary,
-        "reps": reps,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"| c=1, ms (median [min–max] over {len(reps)} reps × {args.requests} req) | p50 | p99 |")
-    print("|---|---|---|")
-    for label, key in ((f"ON: pod discovered by DNS, re-resolved every {args.interval:g} s", "ON"),
-                       ("OFF: pod URL listed", "OFF"), ("ON − OFF", "added")):  # fmt: skip
-        print(f"| {label} | " + " | ".join(cell(summary[key][q], 3) for q in QS) + " |")
-    print(f"\nLoad average {loadavg_text(meta)}.\nwrote {args.out}")
+    report("discovery_ab_bench", args, reps, meta,
+           f"ON: pod discovered by DNS, re-resolved every {args.interval:g} s",
+           "OFF: pod URL listed")  # fmt: skip
     return 0
 
 

@@ -110,9 +110,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             for proc in reversed(procs):
                 stop_group(proc)
     meta = machine_info(probe, ("uvicorn", "aiohttp"))
+    report("scrape_bench", args, reps, meta, f"ON: scraping every {args.interval:g} s",
+           "OFF: no scraping")  # fmt: skip
+    return 0
+
+
+def report(
+    bench: str, args: argparse.Namespace, reps: list[dict[str, Any]], meta: dict[str, Any],
+    on: str, off: str,
+) -> None:  # fmt: skip
+    """Write the A/B result JSON to ``args.out`` and print its Markdown table."""
     summary = {k: {q: mmm([r[k][q] for r in reps]) for q in QS} for k in ("ON", "OFF", "added")}
     result = {
-        "bench": "scrape_bench",
+        "bench": bench,
         "command": " ".join(["python", *sys.argv]),
         "machine": meta,
         "source": source_digest(),
@@ -124,11 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"| c=1, ms (median [min–max] over {len(reps)} reps × {args.requests} req) | p50 | p99 |")
     print("|---|---|---|")
-    for label, key in ((f"ON: scraping every {args.interval:g} s", "ON"),
-                       ("OFF: no scraping", "OFF"), ("ON − OFF", "added")):  # fmt: skip
+    for label, key in ((on, "ON"), (off, "OFF"), ("ON − OFF", "added")):
         print(f"| {label} | " + " | ".join(cell(summary[key][q], 3) for q in QS) + " |")
     print(f"\nLoad average {loadavg_text(meta)}.\nwrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
