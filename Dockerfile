@@ -11,10 +11,7 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY gateway gateway
-COPY routers routers
-COPY backends backends
-COPY deploy deploy
+COPY switchyard switchyard
 # The runtime environment, copied as is into the final stage.
 # The kubernetes extra: the chart's gateway.discovery.mode=kubernetes watches EndpointSlices.
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[kubernetes]'
@@ -30,7 +27,7 @@ RUN groupadd --system --gid 10001 switchyard \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/switchyard --create-home switchyard
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/switchyard/cache /opt/switchyard/cache
-COPY data/default-router /opt/switchyard/data/default-router
+COPY switchyard/data/default-router /opt/switchyard/data/default-router
 # ~/.cache/switchyard (the default embedder cache) is the baked one.
 RUN mkdir -p /home/switchyard/.cache \
     && ln -s /opt/switchyard/cache /home/switchyard/.cache/switchyard \
@@ -40,7 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SWITCHYARD_CACHE_DIR=/opt/switchyard/cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# Relative router artifacts (data/default-router) resolve here.
+# Relative router artifacts (data/default-router, as the chart names it) resolve here.
 WORKDIR /opt/switchyard
 USER 10001:10001
 EXPOSE 8080

@@ -58,9 +58,9 @@ bench: $(BENCH_STAMP)  ## overhead and throughput vs direct and vs LiteLLM, then
 eval: $(BENCH_STAMP)  ## RouterDC, RouteLLM and RouterBench protocols -> bench/results/eval (~25 min)
 	bench/eval_all.sh
 
-default-router: $(DEV_STAMP)  ## rebuild data/default-router from the RouterBench train split
+default-router: $(DEV_STAMP)  ## rebuild switchyard/data/default-router from the RouterBench train split
 	$(BIN)/switchyard train --router default --data routing/routerbench \
-	  --prices data/routerbench-prices.yaml --budget-per-1k 1.0 --out data/default-router
+	  --prices switchyard/data/routerbench-prices.yaml --budget-per-1k 1.0 --out switchyard/data/default-router
 
 bench-more: $(BENCH_STAMP)  ## clients, soak, GC, limits, routing, replicas, planner (~50 min)
 	$(BIN)/python bench/client_variants.py --compare

@@ -311,7 +311,7 @@ async def run(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    from routers.embedding.export import export_onnx
+    from switchyard.routers.embedding.export import export_onnx
 
     export_onnx(args.embedder_cache)  # once; nothing is written when it is already there
     with tempfile.TemporaryDirectory(prefix="switchyard-chaos-") as tmp:

@@ -2,7 +2,7 @@
 
 ``Cluster`` starts and stops one ``redis-server`` (append-only file, fsync always, so a kill
 loses nothing Redis acknowledged), simulated vLLM servers (``switchyard simulate``, two per
-model) and gateway replicas (``switchyard serve``, run as ``python -m gateway`` from this
+model) and gateway replicas (``switchyard serve``, run as ``python -m switchyard`` from this
 checkout), each in its own session so that a kill reaches only that process group.
 ``Fault`` is one injected fault and what errors it may explain.
 """
@@ -26,7 +26,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
-# (model, input, output) USD per 1M tokens, as data/default-router knows them.
+# (model, input, output) USD per 1M tokens, as switchyard/data/default-router knows them.
 MODELS = (("mistralai/mistral-7b-chat", 0.2, 0.2), ("gpt-3.5-turbo-1106", 1.0, 2.0))
 SIMS_PER_MODEL = 2
 KEY_SECRET = "chaos-secret-" + "k" * 20
@@ -191,7 +191,7 @@ class Cluster:
             pass
 
     def gateway_config(self) -> dict[str, Any]:
-        from gateway.demo import DEFAULT_ROUTER
+        from switchyard.resources import default_router
 
         models = [
             {"name": model, "price_input_per_mtok": p_in, "price_output_per_mtok": p_out,
@@ -216,7 +216,7 @@ class Cluster:
             "routers": [
                 {
                     "name": "smart",
-                    "artifact": str(DEFAULT_ROUTER),
+                    "artifact": str(default_router()),
                     "default": True,
                     "candidates": [m for m, _, _ in MODELS],
                 }

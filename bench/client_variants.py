@@ -5,10 +5,11 @@ Serve mode (the default) is a gateway command for the shared harness::
 
     python bench/client_variants.py --client httpx --port 4620 --upstream http://127.0.0.1:18000/v1
 
-It builds the app with ``gateway.app.create_app`` (one model, ``fake-model``), lets its own
+It builds the app with ``switchyard.gateway.app.create_app`` (one model, ``fake-model``), lets its
+own
 lifespan start the upstreams, then replaces ``endpoint.backend`` on every ``Endpoint`` of
 ``app.state.upstreams.pools`` with a bench-only backend that has the same ``send()``
-contract as ``backends.client.OpenAICompatBackend``. Everything else on the hot path
+contract as ``switchyard.backends.client.OpenAICompatBackend``. Everything else on the hot path
 (middleware, payload parsing, dispatch, metrics, SSE pass-through) is the product's.
 
 Compare mode runs ``../shared/bench/run_bench.py`` once per client and writes
@@ -36,15 +37,15 @@ import uvicorn
 from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
 
-from backends.client import Timeouts, UpstreamRequest, create_session
-from backends.errors import (
+from switchyard.backends.client import Timeouts, UpstreamRequest, create_session
+from switchyard.backends.errors import (
     UpstreamConnectError,
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from gateway.app import create_app
-from gateway.serve import uvicorn_options
-from gateway.settings import ServerConfig, Settings, build_settings
+from switchyard.gateway.app import create_app
+from switchyard.gateway.serve import uvicorn_options
+from switchyard.gateway.settings import ServerConfig, Settings, build_settings
 
 CLIENTS = ("aiohttp", "httpx", "httpx-aiohttp")
 TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, ConnectionError)
@@ -54,7 +55,8 @@ TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, ConnectionError)
 
 
 class HttpxResponse:
-    """Same surface as ``backends.client.UpstreamResponse``, over an ``httpx.Response``."""
+    """Same surface as ``switchyard.backends.client.UpstreamResponse``, over an
+    ``httpx.Response``."""
 
     __slots__ = ("_closing", "_iter", "_resp", "body", "content_type", "first_chunk", "headers",
                  "status")  # fmt: skip
@@ -208,7 +210,7 @@ def build_app(kind: str, upstream: str, model: str) -> FastAPI:
 
 
 def serve(kind: str, port: int, upstream: str, model: str) -> None:
-    """uvicorn with the same options as ``gateway.serve.run_gateway`` (one worker)."""
+    """uvicorn with the same options as ``switchyard.gateway.serve.run_gateway`` (one worker)."""
     options = uvicorn_options(ServerConfig(host=bk.LOOPBACK, port=port, log_level="warning"))
     uvicorn.run(build_app(kind, upstream, model), **options)
 

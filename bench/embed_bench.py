@@ -28,7 +28,7 @@ from typing import Any
 
 from routerkit import cpu_model, load_questions, now_iso, versions, write_results
 
-from routers.embedding import (
+from switchyard.routers.embedding import (
     Embedder,
     OnnxEmbedder,
     SentenceTransformerEmbedder,
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def make_name(kind: str) -> str:
-    from routers.embedding.onnx import embedder_name
+    from switchyard.routers.embedding.onnx import embedder_name
 
     return {"onnx-int8": embedder_name("int8"), "onnx-fp32": embedder_name("fp32")}.get(
         kind, "all-MiniLM-L6-v2/st-fp32"

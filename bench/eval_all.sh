@@ -20,11 +20,11 @@ rdc=routing/routerdc
 "$SY" eval --router build/routers/routellm --protocol routellm --data routing/routellm \
   --out $OUT/routellm --compare knn --compare mlp --compare mf --compare knn-residual
 
-"$SY" eval --router data/default-router --protocol routerbench --data routing/routerbench \
+"$SY" eval --router switchyard/data/default-router --protocol routerbench --data routing/routerbench \
   --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc --compare knn-residual
 
 # Online learning (issue 4): replay the RouterBench test split as a stream, 5 seeds.
-"$SY" replay --data routing/routerbench --router data/default-router --seeds 5 \
+"$SY" replay --data routing/routerbench --router switchyard/data/default-router --seeds 5 \
   --out bench/results/replay/nodrift
-"$SY" replay --data routing/routerbench --router data/default-router --seeds 5 \
+"$SY" replay --data routing/routerbench --router switchyard/data/default-router --seeds 5 \
   --drift favourite:-0.3@0.5 --out bench/results/replay/drift

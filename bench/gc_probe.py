@@ -1,7 +1,8 @@
 """Where the gateway's tail latency goes: Python's garbage collector, measured on the hot path.
 
-Runs the real gateway app (``gateway.app.create_app``, one worker, uvicorn as in
-``gateway.serve``) pinned to core 0 in front of the shared harness's fake backend (core 1),
+Runs the real gateway app (``switchyard.gateway.app.create_app``, one worker, uvicorn as in
+``switchyard.gateway.serve``) pinned to core 0 in front of the shared harness's fake backend (core
+1),
 with ``gc.callbacks`` timing every collection, and loads it with wrk (``chat.lua``) at each
 concurrency. Each variant is measured in turn (order alternating between repetitions):
 
@@ -33,8 +34,8 @@ from typing import Any
 
 import benchkit as bk
 
-from gateway.serve import uvicorn_options
-from gateway.settings import ServerConfig
+from switchyard.gateway.serve import uvicorn_options
+from switchyard.gateway.settings import ServerConfig
 
 VARIANTS = ("default", "freeze", "unfreeze")
 WORKDIR = Path("/tmp/switchyard-bench")
@@ -75,8 +76,8 @@ def serve(port: int, upstream: str, variant: str) -> None:
     """The gateway with GC timing; SIGUSR1 resets the counters, SIGUSR2 writes them to stdout."""
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.settings import build_settings
+    from switchyard.gateway.app import create_app
+    from switchyard.gateway.settings import build_settings
 
     settings = build_settings(
         {

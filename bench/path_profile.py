@@ -3,7 +3,8 @@
 Drives the gateway's ASGI app in-process (uvicorn's own per-request work is the same for
 every gateway and left out) against a zero-latency simulator served from a thread, then
 prints the Python calls per request and the profiler's time per request, summed by package
-(aiohttp, prometheus_client, gateway/proxy.py, ...). The regression guard on the same count
+(aiohttp, prometheus_client, switchyard/gateway/proxy.py, ...). The regression guard on the same
+count
 is tests/gateway/test_cost_budget.py; this script says what to look at when it trips.
 
     .venv/bin/python bench/path_profile.py [--stream] [--auth] [--requests 2000]
@@ -30,9 +31,9 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backends.simulator import build_config, create_simulator_app  # noqa: E402
-from gateway.app import create_app  # noqa: E402
-from gateway.settings import build_settings  # noqa: E402
+from switchyard.backends.simulator import build_config, create_simulator_app  # noqa: E402
+from switchyard.gateway.app import create_app  # noqa: E402
+from switchyard.gateway.settings import build_settings  # noqa: E402
 from tests.support.calls import asgi_post  # noqa: E402
 from tests.support.servers import free_port, wait_for_port  # noqa: E402
 

@@ -30,16 +30,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backends.perf.calibrate import calibrate
-from deploy.catalog import load_gpus
-from deploy.melange import load_melange, solve_fractional, solve_melange
-from deploy.plan import Catalog, check_plan, make_plan
-from deploy.workload import Workload, load_workload, parse_workload
-from routers.datasets import data_dir
+from switchyard.backends.perf.calibrate import calibrate
+from switchyard.deploy.catalog import load_gpus
+from switchyard.deploy.melange import load_melange, solve_fractional, solve_melange
+from switchyard.deploy.plan import Catalog, check_plan, make_plan
+from switchyard.deploy.workload import Workload, load_workload, parse_workload
+from switchyard.routers.datasets import data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "plan"
-CHAT = REPO / "data" / "workloads" / "chat.yaml"
+CHAT = REPO / "switchyard" / "data" / "workloads" / "chat.yaml"
 GPUS = ("L4", "A10G", "L40S", "A100-40GB", "A100-80GB", "H100-80GB", "H200", "MI300X")
 
 

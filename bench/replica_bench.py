@@ -37,9 +37,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
-from backends.engine_state import EngineSnapshot, next_snapshot  # noqa: E402
-from backends.replica import EndpointView, affinity_key, choose_replica  # noqa: E402
-from backends.vllm_metrics import read_page, read_page_prometheus  # noqa: E402
+from switchyard.backends.engine_state import EngineSnapshot, next_snapshot  # noqa: E402
+from switchyard.backends.replica import EndpointView, affinity_key, choose_replica  # noqa: E402
+from switchyard.backends.vllm_metrics import read_page, read_page_prometheus  # noqa: E402
 
 FIXTURES = REPO / "tests" / "backends" / "fixtures"
 PAGES = {"v0.10 dp2 (75 kB)": "vllm_v0.10_dp2.txt", "v0.6 (18 kB)": "vllm_v0.6.txt"}

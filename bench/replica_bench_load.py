@@ -55,7 +55,7 @@ from routerkit import LoadProbe, machine_info, write_results
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-from backends.simulator.config import PRESETS  # noqa: E402
+from switchyard.backends.simulator.config import PRESETS  # noqa: E402
 
 OUT = BENCH_DIR / "results" / "replicas" / "replica_bench_load.json"
 BALANCERS = ("round_robin", "least_in_flight", "switchyard")

@@ -1,5 +1,5 @@
 """What learned routing adds to a request through the gateway: ``"model": "auto"`` (the
-shipped ``data/default-router`` deciding per prompt) versus naming a model directly.
+shipped ``switchyard/data/default-router`` deciding per prompt) versus naming a model directly.
 
 One ``switchyard serve`` (one worker, ``routing.embedder_threads: 1``) pinned to core 0, in
 front of three zero-latency simulators (``--preset zero``) named after RouterBench models
@@ -62,7 +62,7 @@ from benchkit import (
 from limits_bench import free_port, pct
 from routerkit import LoadProbe, exact_prompt, load_questions, loadavg_text, machine_info
 
-from gateway.demo import DEMO_MODELS
+from switchyard.gateway.demo import DEMO_MODELS
 
 HOST = "127.0.0.1"
 MODELS = tuple(m.name for m in DEMO_MODELS)
@@ -109,7 +109,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def routed_prompt(tokens: int, cache: Path | None) -> str:
     """The shortest prefix of real questions with exactly ``tokens`` tokens (embedder's own
     tokenizer, [CLS] and [SEP] included)."""
-    from routers.embedding import OnnxEmbedder, cache_dir
+    from switchyard.routers.embedding import OnnxEmbedder, cache_dir
 
     tokenizer = OnnxEmbedder(cache or cache_dir(), threads=1).tokenizer
     return exact_prompt(tokens, tokenizer, " ".join(load_questions(400)))
@@ -124,7 +124,7 @@ def write_config(
 ) -> None:
     """The demo's gateway (three RouterBench-named models, router ``auto``), one worker and
     one embedder thread, with this run's batching options (and Redis for variant C)."""
-    from gateway.demo import demo_settings
+    from switchyard.gateway.demo import demo_settings
 
     config = demo_settings(HOST, port, sims, args.cache_dir).model_dump(mode="json")
     config["server"].update(workers=1, log_level="warning")

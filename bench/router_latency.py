@@ -4,7 +4,8 @@ on ONE core, end to end through ``RoutingPipeline.decide([prompt])`` and part by
 Targets (docs): p50 <= 5 ms for a 64-token prompt and <= 15 ms for a 512-token prompt, one core.
 
 What is measured
-  * The router: ``--router DIR`` (a saved router directory); by default ``data/default-router``
+  * The router: ``--router DIR`` (a saved router directory); by default
+  ``switchyard/data/default-router``
     if it exists, else the ``default`` router trained here on the RouterBench train split
     (``routing/routerbench`` rows with split == "train"; embedding those prompts takes ~2 min
     the first time and is cached on disk after). Training is not timed.
@@ -57,16 +58,16 @@ from routerkit import (  # noqa: E402
     write_results,
 )
 
-from routers.datasets import load_dataset  # noqa: E402
-from routers.embedding import OnnxEmbedder, cache_dir  # noqa: E402
-from routers.models import make_router  # noqa: E402
-from routers.pipeline import RoutingPipeline  # noqa: E402
-from routers.policy import decide  # noqa: E402
+from switchyard.routers.datasets import load_dataset  # noqa: E402
+from switchyard.routers.embedding import OnnxEmbedder, cache_dir  # noqa: E402
+from switchyard.routers.models import make_router  # noqa: E402
+from switchyard.routers.pipeline import RoutingPipeline  # noqa: E402
+from switchyard.routers.policy import decide  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results" / "router_latency.json"
-DEFAULT_ROUTER_DIR = REPO / "data" / "default-router"
+DEFAULT_ROUTER_DIR = REPO / "switchyard" / "data" / "default-router"
 LENGTHS = (64, 512)
 TARGETS_MS = {64: 5.0, 512: 15.0}
 VERSIONS = ("onnxruntime", "numpy", "tokenizers")
@@ -98,7 +99,8 @@ def stats_ms(samples_ns: Sequence[int]) -> dict[str, float]:
 
 
 def build_pipeline(args: argparse.Namespace, cache: Path) -> tuple[RoutingPipeline, dict[str, Any]]:
-    """Load ``--router`` (or data/default-router), else train ``default`` on RouterBench train.
+    """Load ``--router`` (or switchyard/data/default-router), else train ``default`` on RouterBench
+    train.
     Uses an all-cores embedder (training only); the caller swaps in the 1-thread one."""
     embedder = OnnxEmbedder(cache, threads=None)
     path: Path | None = args.router or (DEFAULT_ROUTER_DIR if DEFAULT_ROUTER_DIR.is_dir() else None)
@@ -341,7 +343,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--router",
         type=Path,
         default=None,
-        help="saved router directory (default: data/default-router if present, else train "
+        help="saved router directory (default: switchyard/data/default-router if present, "
+        "else train "
         "`default` on the RouterBench train split)",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedder cache directory")

@@ -3,7 +3,8 @@
 Target: training ANY router of the zoo takes under 5 minutes (300 s) on this 2-core machine
 once the prompt embeddings are cached.
 
-Protocol (as in ``routers.evaluation.routerdc``): train rows are the RouterDC in-distribution
+Protocol (as in ``switchyard.routers.evaluation.routerdc``): train rows are the RouterDC
+in-distribution
 tasks (gsm8k, humaneval, arc_challenge, mmlu, cmmlu) with split "train" (~5,935 prompts x 7
 models); test rows are those tasks' "test" rows plus the out-of-distribution tasks
 (MATH_prealgebra, mbpp, ceval; ~12k prompts).
@@ -40,10 +41,16 @@ import numpy as np
 from routerkit import LoadProbe, loadavg_text, machine_info, write_results
 from tqdm import tqdm
 
-from routers.datasets import RoutingDataset, load_dataset
-from routers.embedding import Embedder, embed_cached, embeddings_dir, load_embedder, text_digests
-from routers.evaluation.routerdc import ROUTERDC_ID_TASKS, ROUTERDC_OOD_TASKS
-from routers.models import make_router, router_names
+from switchyard.routers.datasets import RoutingDataset, load_dataset
+from switchyard.routers.embedding import (
+    Embedder,
+    embed_cached,
+    embeddings_dir,
+    load_embedder,
+    text_digests,
+)
+from switchyard.routers.evaluation.routerdc import ROUTERDC_ID_TASKS, ROUTERDC_OOD_TASKS
+from switchyard.routers.models import make_router, router_names
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "router_train_time.json"

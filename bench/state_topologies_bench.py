@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test suite's Redis launchers (tests/support)
 
-from gateway.tenancy.redis_store import RedisStore  # noqa: E402
-from gateway.tenancy.store import Bucket, Budget  # noqa: E402
+from switchyard.gateway.tenancy.redis_store import RedisStore  # noqa: E402
+from switchyard.gateway.tenancy.store import Bucket, Budget  # noqa: E402
 from tests.support.redis import RedisServer  # noqa: E402
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet  # noqa: E402
 

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from backends.simulator import build_config, create_simulator_app
-from gateway.app import create_app
-from gateway.connections import protocol
-from gateway.settings import build_settings
+from switchyard.backends.simulator import build_config, create_simulator_app
+from switchyard.gateway.app import create_app
+from switchyard.gateway.connections import protocol
+from switchyard.gateway.settings import build_settings
 from tests.support.dnsmasq import Dnsmasq
 from tests.support.dnsmasq import available as dnsmasq_available
 from tests.support.redis import RedisServer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.breaker import BreakerState, CircuitBreaker
+from switchyard.backends.breaker import BreakerState, CircuitBreaker
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:

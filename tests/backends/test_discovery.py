@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from backends.discovery import Discovery, DiscoveryError, DnsSource, Target, pod_url
+from switchyard.backends.discovery import Discovery, DiscoveryError, DnsSource, Target, pod_url
 from tests.support.dnsmasq import DOMAIN, Dnsmasq
 from tests.support.servers import free_port
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.discovery import Target
-from backends.discovery_k8s import slice_targets
+from switchyard.backends.discovery import Target
+from switchyard.backends.discovery_k8s import slice_targets
 
 
 def endpoint(ip: str, zone: str, **conditions: bool) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.discovery import Discovery, DiscoveryError, Target
-from backends.discovery_k8s import EndpointSliceSource
+from switchyard.backends.discovery import Discovery, DiscoveryError, Target
+from switchyard.backends.discovery_k8s import EndpointSliceSource
 from tests.support.kube_api import KubeApi, endpoint_slice
 
 SERVICE = "vllm-llama-pods"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from backends.engine_state import EngineSnapshot, fresh, next_snapshot
-from backends.simulator import build_config, create_simulator_app
-from backends.vllm_metrics import PageReading, read_page, read_page_prometheus
+from switchyard.backends.engine_state import EngineSnapshot, fresh, next_snapshot
+from switchyard.backends.simulator import build_config, create_simulator_app
+from switchyard.backends.vllm_metrics import PageReading, read_page, read_page_prometheus
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAGES = ["vllm_v0.10_dp2.txt", "vllm_v0.10_dp2_later.txt", "vllm_v0.6.txt"]

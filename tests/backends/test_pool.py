@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.breaker import CircuitBreaker
-from backends.client import OpenAICompatBackend, Timeouts
-from backends.pool import Endpoint, EndpointPool
+from switchyard.backends.breaker import CircuitBreaker
+from switchyard.backends.client import OpenAICompatBackend, Timeouts
+from switchyard.backends.pool import Endpoint, EndpointPool
 
 
 def endpoint(url: str) -> Endpoint:

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from backends.breaker import CircuitBreaker
-from backends.client import OpenAICompatBackend, Timeouts
-from backends.endpoint import RetryBudget, parse_retry_after
-from backends.engine_state import EngineSnapshot
-from backends.pool import Endpoint, EndpointPool
-from backends.replica import ReplicaPolicy
+from switchyard.backends.breaker import CircuitBreaker
+from switchyard.backends.client import OpenAICompatBackend, Timeouts
+from switchyard.backends.endpoint import RetryBudget, parse_retry_after
+from switchyard.backends.engine_state import EngineSnapshot
+from switchyard.backends.pool import Endpoint, EndpointPool
+from switchyard.backends.replica import ReplicaPolicy
 
 
 class Clock:

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from backends.engine_state import EngineSnapshot
-from backends.replica import (
+from switchyard.backends.engine_state import EngineSnapshot
+from switchyard.backends.replica import (
     EndpointView,
     ReplicaPolicy,
     affinity_key,

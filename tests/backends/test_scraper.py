@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import aiohttp
 import pytest
 
-from backends.scraper import Scraper, metrics_url
+from switchyard.backends.scraper import Scraper, metrics_url
 from tests.conftest import Simulator
 from tests.support.servers import free_port
 

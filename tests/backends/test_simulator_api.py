@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
-from backends.simulator import build_config, create_simulator_app
+from switchyard.backends.simulator import build_config, create_simulator_app
 from tests.support.servers import ServerThread
 
 MODEL = "sim-llama"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends.simulator import PRESETS, Faults, PerfModel, build_config, perf_preset
+from switchyard.backends.simulator import PRESETS, Faults, PerfModel, build_config, perf_preset
 
 
 def test_presets_get_slower_from_fast_to_slow() -> None:

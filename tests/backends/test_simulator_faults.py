@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from backends.simulator import SimulatorApp, build_config, create_simulator_app
+from switchyard.backends.simulator import SimulatorApp, build_config, create_simulator_app
 from tests.support.servers import ServerThread
 
 MODEL = "sim-faulty"

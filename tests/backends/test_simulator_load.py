@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backends.simulator import Engine, PerfModel, SimulatorApp, SimulatorConfig
-from backends.simulator import create_simulator_app as create
-from backends.simulator.metrics import SimulatorMetrics
+from switchyard.backends.simulator import Engine, PerfModel, SimulatorApp, SimulatorConfig
+from switchyard.backends.simulator import create_simulator_app as create
+from switchyard.backends.simulator.metrics import SimulatorMetrics
 from tests.support.servers import ServerThread
 
 MODEL = "sim-load"

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from backends.simulator import PerfModel, SimulatorConfig, create_simulator_app
+from switchyard.backends.simulator import PerfModel, SimulatorConfig, create_simulator_app
 from tests.support.servers import ServerThread
 
 MODEL = "sim-metrics"

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from backends.simulator import build_config, create_simulator_app
+from switchyard.backends.simulator import build_config, create_simulator_app
 from tests.support.servers import ServerThread
 
 MODEL = "sim-strict"

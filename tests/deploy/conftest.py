@@ -18,10 +18,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from gateway.discovery_metrics import DiscoveryCollector
-from gateway.metrics import GatewayMetrics
-from gateway.settings import Settings, build_settings
-from gateway.upstreams import Upstreams
+from switchyard.gateway.discovery_metrics import DiscoveryCollector
+from switchyard.gateway.metrics import GatewayMetrics
+from switchyard.gateway.settings import Settings, build_settings
+from switchyard.gateway.upstreams import Upstreams
 from tests.routers.conftest import embedder_cache
 from tests.support.servers import free_port
 

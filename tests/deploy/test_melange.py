@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.melange import load_melange, parse_melange, solve_fractional, solve_melange
-from routers.datasets import data_dir
+from switchyard.deploy.melange import load_melange, parse_melange, solve_fractional, solve_melange
+from switchyard.routers.datasets import data_dir
 
 EXAMPLE = data_dir() / "placement" / "melange_example.json"
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from deploy.milp import Option, Problem, solve
+from switchyard.deploy.milp import Option, Problem, solve
 
 CHEAP = Option("cheap", "m", "small", 1, 1.0, (2.0, 1.0))
 DEAR = Option("dear", "m", "big", 2, 3.0, (10.0, 10.0))

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deploy.plan import Catalog, check_plan, make_plan
-from deploy.workload import Workload, parse_workload
+from switchyard.deploy.plan import Catalog, check_plan, make_plan
+from switchyard.deploy.workload import Workload, parse_workload
 
 PROPERTY = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True

@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from backends.perf.capacity import OperatingPoint
-from deploy.balance import balance
-from deploy.candidates import Candidate, prune
-from deploy.milp import Solution, solve
-from deploy.plan import Catalog, Plan, build_problem, check_plan, make_plan, rate_candidates
-from deploy.workload import Workload, load_workload
+from switchyard.backends.perf.capacity import OperatingPoint
+from switchyard.deploy.balance import balance
+from switchyard.deploy.candidates import Candidate, prune
+from switchyard.deploy.milp import Solution, solve
+from switchyard.deploy.plan import (
+    Catalog,
+    Plan,
+    build_problem,
+    check_plan,
+    make_plan,
+    rate_candidates,
+)
+from switchyard.deploy.workload import Workload, load_workload
 
-CHAT = Path(__file__).parents[2] / "data" / "workloads" / "chat.yaml"
+CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
 
 
 @cache

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from deploy import rules
-from deploy.dashboards.build import BOARDS, queries
-from gateway.tenancy.keys import new_key
+from switchyard.deploy import rules
+from switchyard.deploy.dashboards.build import BOARDS, queries
+from switchyard.gateway.tenancy.keys import new_key
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.deploy.conftest import PrometheusServer
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backends.perf.specs import ServingConfig
-from backends.simulator import build_config
-from deploy.catalog import node_selectors
-from deploy.plan import Catalog, Plan, make_plan
-from deploy.render import vllm_args, write_plan
-from deploy.workload import load_workload
-from gateway.settings import EndpointConfig
+from switchyard.backends.perf.specs import ServingConfig
+from switchyard.backends.simulator import build_config
+from switchyard.deploy.catalog import node_selectors
+from switchyard.deploy.plan import Catalog, Plan, make_plan
+from switchyard.deploy.render import vllm_args, write_plan
+from switchyard.deploy.workload import load_workload
+from switchyard.gateway.settings import EndpointConfig
 
-CHAT = Path(__file__).parents[2] / "data" / "workloads" / "chat.yaml"
+CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
 
 
 @cache

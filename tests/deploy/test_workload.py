@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.workload import WorkloadError, load_workload, parse_workload
+from switchyard.deploy.workload import WorkloadError, load_workload, parse_workload
 
-CHAT = Path(__file__).parents[2] / "data" / "workloads" / "chat.yaml"
+CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
 
 
 def test_the_example_chat_workload_loads() -> None:

@@ -26,8 +26,8 @@ from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.demo import DEMO_MODELS
+from switchyard.gateway.cli import app
+from switchyard.gateway.demo import DEMO_MODELS
 from tests.conftest import Simulator, model_entry
 from tests.routers.conftest import embedder_cache  # noqa: F401  (the exported embedder)
 from tests.support.servers import free_port

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
+from switchyard.gateway.cli import app
 from tests.support.servers import free_port
 
-CHAT = Path(__file__).parents[2] / "data" / "workloads" / "chat.yaml"
+CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
 SCRIPT = shutil.which("switchyard", path=str(Path(sys.executable).parent))
 runner = CliRunner()
 

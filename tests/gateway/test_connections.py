@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.app import create_app
-from gateway.serve import uvicorn_options
-from gateway.settings import build_settings
+from switchyard.gateway.app import create_app
+from switchyard.gateway.serve import uvicorn_options
+from switchyard.gateway.settings import build_settings
 from tests.support.servers import free_port
 
 GET = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n"

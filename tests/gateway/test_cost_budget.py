@@ -25,8 +25,8 @@ import pytest
 import uvloop
 from prometheus_client import CollectorRegistry
 
-from gateway.app import create_app
-from gateway.settings import build_settings
+from switchyard.gateway.app import create_app
+from switchyard.gateway.settings import build_settings
 from tests.conftest import Simulator, model_entry
 from tests.support.calls import asgi_post, count_calls
 

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from backends.simulator import build_config, create_simulator_app
-from gateway.settings import build_settings
-from gateway.upstreams import Upstreams
+from switchyard.backends.simulator import build_config, create_simulator_app
+from switchyard.gateway.settings import build_settings
+from switchyard.gateway.upstreams import Upstreams
 from tests.conftest import Gateway
 from tests.gateway.test_load_aware import queue_of, served, wait_for
 from tests.support.dnsmasq import DOMAIN, Dnsmasq

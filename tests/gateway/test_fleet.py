@@ -192,14 +192,14 @@ def test_without_a_state_store_a_reload_says_it_stayed_local(
 def test_adding_routers_to_a_gateway_started_without_any_needs_a_restart(
     tmp_path: Path, simulator: Callable[..., Simulator], replicas: FileGateways
 ) -> None:
-    from gateway.demo import DEFAULT_ROUTER
+    from switchyard.resources import default_router
 
     path = tmp_path / "switchyard.yaml"
     name = "gpt-3.5-turbo-1106"  # a model the shipped router knows
     config: dict[str, Any] = {"models": [model_entry(name, simulator(name).base_url)]}
     write(path, config)
     gateway: Gateway = replicas.start(path)
-    config["routers"] = [{"name": "smart", "artifact": str(DEFAULT_ROUTER)}]
+    config["routers"] = [{"name": "smart", "artifact": str(default_router())}]
     write(path, config)
     body = reload(gateway).json()
     assert body["routers"]["added"] == ["smart"]

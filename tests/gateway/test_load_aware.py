@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from backends.engine_state import EngineSnapshot
+from switchyard.backends.engine_state import EngineSnapshot
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.support.hold import held_streams
 from tests.support.servers import free_port
@@ -107,7 +107,7 @@ def test_a_saturated_or_dead_model_falls_back_to_the_next_before_the_first_byte(
 def test_fallbacks_must_name_other_configured_models(
     gateway: Callable[..., Gateway],
 ) -> None:
-    from gateway.settings import SettingsError
+    from switchyard.gateway.settings import SettingsError
 
     with pytest.raises(SettingsError, match="fallbacks"):
         gateway([model_entry("m", "http://127.0.0.1:1/v1", fallbacks=["nope"])])
@@ -164,8 +164,8 @@ def test_a_stream_whose_first_token_is_late_times_out_although_its_headers_came(
 
 
 def test_requests_sharing_a_system_prompt_share_an_affinity_key() -> None:
-    from gateway.load import affinity_for
-    from gateway.settings import Capability
+    from switchyard.gateway.load import affinity_for
+    from switchyard.gateway.settings import Capability
 
     def chat(system: str, user: str) -> dict[str, Any]:
         return {

@@ -29,11 +29,11 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err, Ok
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from backends.simulator import build_config, create_simulator_app
-from gateway.app import create_app
-from gateway.demo import DEFAULT_ROUTER
-from gateway.settings import build_settings, load_settings
-from gateway.tenancy.keys import new_key
+from switchyard.backends.simulator import build_config, create_simulator_app
+from switchyard.gateway.app import create_app
+from switchyard.gateway.settings import build_settings, load_settings
+from switchyard.gateway.tenancy.keys import new_key
+from switchyard.resources import default_router
 from tests.conftest import model_entry
 from tests.routers.conftest import embedder_cache
 from tests.support.servers import ServerThread
@@ -61,7 +61,7 @@ def _config(endpoints: dict[str, str], cache: Path | None, auth: bool) -> dict[s
         "routers": [
             {
                 "name": "smart",
-                "artifact": str(DEFAULT_ROUTER),
+                "artifact": str(default_router()),
                 "default": True,
                 "candidates": [ROUTED],
             }

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from backends.errors import InvalidRequestError, MalformedJSONError
-from gateway.payload import parse_payload, upstream_body
-from gateway.settings import Capability
+from switchyard.backends.errors import InvalidRequestError, MalformedJSONError
+from switchyard.gateway.payload import parse_payload, upstream_body
+from switchyard.gateway.settings import Capability
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "top_k": 5, "x": [1]}
 

@@ -1,4 +1,5 @@
-"""``gateway.redis_client``: the URL forms and what each names, the settings' errors, redaction,
+"""``switchyard.gateway.redis_client``: the URL forms and what each names, the settings' errors,
+redaction,
 key tags, and a Cluster client that reaches every master from one starting node."""
 
 from __future__ import annotations
@@ -8,8 +9,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.redis_client import KeyTags, RedisTarget, connect, parse_target, redact, slot
-from gateway.tenancy.config import StateConfig
+from switchyard.gateway.redis_client import (
+    KeyTags,
+    RedisTarget,
+    connect,
+    parse_target,
+    redact,
+    slot,
+)
+from switchyard.gateway.tenancy.config import StateConfig
 from tests.support.redis_topologies import RedisClusterSet
 
 

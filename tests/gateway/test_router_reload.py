@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gateway.demo import DEFAULT_ROUTER
-from gateway.router_reload import Running, fingerprint, plan, routing_restart
-from gateway.settings import RoutingConfig, Settings, build_settings
+from switchyard.gateway.router_reload import Running, fingerprint, plan, routing_restart
+from switchyard.gateway.settings import RoutingConfig, Settings, build_settings
+from switchyard.resources import default_router
 from tests.conftest import model_entry
 
 MODELS = ("gpt-3.5-turbo-1106", "gpt-4-1106-preview")
@@ -22,7 +22,7 @@ def settings(*routers: dict[str, Any]) -> Settings:
     return build_settings({"models": models, "routers": list(routers)})
 
 
-def router(name: str = "smart", artifact: Path = DEFAULT_ROUTER, **extra: Any) -> dict[str, Any]:
+def router(name: str = "smart", artifact: Path = default_router(), **extra: Any) -> dict[str, Any]:
     return {"name": name, "artifact": str(artifact), **extra}
 
 
@@ -43,7 +43,7 @@ def test_an_unchanged_artifact_and_bandit_keep_the_router_whatever_else_changes(
 
 def test_a_retrained_artifact_saved_over_the_old_one_is_loaded_again(tmp_path: Path) -> None:
     artifact = tmp_path / "router"
-    shutil.copytree(DEFAULT_ROUTER, artifact)
+    shutil.copytree(default_router(), artifact)
     before = settings(router(artifact=artifact, bandit={"enabled": False}))
     now = running(before)
     manifest = artifact / "router.json"

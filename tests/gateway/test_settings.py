@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import Capability, SettingsError, build_settings, load_settings
+from switchyard.gateway.settings import Capability, SettingsError, build_settings, load_settings
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "gateway.yaml"
 

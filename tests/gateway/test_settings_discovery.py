@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import DiscoveryKind, SettingsError, build_settings
+from switchyard.gateway.settings import DiscoveryKind, SettingsError, build_settings
 
 
 def settings_with(endpoint: dict[str, Any]) -> Any:

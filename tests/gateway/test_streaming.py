@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.streaming import UsageTap
+from switchyard.gateway.streaming import UsageTap
 
 CONTENT = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":7}}\n\n'

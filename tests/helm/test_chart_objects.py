@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from deploy import rules
+from switchyard.deploy import rules
 from tests.helm.chart import (
     CHART,
     RELEASE,

@@ -12,7 +12,7 @@ import tomllib
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
+from switchyard.gateway.cli import app
 from tests.helm.chart import ROOT
 
 DOCKERFILES = ("Dockerfile", "Dockerfile.simulator")

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway.cli import app
-from gateway.settings import build_settings
+from switchyard.gateway.cli import app
+from switchyard.gateway.settings import build_settings
 from tests.helm.chart import (
     CHART,
     CUSTOM_KINDS,
@@ -117,7 +117,7 @@ def test_minimal_scenario_renders_under_400_lines() -> None:
 
 
 def test_moe_fleet_scenario_is_what_switchyard_plan_writes(tmp_path: Path) -> None:
-    workload = ROOT / "data" / "workloads" / "chat.yaml"
+    workload = ROOT / "switchyard" / "data" / "workloads" / "chat.yaml"
     result = CliRunner().invoke(app, ["plan", "--workload", str(workload), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     planned = yaml.safe_load((tmp_path / "helm-values.yaml").read_text(encoding="utf-8"))
@@ -125,7 +125,7 @@ def test_moe_fleet_scenario_is_what_switchyard_plan_writes(tmp_path: Path) -> No
         "ci/moe-fleet-values.yaml is stale: re-run the command in its header"
     )
     header = (CHART / "ci" / "moe-fleet-values.yaml").read_text(encoding="utf-8")
-    assert "switchyard plan --workload data/workloads/chat.yaml" in header
+    assert "switchyard plan --workload switchyard/data/workloads/chat.yaml" in header
 
 
 def test_moe_fleet_spans_gpu_vendors_and_serves_a_moe_model() -> None:

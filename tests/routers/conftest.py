@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from routers.embedding import OnnxEmbedder, export_onnx
+from switchyard.routers.embedding import OnnxEmbedder, export_onnx
 
 
 @pytest.fixture(scope="session")

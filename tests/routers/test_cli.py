@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from gateway.cli import app
-from routers.datasets import RoutingDataset, concat, data_dir, load_dataset
-from routers.embedding import model_dir
+from switchyard.gateway.cli import app
+from switchyard.routers.datasets import RoutingDataset, concat, data_dir, load_dataset
+from switchyard.routers.embedding import model_dir
 
 ROUTERBENCH = data_dir() / "routing" / "routerbench"
 MODELS = ["gpt-4-1106-preview", "claude-v2", "gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat"]

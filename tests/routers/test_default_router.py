@@ -1,4 +1,5 @@
-"""The shipped default router (data/default-router) loads, matches the demo and routes sanely."""
+"""The shipped default router (switchyard/data/default-router) loads, matches the demo and routes
+sanely."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
-from gateway.demo import DEMO_MODELS
-from routers.datasets import load_dataset
-from routers.embedding import OnnxEmbedder
-from routers.pipeline import RoutingPipeline, read_manifest
+from switchyard.gateway.demo import DEMO_MODELS
+from switchyard.routers.datasets import load_dataset
+from switchyard.routers.embedding import OnnxEmbedder
+from switchyard.routers.pipeline import RoutingPipeline, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-ROUTER = REPO / "data" / "default-router"
-PRICES = REPO / "data" / "routerbench-prices.yaml"
+ROUTER = REPO / "switchyard" / "data" / "default-router"
+PRICES = REPO / "switchyard" / "data" / "routerbench-prices.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.datasets import RoutingDataset
-from routers.embedding import OnnxEmbedder
-from routers.eval_runner import comparison_routers, protocol_train_rows, run_protocol
-from routers.models import make_router
-from routers.pipeline import RoutingPipeline
+from switchyard.routers.datasets import RoutingDataset
+from switchyard.routers.embedding import OnnxEmbedder
+from switchyard.routers.eval_runner import comparison_routers, protocol_train_rows, run_protocol
+from switchyard.routers.models import make_router
+from switchyard.routers.pipeline import RoutingPipeline
 
 TOPICS = ("arithmetic", "poetry")
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.datasets import RoutingDataset, concat, data_dir, load_dataset
-from routers.embedding import EmbedderMismatchError, Embeddings, OnnxEmbedder
-from routers.evaluation import Prediction
-from routers.models import NotFittedError, RouterFormatError, make_router
-from routers.pipeline import RoutingPipeline, read_manifest
-from routers.policy import Constraints, NoModelAllowedError
+from switchyard.routers.datasets import RoutingDataset, concat, data_dir, load_dataset
+from switchyard.routers.embedding import EmbedderMismatchError, Embeddings, OnnxEmbedder
+from switchyard.routers.evaluation import Prediction
+from switchyard.routers.models import NotFittedError, RouterFormatError, make_router
+from switchyard.routers.pipeline import RoutingPipeline, read_manifest
+from switchyard.routers.policy import Constraints, NoModelAllowedError
 
 ROUTERBENCH = data_dir() / "routing" / "routerbench"
 CHEAP, EXPENSIVE = "mistralai/mistral-7b-chat", "gpt-4-1106-preview"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from routers.policy import (
+from switchyard.routers.policy import (
     Constraints,
     Decision,
     NoModelAllowedError,

@@ -12,9 +12,9 @@ import httpx
 import yaml
 from prometheus_client import CollectorRegistry
 
-from gateway.app import create_app
-from gateway.connections import protocol
-from gateway.settings import load_settings
+from switchyard.gateway.app import create_app
+from switchyard.gateway.connections import protocol
+from switchyard.gateway.settings import load_settings
 from tests.conftest import Gateway
 from tests.support.servers import ServerThread
 

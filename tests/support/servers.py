@@ -41,7 +41,8 @@ class ServerThread:
         http: Any = "httptools",
         host: str = "127.0.0.1",
     ) -> None:
-        """``http``: uvicorn's protocol; a gateway passes ``gateway.connections.protocol``,
+        """``http``: uvicorn's protocol; a gateway passes
+        ``switchyard.gateway.connections.protocol``,
         as ``switchyard serve`` does. ``host``: another loopback address (127.0.0.x) lets
         several servers share one port, as pods behind one headless Service do."""
         self.app = app

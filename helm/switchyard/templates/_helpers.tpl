@@ -148,7 +148,7 @@ does not list, priced with gateway.selfHostedPrices. */}}
 {{- toYaml $models }}
 {{- end }}
 
-{{/* The gateway's config file (gateway/settings.py): values' config plus what the chart knows. */}}
+{{/* The gateway's config file (switchyard/gateway/settings.py): values' config plus what the chart knows. */}}
 {{- define "switchyard.gatewayConfig" -}}
 {{- $cfg := deepCopy (.Values.gateway.config | default (dict)) }}
 {{- $server := deepCopy ($cfg.server | default (dict)) }}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.perf.specs import GpuSpec, ModelSpec
-from deploy.catalog import load_gpus, load_models
+from switchyard.backends.perf.specs import GpuSpec, ModelSpec
+from switchyard.deploy.catalog import load_gpus, load_models
 
 
 @pytest.fixture(scope="session")

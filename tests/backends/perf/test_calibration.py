@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends.perf.calibrate import calibrate, read_vidur_csv, vidur_files
-from backends.perf.specs import GpuSpec
-from routers.datasets import data_dir
+from switchyard.backends.perf.calibrate import calibrate, read_vidur_csv, vidur_files
+from switchyard.backends.perf.specs import GpuSpec
+from switchyard.routers.datasets import data_dir
 
 VIDUR = data_dir() / "perf" / "vidur"
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from backends.perf.capacity import LatencyTargets, max_rate, operating_point, point_at_rate
-from backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
+from switchyard.backends.perf.capacity import (
+    LatencyTargets,
+    max_rate,
+    operating_point,
+    point_at_rate,
+)
+from switchyard.backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
 
 TARGETS = LatencyTargets(ttft_s=2.0, tpot_s=0.05)
 

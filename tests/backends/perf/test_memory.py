@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.perf.memory import kv_bytes_per_token, memory_plan, weight_bytes_per_gpu
-from backends.perf.specs import GIB, GpuSpec, ModelSpec, ServingConfig
+from switchyard.backends.perf.memory import kv_bytes_per_token, memory_plan, weight_bytes_per_gpu
+from switchyard.backends.perf.specs import GIB, GpuSpec, ModelSpec, ServingConfig
 
 
 def test_llama_8b_kv_bytes_per_token_is_layers_times_kv_heads_times_head_dim_times_two(

@@ -6,8 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from backends.perf.roofline import comm_time, decode_step_time, prefill_time, touched_experts
-from backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
+from switchyard.backends.perf.roofline import (
+    comm_time,
+    decode_step_time,
+    prefill_time,
+    touched_experts,
+)
+from switchyard.backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
 
 
 def test_touched_experts_follows_the_uniform_routing_formula() -> None:

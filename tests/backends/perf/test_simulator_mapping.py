@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from backends.perf.memory import memory_plan
-from backends.perf.roofline import decode_step_time
-from backends.perf.simulator import to_perf_model
-from backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
-from backends.simulator import build_config
+from switchyard.backends.perf.memory import memory_plan
+from switchyard.backends.perf.roofline import decode_step_time
+from switchyard.backends.perf.simulator import to_perf_model
+from switchyard.backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
+from switchyard.backends.simulator import build_config
 
 
 def test_perf_model_reproduces_the_roofline_step_time_and_kv_capacity(

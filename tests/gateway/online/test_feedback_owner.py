@@ -14,7 +14,7 @@ import openai
 import pytest
 import redis
 
-from gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.keys import new_key
 from tests.conftest import Gateway, Simulator
 from tests.gateway.online.conftest import eventually, metric
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings

@@ -18,13 +18,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import GatewayMetrics
-from gateway.online.learner import Learner, WorkerBandits
-from gateway.online.redis_state import RedisState
-from gateway.outcomes import Decided, OutcomeRecord
-from gateway.redis_client import connect, parse_target
-from gateway.settings import BanditConfig, RoutingConfig
-from gateway.tenancy.config import StateConfig
+from switchyard.gateway.metrics import GatewayMetrics
+from switchyard.gateway.online.learner import Learner, WorkerBandits
+from switchyard.gateway.online.redis_state import RedisState
+from switchyard.gateway.outcomes import Decided, OutcomeRecord
+from switchyard.gateway.redis_client import connect, parse_target
+from switchyard.gateway.settings import BanditConfig, RoutingConfig
+from switchyard.gateway.tenancy.config import StateConfig
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

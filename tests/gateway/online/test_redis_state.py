@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import GatewayMetrics
-from gateway.online.learner import Learner, WorkerBandits
-from gateway.online.redis_state import RedisState
-from gateway.settings import BanditConfig, RoutingConfig
-from gateway.tenancy.config import StateConfig
-from routers.online.stats import Observation
+from switchyard.gateway.metrics import GatewayMetrics
+from switchyard.gateway.online.learner import Learner, WorkerBandits
+from switchyard.gateway.online.redis_state import RedisState
+from switchyard.gateway.settings import BanditConfig, RoutingConfig
+from switchyard.gateway.tenancy.config import StateConfig
+from switchyard.routers.online.stats import Observation
 from tests.support.redis import available, redis_running
 from tests.support.redis_topologies import RedisClusterSet
 

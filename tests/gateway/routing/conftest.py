@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import DEFAULT_ROUTER
+from switchyard.resources import default_router
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.routers.conftest import embedder_cache, onnx_embedder
 
 __all__ = ["CANDIDATES", "embedder_cache", "onnx_embedder"]
 
-# (name, input, output) USD per 1M tokens, as in data/default-router/router.json.
+# (name, input, output) USD per 1M tokens, as in switchyard/data/default-router/router.json.
 CANDIDATES = (
     ("mistralai/mistral-7b-chat", 0.2, 0.2),
     ("mistralai/mixtral-8x7b-chat", 0.6, 0.6),
@@ -26,7 +26,7 @@ CANDIDATES = (
 def routed_settings(
     urls: dict[str, str], cache: Path, bandit: dict[str, Any] | None = None, **routing: Any
 ) -> dict[str, Any]:
-    router = {"name": "smart", "artifact": str(DEFAULT_ROUTER), "default": True}
+    router = {"name": "smart", "artifact": str(default_router()), "default": True}
     return {
         "models": [
             model_entry(name, urls[name], price_in=p_in, price_out=p_out)

@@ -12,10 +12,10 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.demo import DEFAULT_ROUTER
-from routers.embedding import OnnxEmbedder, prompt_text
-from routers.pipeline import RoutingPipeline
-from routers.policy import Constraints
+from switchyard.resources import default_router
+from switchyard.routers.embedding import OnnxEmbedder, prompt_text
+from switchyard.routers.pipeline import RoutingPipeline
+from switchyard.routers.policy import Constraints
 from tests.conftest import Gateway, Simulator
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings
 from tests.support.hold import held_streams
@@ -59,7 +59,7 @@ def chosen(gw: Gateway, **options: Any) -> str:
 
 
 def next_cheapest(embedder: OnnxEmbedder) -> str:
-    pipe = RoutingPipeline.load(DEFAULT_ROUTER, embedder)
+    pipe = RoutingPipeline.load(default_router(), embedder)
     allowed = Constraints(frozenset(n for n in NAMES if n != CHEAPEST))
     return pipe.decide([prompt_text(MESSAGES)], cost_weight=1e9, constraints=allowed)[0].model
 

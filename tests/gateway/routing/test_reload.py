@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo import DEFAULT_ROUTER
+from switchyard.resources import default_router
 from tests.conftest import Gateway, Simulator
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings
 from tests.support.config_files import ADMIN_KEY, FileGateways, admin, eventually, reload, write
@@ -142,7 +142,7 @@ def test_an_artifact_that_cannot_be_loaded_changes_nothing(
     write(path, config)
     gateway = files.start(path)
     broken = tmp_path / "broken-router"
-    shutil.copytree(DEFAULT_ROUTER, broken)
+    shutil.copytree(default_router(), broken)
     manifest = (broken / "router.json").read_text(encoding="utf-8")
     (broken / "router.json").write_text(
         manifest.replace('"all-MiniLM-L6-v2', '"another-embedder'), encoding="utf-8"
@@ -155,7 +155,7 @@ def test_an_artifact_that_cannot_be_loaded_changes_nothing(
     assert response.json()["error"]["code"] == "invalid_config"
     assert len(candidates(gateway)) == len(CANDIDATES)
     shown = admin(gateway, "GET", "/config").json()["routers"][0]
-    assert shown["artifact"] == str(DEFAULT_ROUTER) and shown["candidates"] is None
+    assert shown["artifact"] == str(default_router()) and shown["candidates"] is None
     assert route(gateway).status_code == 200
 
 

@@ -11,10 +11,10 @@ import httpx
 import openai
 import pytest
 
-from gateway.demo import DEFAULT_ROUTER
-from routers.embedding import OnnxEmbedder, prompt_text
-from routers.pipeline import RoutingPipeline
-from routers.policy import Constraints
+from switchyard.resources import default_router
+from switchyard.routers.embedding import OnnxEmbedder, prompt_text
+from switchyard.routers.pipeline import RoutingPipeline
+from switchyard.routers.policy import Constraints
 from tests.conftest import Gateway
 from tests.gateway.routing.conftest import CANDIDATES
 
@@ -43,7 +43,7 @@ def chosen(gw: Gateway, model: str = "auto", **kwargs: Any) -> str:
 
 
 def expected(embedder: OnnxEmbedder, lam: float, allowed: list[str] = NAMES) -> str:
-    pipe = RoutingPipeline.load(DEFAULT_ROUTER, embedder)
+    pipe = RoutingPipeline.load(default_router(), embedder)
     text = prompt_text(MESSAGES)
     decision = pipe.decide([text], cost_weight=lam, constraints=Constraints(frozenset(allowed)))
     return decision[0].model
@@ -65,7 +65,7 @@ def test_cost_weight_extremes_match_the_pipeline(
 ) -> None:
     gw = routed(bandit={"noise": 0.0})  # no feedback, no exploration: the offline decision
     best = expected(onnx_embedder, 0.0)
-    pipe = RoutingPipeline.load(DEFAULT_ROUTER, onnx_embedder)
+    pipe = RoutingPipeline.load(default_router(), onnx_embedder)
     quality = pipe.decide([prompt_text(MESSAGES)], cost_weight=0.0)[0].quality
     assert best == max(NAMES, key=lambda m: quality[m])
     assert chosen(gw, extra_body={"switchyard": {"cost_weight": 0}}) == best

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import DEFAULT_ROUTER
-from gateway.settings import SettingsError, build_settings
+from switchyard.gateway.settings import SettingsError, build_settings
+from switchyard.resources import default_router
 from tests.conftest import model_entry
 
 URL = "http://127.0.0.1:9/v1"
@@ -20,7 +20,7 @@ def settings(routers: list[dict[str, Any]], *names: str) -> Any:
 
 
 def router(**extra: Any) -> dict[str, Any]:
-    return {"name": "smart", "artifact": str(DEFAULT_ROUTER), **extra}
+    return {"name": "smart", "artifact": str(default_router()), **extra}
 
 
 def test_candidates_default_to_the_configured_models_the_artifact_knows() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.keys import new_key
 from tests.conftest import Gateway, Simulator
 from tests.gateway.routing.conftest import CANDIDATES, routed_settings
 

@@ -19,9 +19,9 @@ import yaml
 from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client import CollectorRegistry
 
-from gateway.app import create_app
-from gateway.settings import load_settings
-from gateway.tenancy.keys import hash_key, new_key
+from switchyard.gateway.app import create_app
+from switchyard.gateway.settings import load_settings
+from switchyard.gateway.tenancy.keys import hash_key, new_key
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.support.servers import ServerThread
 

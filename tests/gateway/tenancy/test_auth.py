@@ -22,7 +22,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.keys import new_key
 from tests.conftest import Gateway, Simulator, model_entry
 
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello there!"}]

@@ -17,8 +17,8 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.tenancy.keys import new_key
-from gateway.tenancy.tokens import estimate_prompt_tokens
+from switchyard.gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.tokens import estimate_prompt_tokens
 from tests.conftest import Gateway, Simulator, model_entry
 
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is a switchyard?"}]

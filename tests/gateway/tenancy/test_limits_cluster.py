@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.keys import new_key
 from tests.conftest import Simulator, model_entry
 from tests.gateway.test_cli import clean_env, script, wait_for_http
 from tests.support.redis import RedisServer

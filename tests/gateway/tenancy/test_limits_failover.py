@@ -20,8 +20,8 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from gateway.tenancy.keys import new_key
-from gateway.tenancy.redis_store import RedisStore
+from switchyard.gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.redis_store import RedisStore
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 

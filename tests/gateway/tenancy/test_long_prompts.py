@@ -10,8 +10,8 @@ from collections.abc import Callable
 import openai
 import pytest
 
-from gateway.tenancy.keys import new_key
-from gateway.tenancy.tokens import count_text, estimate_prompt_tokens
+from switchyard.gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.tokens import count_text, estimate_prompt_tokens
 from tests.conftest import Gateway, Simulator, model_entry
 
 LONG_PROMPTS = {

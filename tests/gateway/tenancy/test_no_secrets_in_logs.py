@@ -24,7 +24,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.tenancy.keys import hash_key, new_key
+from switchyard.gateway.tenancy.keys import hash_key, new_key
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.support.servers import free_port
 

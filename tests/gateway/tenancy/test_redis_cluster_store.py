@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.redis_client import slot
-from gateway.tenancy.redis_store import RedisStore
-from gateway.tenancy.store import Bucket, Budget
+from switchyard.gateway.redis_client import slot
+from switchyard.gateway.tenancy.redis_store import RedisStore
+from switchyard.gateway.tenancy.store import Bucket, Budget
 from tests.support.redis_topologies import RedisClusterSet
 
 pytestmark = pytest.mark.anyio

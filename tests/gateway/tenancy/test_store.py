@@ -19,10 +19,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from gateway.tenancy.config import Limits
-from gateway.tenancy.keys import KeyRecord
-from gateway.tenancy.redis_store import RedisStore
-from gateway.tenancy.store import (
+from switchyard.gateway.tenancy.config import Limits
+from switchyard.gateway.tenancy.keys import KeyRecord
+from switchyard.gateway.tenancy.redis_store import RedisStore
+from switchyard.gateway.tenancy.store import (
     Bucket,
     Budget,
     MemoryStore,

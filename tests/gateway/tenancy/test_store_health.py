@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from gateway.tenancy.keys import new_key
+from switchyard.gateway.tenancy.keys import new_key
 from tests.conftest import Gateway, Simulator, model_entry
 from tests.support.redis import RedisServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routers.datasets import (
+from switchyard.routers.datasets import (
     RoutingDataset,
     data_dir,
     load_routellm,

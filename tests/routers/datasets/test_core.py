@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routers.datasets import RoutingDataset, concat
+from switchyard.routers.datasets import RoutingDataset, concat
 
 
 def _ds(

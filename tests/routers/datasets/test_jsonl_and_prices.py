@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.datasets import DatasetFormatError, Price, load_dataset, load_jsonl, load_prices
+from switchyard.routers.datasets import (
+    DatasetFormatError,
+    Price,
+    load_dataset,
+    load_jsonl,
+    load_prices,
+)
 
 
 def _write_jsonl(path: Path, lines: list[dict[str, object]]) -> Path:

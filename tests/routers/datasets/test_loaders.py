@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.datasets import (
+from switchyard.routers.datasets import (
     DatasetFormatError,
     data_dir,
     load_dataset,
@@ -18,7 +18,7 @@ from routers.datasets import (
     load_routerbench,
     load_routerdc,
 )
-from routers.datasets.loaders import detect_format
+from switchyard.routers.datasets.loaders import detect_format
 
 from .conftest import ROUTING, requires_data
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from routers.datasets import data_dir, resolve_data_path
+from switchyard.routers.datasets import data_dir, resolve_data_path
 
 
 def test_a_given_root_is_where_relative_paths_are_looked_up(tmp_path: Path) -> None:

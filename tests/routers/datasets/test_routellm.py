@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routers.datasets import RoutingDataset, load_dataset, load_routellm
+from switchyard.routers.datasets import RoutingDataset, load_dataset, load_routellm
 
 from .conftest import requires_data
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from routers.datasets import RoutingDataset, load_dataset, load_routerdc
+from switchyard.routers.datasets import RoutingDataset, load_dataset, load_routerdc
 
 from .conftest import requires_data
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from routers.embedding import OnnxEmbedder, SentenceTransformerEmbedder
+from switchyard.routers.embedding import OnnxEmbedder, SentenceTransformerEmbedder
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli_embedder import embedder_app
-from routers.embedding import (
+from switchyard.gateway.cli_embedder import embedder_app
+from switchyard.routers.embedding import (
     EmbedderMismatchError,
     EmbedderUnavailableError,
     Embeddings,

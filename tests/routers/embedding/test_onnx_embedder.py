@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.embedding import (
+from switchyard.routers.embedding import (
     EMBEDDER_NAME,
     Embedder,
     OnnxEmbedder,
@@ -16,7 +16,7 @@ from routers.embedding import (
     export_onnx,
     model_dir,
 )
-from routers.embedding.export import is_complete
+from switchyard.routers.embedding.export import is_complete
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

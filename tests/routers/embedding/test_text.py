@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from routers.embedding import (
+from switchyard.routers.embedding import (
     HEAD_TOKENS,
     MAX_TOKENS,
     OnnxEmbedder,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routers.evaluation import (
+from switchyard.routers.evaluation import (
     Prediction,
     aiq,
     apgr,

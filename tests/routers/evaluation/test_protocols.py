@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from routers.datasets.core import RoutingDataset
-from routers.evaluation import (
+from switchyard.routers.datasets.core import RoutingDataset
+from switchyard.routers.evaluation import (
     Router,
     evaluate_routellm,
     evaluate_routerbench,

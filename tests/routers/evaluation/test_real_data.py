@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from routers.evaluation import evaluate_routellm, evaluate_routerbench, evaluate_routerdc
+from switchyard.routers.evaluation import evaluate_routellm, evaluate_routerbench, evaluate_routerdc
 from tests.routers.evaluation.fakes import BestPerTask, NoisyOracle
 
 pytestmark = pytest.mark.slow
 
 
 def _load(name: str) -> Any:
-    datasets = pytest.importorskip("routers.datasets")
+    datasets = pytest.importorskip("switchyard.routers.datasets")
     folder = Path(datasets.data_dir()) / "routing" / name
     if not folder.is_dir():
         pytest.skip(f"shared reference data not found at {folder}")

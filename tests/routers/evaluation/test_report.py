@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from routers.evaluation import (
+from switchyard.routers.evaluation import (
     Report,
     ReportRow,
     Router,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from routers.models import NotFittedError, QualityRouter, RouterFormatError, make_router
+from switchyard.routers.models import NotFittedError, QualityRouter, RouterFormatError, make_router
 
 FAST: dict[str, dict[str, Any]] = {
     "random": {},

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.models import CostPredictor, NotFittedError
-from routers.models.cost import prompt_tokens
+from switchyard.routers.models import CostPredictor, NotFittedError
+from switchyard.routers.models.cost import prompt_tokens
 
 
 def _prompts(lengths: list[int]) -> list[str]:

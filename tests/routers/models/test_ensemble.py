@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from routers.models import EnsembleRouter, QualityRouter, make_router
+from switchyard.routers.models import EnsembleRouter, QualityRouter, make_router
 
 MEMBERS: list[list[Any]] = [
     ["knn", {"k": 5}],

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from routers.models import KNNResidualRouter, QualityRouter, make_router
+from switchyard.routers.models import KNNResidualRouter, QualityRouter, make_router
 
 FAST: dict[str, Any] = {"k": 20, "folds": 3, "hidden": 16, "max_epochs": 8, "n_bags": 2}
 

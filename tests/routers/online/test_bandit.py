@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.online import LinearThompsonBandit
+from switchyard.routers.online import LinearThompsonBandit
 
 ARMS = ["a", "b", "c"]
 

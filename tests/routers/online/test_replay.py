@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.datasets import RoutingDataset
-from routers.online import DriftSpec, replay, write_replay_report
+from switchyard.routers.datasets import RoutingDataset
+from switchyard.routers.online import DriftSpec, replay, write_replay_report
 
 
 def _synthetic(n: int = 300) -> tuple[RoutingDataset, tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routers.online.bandit import LinearThompsonBandit
-from routers.online.stats import ArmStats, Observation, fold
+from switchyard.routers.online.bandit import LinearThompsonBandit
+from switchyard.routers.online.stats import ArmStats, Observation, fold
 
 ARMS = ["a", "b", "c"]
 

@@ -1,4 +1,0 @@
-from deploy.dashboards.build import main
-
-if __name__ == "__main__":
-    main()

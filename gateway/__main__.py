@@ -1,5 +1,0 @@
-"""``python -m gateway`` is the ``switchyard`` command."""
-
-from gateway.cli import main
-
-main()

@@ -1,0 +1,283 @@
+"""Endpoint pools: the replicas of one model, the choice of one for the next request, and
+``dispatch`` — one request tried on up to N endpoints before the first byte.
+
+Three balancers (``EndpointPool(balancer=...)``): ``switchyard`` (``switchyard.backends.replica``:
+expected delay from the latest fresh engine snapshot plus this gateway's own counts and
+each endpoint's learned time per request, power of d choices, optional prefix affinity,
+weights), ``least_in_flight`` and ``round_robin``.
+The endpoint set may change under discovery (``replace``) and may be empty for a while (a
+model whose pods are not found yet): ``pick`` then finds none.
+All skip endpoints already tried for the request, whose breaker is open, or that asked for a
+pause with ``Retry-After``; a retry also needs the endpoint's retry budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from switchyard.backends.breaker import BreakerState
+from switchyard.backends.client import UpstreamRequest, UpstreamResponse
+from switchyard.backends.endpoint import Endpoint, RetryBudget, parse_retry_after
+from switchyard.backends.engine_state import EngineSnapshot
+from switchyard.backends.errors import (
+    NoHealthyEndpointError,
+    OverloadedError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamStatusError,
+)
+from switchyard.backends.replica import DEFAULT_POLICY, EndpointView, ReplicaPolicy, choose_replica
+from switchyard.backends.replica import expected_delay as view_delay
+
+__all__ = [
+    "BALANCERS",
+    "Attempt",
+    "DispatchObserver",
+    "Endpoint",
+    "EndpointPool",
+    "RetryBudget",
+    "RetryPolicy",
+    "dispatch",
+]
+
+log = logging.getLogger("switchyard.backends")
+
+# Worth trying elsewhere: the request never started, or the backend refused it.
+RETRYABLE = (UpstreamConnectError, UpstreamStatusError)
+BALANCERS = ("switchyard", "least_in_flight", "round_robin")
+Snapshots = Callable[[str], EngineSnapshot | None]
+
+
+def _no_snapshot(name: str) -> EngineSnapshot | None:
+    return None
+
+
+class EndpointPool:
+    """The endpoints of one model and the balancer that picks among them."""
+
+    def __init__(
+        self,
+        model: str,
+        endpoints: Sequence[Endpoint],
+        *,
+        balancer: str = "round_robin",
+        snapshots: Snapshots = _no_snapshot,
+        policy: ReplicaPolicy = DEFAULT_POLICY,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if balancer not in BALANCERS:
+            raise ValueError(f"balancer must be one of {BALANCERS}, got {balancer!r}")
+        self.model = model
+        self.endpoints = tuple(endpoints)
+        self.balancer = balancer
+        self.policy = policy
+        self._snapshots = snapshots
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._turn = itertools.count()
+
+    def replace(self, endpoints: Sequence[Endpoint]) -> None:
+        """Serve ``endpoints`` from now on (discovery found a new set of pods). One
+        assignment, so a pick sees the old set or the new one; an endpoint left out drains:
+        it gets no new request, and the attempts holding it finish there as they would."""
+        self.endpoints = tuple(endpoints)
+
+    def pick(
+        self, exclude: Sequence[Endpoint] = (), affinity: int | None = None, retry: bool = False
+    ) -> Endpoint | None:
+        """The endpoint for the next attempt, or ``None`` when none may take it."""
+        ok = [
+            ep not in exclude and ep.allows() and (not retry or ep.retry_budget.can_retry())
+            for ep in self.endpoints
+        ]
+        if not any(ok):
+            return None
+        if len(self.endpoints) == 1:  # no choice to make (affinity has one home, too)
+            return self.endpoints[0]
+        if self.balancer == "round_robin":
+            n = len(self.endpoints)
+            start = next(self._turn)
+            return next(self.endpoints[(start + i) % n] for i in range(n) if ok[(start + i) % n])
+        if self.balancer == "least_in_flight":
+            loads = [ep.in_flight for ep, good in zip(self.endpoints, ok, strict=True) if good]
+            least = [
+                ep for ep, good in zip(self.endpoints, ok, strict=True)
+                if good and ep.in_flight == min(loads)
+            ]  # fmt: skip
+            return least[0] if len(least) == 1 else self._rng.choice(least)
+        views = self.views(ok)
+        choice = choose_replica(
+            views, self._rng, now=self._clock(), policy=self.policy, affinity=affinity
+        )
+        return None if choice is None else self.endpoints[choice.index]
+
+    def views(self, ok: Sequence[bool] | None = None) -> list[EndpointView]:
+        """What replica choice sees of each endpoint now (``ok``: may it be chosen)."""
+        out = []
+        for i, ep in enumerate(self.endpoints):
+            snapshot = self._snapshots(ep.name)
+            out.append(
+                EndpointView(
+                    ep.name,
+                    allows=ep.allows() if ok is None else ok[i],
+                    in_flight=ep.in_flight,
+                    sent_since_snapshot=ep.sent_since(snapshot),
+                    snapshot=snapshot,
+                    weight=ep.weight,
+                    max_num_seqs=ep.max_num_seqs,
+                    service_s=ep.service_s,
+                )
+            )
+        return out
+
+    def expected_delay(self) -> float:
+        """Seconds a new request is expected to wait on this model's best replica now
+        (``inf`` when no endpoint may take traffic). For the routing policy and shedding."""
+        now = self._clock()
+        delays = [
+            view_delay(v, now, self.policy) for v in self.views() if v.allows and v.weight > 0
+        ]
+        return min(delays, default=math.inf)
+
+    def paused_for(self) -> float:
+        """Seconds until an endpoint paused by ``Retry-After`` may take traffic (0: none is)."""
+        return min((ep.paused_for() for ep in self.endpoints if ep.paused_for() > 0), default=0.0)
+
+    def healthy(self) -> bool:
+        return any(ep.breaker.state is not BreakerState.open for ep in self.endpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    budget_s: float = 15.0
+
+
+class DispatchObserver(Protocol):
+    """Told about failed attempts and retries (the gateway counts them in its metrics)."""
+
+    def upstream_error(self, model: str, endpoint: str, error: UpstreamError) -> None: ...
+
+    def retry(self, model: str, endpoint: str) -> None: ...
+
+
+class Attempt:
+    """A request that reached an endpoint; ``finish`` once its response is done with."""
+
+    __slots__ = ("_open", "answered_at", "endpoint", "response", "sent_at")
+
+    def __init__(self, endpoint: Endpoint, response: UpstreamResponse, sent_at: float) -> None:
+        self.endpoint = endpoint
+        self.response = response
+        self.sent_at = sent_at
+        self.answered_at = time.monotonic()  # the head (and a stream's first chunk) arrived
+        self._open = True
+
+    def finish(self, ok: bool = True, served: bool = True) -> None:
+        """``ok``: the endpoint is not to blame; ``served``: the whole answer went out (its
+        duration then teaches the endpoint's service time)."""
+        if not self._open:
+            return
+        self._open = False
+        self.endpoint.in_flight -= 1
+        if not ok:
+            self.endpoint.breaker.on_failure()
+        elif served:
+            # A stream holds a batch slot from its first chunk to its end; a JSON answer's
+            # whole wait is all there is to measure.
+            start = self.answered_at if self.response.first_chunk else self.sent_at
+            self.endpoint.observe_service(time.monotonic() - start)
+
+
+async def dispatch(
+    pool: EndpointPool,
+    request: UpstreamRequest,
+    policy: RetryPolicy,
+    observer: DispatchObserver | None = None,
+    affinity: int | None = None,
+) -> Attempt:
+    """Send ``request`` to an endpoint of ``pool``, moving to another on retryable errors.
+
+    Bounded by ``policy.max_attempts``, ``policy.budget_s`` and each endpoint's retry
+    budget; raises the last error, ``OverloadedError`` (429) when every endpoint paused
+    itself with ``Retry-After``, or ``NoHealthyEndpointError`` when none may take traffic.
+    """
+    tried: list[Endpoint] = []
+    deadline = time.monotonic() + policy.budget_s
+    last: UpstreamError | None = None
+    while len(tried) < policy.max_attempts:
+        endpoint = pool.pick(exclude=tried, affinity=affinity, retry=bool(tried))
+        if endpoint is None:
+            break
+        if tried and observer is not None:
+            observer.retry(pool.model, endpoint.name)
+        endpoint.on_send(retry=bool(tried))
+        tried.append(endpoint)
+        sent_at = time.monotonic()
+        try:
+            response = await endpoint.backend.send(request)
+        except UpstreamError as err:
+            _failed(pool, endpoint, request, err, observer)
+            last = err
+            if not isinstance(err, RETRYABLE) or time.monotonic() >= deadline:
+                raise
+            continue
+        except BaseException:
+            # Cancelled (the client went away): the endpoint is not to blame.
+            endpoint.in_flight -= 1
+            endpoint.breaker.on_abandon()
+            raise
+        if endpoint.breaker.state is BreakerState.half_open:
+            log.info("model %s: %s is back in service", pool.model, endpoint.name)
+        endpoint.breaker.on_success()
+        return Attempt(endpoint, response, sent_at)
+    if last is not None:
+        raise last
+    paused = pool.paused_for()
+    if paused > 0:
+        raise OverloadedError(
+            f"every endpoint of model {pool.model!r} asked for a pause (Retry-After)", paused
+        )
+    raise NoHealthyEndpointError(
+        f"no endpoint of model {pool.model!r} can take traffic now "
+        "(circuit breakers open, or a recovery probe is under way)"
+    )
+
+
+def _failed(
+    pool: EndpointPool,
+    endpoint: Endpoint,
+    request: UpstreamRequest,
+    err: UpstreamError,
+    observer: DispatchObserver | None,
+) -> None:
+    """Book a failed attempt: in-flight count, breaker verdict, metrics and a log line."""
+    endpoint.in_flight -= 1
+    was_open = endpoint.breaker.state is BreakerState.open
+    if isinstance(err, UpstreamStatusError):
+        pause = parse_retry_after(err.headers.get("retry-after"))
+        if pause and err.upstream_status in (429, 503):
+            endpoint.pause(pause)  # the server said when to come back: not before
+    if isinstance(err, UpstreamStatusError) and err.upstream_status == 429:
+        endpoint.breaker.on_abandon()  # busy, not broken: no verdict on its health
+    else:
+        endpoint.breaker.on_failure()
+    if observer is not None:
+        observer.upstream_error(pool.model, endpoint.name, err)
+    log.warning(
+        "model %s: %s failed (request %s): %s",
+        pool.model, endpoint.name, request.request_id or "-", err.message,
+    )  # fmt: skip
+    if not was_open and endpoint.breaker.state is BreakerState.open:
+        log.warning(
+            "model %s: %s ejected; circuit open for %gs",
+            pool.model, endpoint.name, endpoint.breaker.cooldown_s,
+        )  # fmt: skip

@@ -1,0 +1,172 @@
+"""A continuous-batching scheduler on asyncio, timed by a ``PerfModel``, like vLLM's engine.
+
+Each step admits waiting sequences (FIFO) while fewer than ``max_num_seqs`` run; the newly
+admitted pay their prefill inside that step; the step then lasts ``decode_base_s +
+decode_s_per_seq * running`` and ends with one token for every running sequence. So latency
+grows with load, and beyond ``max_num_seqs`` requests queue, which is what the gateway's
+least-loaded routing has to notice.
+
+The engine only counts tokens; the handler knows their text. Tokens reach a streaming handler
+through the sequence's queue (token index, then ``None`` when finished or cancelled); a
+non-streaming one only gets the final ``None``. The loop task
+exists only while there is work: it is started by ``submit`` and ends when the engine is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from switchyard.backends.simulator.config import PerfModel
+from switchyard.backends.simulator.metrics import SimulatorMetrics
+
+
+class Sequence:
+    """One request inside the engine."""
+
+    __slots__ = (
+        "arrival",
+        "cancelled",
+        "finish_reason",
+        "finished",
+        "generated",
+        "last_token_at",
+        "prompt_tokens",
+        "stream",
+        "target",
+        "tokens",
+    )
+
+    def __init__(self, prompt_tokens: int, target: int, finish_reason: str, stream: bool) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.stream = stream
+        self.target = max(target, 1)
+        self.finish_reason = finish_reason
+        self.generated = 0
+        self.arrival = self.last_token_at = time.perf_counter()
+        self.finished = False
+        self.cancelled = False
+        # Index of each new token (streams only: nobody else waits per token), then None once
+        # the sequence is done or cancelled.
+        self.tokens: asyncio.Queue[int | None] = asyncio.Queue()
+
+
+class Engine:
+    """The running batch and the waiting queue of one simulated server."""
+
+    def __init__(self, perf: PerfModel, metrics: SimulatorMetrics) -> None:
+        self._perf = perf
+        self._metrics = metrics
+        # dicts as ordered sets: FIFO order for the waiting queue, O(1) removal on cancel.
+        self._running: dict[Sequence, None] = {}
+        self._waiting: dict[Sequence, None] = {}
+        self._kv_tokens = 0  # prompt + generated tokens of the running sequences
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def perf(self) -> PerfModel:
+        return self._perf
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def kv_cache_usage(self) -> float:
+        return min(self._kv_tokens / self._perf.kv_cache_tokens, 1.0)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the step loop is running (it stops as soon as there is no work)."""
+        return self._task is not None
+
+    def submit(
+        self, prompt_tokens: int, completion_tokens: int, finish_reason: str, stream: bool = True
+    ) -> Sequence:
+        """Queue a request that will produce ``completion_tokens`` tokens; call from the loop."""
+        seq = Sequence(prompt_tokens, completion_tokens, finish_reason, stream)
+        self._waiting[seq] = None
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return seq
+
+    def cancel(self, seq: Sequence) -> None:
+        """Free the sequence's slot (client went away); no-op once it has finished."""
+        if seq.finished:
+            return
+        seq.finished = seq.cancelled = True
+        if seq in self._running:
+            del self._running[seq]
+            self._kv_tokens -= seq.prompt_tokens + seq.generated
+        else:
+            self._waiting.pop(seq, None)
+        seq.tokens.put_nowait(None)
+
+    async def close(self) -> None:
+        """Stop the loop and cancel every sequence, waking their handlers."""
+        for seq in [*self._running, *self._waiting]:
+            self.cancel(seq)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        try:
+            while self._running or self._waiting:
+                prefill_tokens = self._admit()
+                perf = self._perf
+                await asyncio.sleep(
+                    perf.prefill_s_per_token * prefill_tokens
+                    + perf.decode_base_s
+                    + perf.decode_s_per_seq * len(self._running)
+                )
+                self._deliver(time.perf_counter())
+        finally:
+            self._task = None
+
+    def _admit(self) -> int:
+        """Move waiting sequences into the batch while there is room; their prompt tokens."""
+        room = self._perf.max_num_seqs - len(self._running)
+        prefill = 0
+        while room > 0 and self._waiting:
+            seq = next(iter(self._waiting))
+            del self._waiting[seq]
+            self._running[seq] = None
+            prefill += seq.prompt_tokens
+            room -= 1
+        self._kv_tokens += prefill
+        self._metrics.prompt_tokens += prefill
+        return prefill
+
+    def _deliver(self, now: float) -> None:
+        """The end of a step: one token for every running sequence."""
+        metrics = self._metrics
+        done: list[Sequence] = []
+        for seq in self._running:
+            seq.generated += 1
+            if seq.generated == 1:
+                metrics.ttft.observe(now - seq.arrival)
+            else:
+                metrics.itl.observe(now - seq.last_token_at)
+            seq.last_token_at = now
+            if seq.stream:
+                seq.tokens.put_nowait(seq.generated - 1)
+            if seq.generated >= seq.target:
+                done.append(seq)
+        self._kv_tokens += len(self._running)
+        metrics.generation_tokens += len(self._running)
+        for seq in done:
+            self._finish(seq, now)
+
+    def _finish(self, seq: Sequence, now: float) -> None:
+        del self._running[seq]
+        self._kv_tokens -= seq.prompt_tokens + seq.generated
+        seq.finished = True
+        seq.tokens.put_nowait(None)
+        self._metrics.e2e.observe(now - seq.arrival)
+        self._metrics.record_success(seq.finish_reason)

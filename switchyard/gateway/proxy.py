@@ -1,0 +1,427 @@
+"""The proxied OpenAI endpoints: chat completions, completions and embeddings, in raw ASGI.
+
+``GatewayAPI`` (``switchyard.gateway.app``) hands these three POST routes straight to
+``Proxy.serve``:
+no Starlette request, routing table, middleware or response object stands between uvicorn
+and the proxy, because each would cost a request that uses nothing of it. A request is read
+and checked (``switchyard.gateway.payload``), admitted (``switchyard.gateway.tenancy.guard``), sent
+through the
+model's endpoint pool (retries before the first byte happen in
+``switchyard.backends.pool.dispatch``),
+and answered either with the backend's body as it came or with a pass-through SSE stream.
+
+One ``Call`` follows each request: it opens the in-flight gauge once and closes it once,
+whatever path the request takes, and carries what its outcome needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+from switchyard.backends.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    SwitchyardError,
+    UpstreamError,
+)
+from switchyard.backends.pool import Attempt
+from switchyard.gateway.disconnect import DisconnectWatch
+from switchyard.gateway.errors import as_switchyard_error, error_head, log_error
+from switchyard.gateway.load import dispatch_chain, within_targets
+from switchyard.gateway.metrics import GatewayMetrics
+from switchyard.gateway.outcomes import OutcomeRecord, Route
+from switchyard.gateway.payload import PROMPT_FIELD, ClientGone, Payload, parse_payload, read_body
+from switchyard.gateway.payload import routed_payload as _routed
+from switchyard.gateway.request_metrics import ModelMetrics
+from switchyard.gateway.requestid import assign_request_id
+from switchyard.gateway.routing import RouterService
+from switchyard.gateway.routing_options import OPTIONS_FIELD, parse_options
+from switchyard.gateway.settings import Capability, ModelConfig
+from switchyard.gateway.streaming import STREAM_HEADERS, KeepAlive, UsageTap, relay
+from switchyard.gateway.tenancy.guard import Guard, Ticket
+from switchyard.gateway.tenancy.keys import KeyRecord
+from switchyard.gateway.upstreams import Upstreams
+
+Usage = dict[str, Any] | None
+
+
+class Call:
+    """One proxied request while the gateway serves it."""
+
+    __slots__ = (
+        "_open", "answered", "asked", "extra", "metrics", "request_id", "route", "started",
+        "ticket",
+    )  # fmt: skip
+
+    def __init__(self, request_id: bytes) -> None:
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.asked = "-"  # the model named in the body, once read
+        self.answered = False  # the response has started: no error response can follow
+        self.route: Route | None = None
+        self.ticket: Ticket | None = None
+        self.metrics: ModelMetrics | None = None  # the model that serves it, once known
+        self.extra: list[tuple[bytes, bytes]] = []  # response headers the gateway adds
+        self._open = False
+
+    def open(self, metrics: ModelMetrics) -> None:
+        """The request is in flight on ``metrics``' model (again, when a fallback took it)."""
+        if self._open:
+            assert self.metrics is not None
+            self.metrics.in_flight -= 1
+        self.metrics = metrics
+        self._open = True
+        metrics.in_flight += 1
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            assert self.metrics is not None
+            self.metrics.in_flight -= 1
+
+    def headers(self, head: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``head`` plus what the gateway adds to every response; the response starts."""
+        self.answered = True
+        head.append((b"x-request-id", self.request_id))
+        if self.extra:
+            head += self.extra
+        if self.ticket is not None and self.ticket.headers:
+            head += self.ticket.headers
+        return head
+
+
+class Proxy:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        guard: Guard,
+        metrics: GatewayMetrics,
+        routing: RouterService | None = None,
+    ) -> None:
+        self.upstreams = upstreams
+        self.guard = guard
+        self.metrics = metrics
+        self.routing = routing
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, cap: Capability) -> None:
+        """Raw ASGI: one proxied request. Every error is answered in OpenAI's shape (this is
+        the same mapping as ``switchyard.gateway.errors``' handler for the FastAPI routes)."""
+        call = Call(assign_request_id(scope))
+        try:
+            await self._handle(scope, receive, send, cap, call)
+        except ClientGone:
+            call.close()
+        except Exception as exc:
+            call.close()
+            if call.answered:  # too late to answer with an error: uvicorn logs it
+                raise
+            err = as_switchyard_error(exc)
+            log_error(err, "POST", scope["path"], call.request_id.decode())
+            if call.metrics is None:  # refused before dispatch: not counted yet
+                name = call.asked if call.asked in self.upstreams.models else "-"
+                self.metrics.refused(name, str(err.status))
+            body = err.to_json()
+            head = call.headers(error_head(err, body))
+            await send({"type": "http.response.start", "status": err.status, "headers": head})
+            await send({"type": "http.response.body", "body": body})
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, cap: Capability, call: Call
+    ) -> None:
+        headers = scope["headers"]
+        key = await self.guard.authenticate(headers)
+        raw = await read_body(receive, headers, self.upstreams.settings.server.max_body_bytes)
+        payload = parse_payload(raw, cap)
+        call.asked = payload.model
+        if self.routing is not None and (router := self.routing.resolve(payload.model)):
+            call.route = await self._route(Headers(raw=headers), key, router.name, payload, cap)
+            payload = _routed(payload, call.route.model, OPTIONS_FIELD)
+            call.extra += _route_headers(call.route)
+        elif OPTIONS_FIELD in payload.data:  # routing options mean nothing to a backend
+            payload = _routed(payload, payload.model, OPTIONS_FIELD)
+        model = self.upstreams.models.get(payload.model)
+        try:
+            if model is None:
+                raise ModelNotFoundError(
+                    f"The model '{payload.model}' does not exist; GET /v1/models lists them",
+                    param="model",
+                )
+            if cap not in model.capabilities:
+                raise InvalidRequestError(
+                    f"model '{model.name}' does not serve {cap.value}", param="model"
+                )
+            self.guard.check_model(key, model.name)
+            call.ticket = await self.guard.admit(key, model, payload.data)
+        except SwitchyardError as err:
+            if call.route is not None:
+                self._outcome(call.route, call.route.model, "-", str(err.status), None, None)
+            raise
+        may_use = key.allows if key is not None else _any
+        await self._forward(receive, send, model, payload, cap, call, may_use)
+
+    async def _route(
+        self,
+        headers: Mapping[str, str],
+        key: KeyRecord | None,
+        name: str,
+        payload: Payload,
+        capability: Capability,
+    ) -> Route:
+        """Choose the model for a request to router ``name``."""
+        routing = self.routing
+        assert routing is not None
+        if capability is Capability.embeddings:
+            raise InvalidRequestError(
+                f"'{payload.model}' is a routed model; embeddings need a concrete model",
+                param="model",
+            )
+        if key is not None and not any(map(key.allows, routing.candidates[name])):
+            raise PermissionDeniedError(
+                f"this key may use none of the models of router '{name}'",
+                param="model",
+                code="model_not_allowed",
+            )
+        options = parse_options(payload.data, headers)
+        allowed = routing.allowed(name, options, key.allows if key is not None else _any)
+        prompt = payload.data[PROMPT_FIELD[capability]]
+        if capability is Capability.completions and isinstance(prompt, list):
+            prompt = prompt[0] if prompt else ""
+        if not isinstance(prompt, str | list):
+            raise InvalidRequestError("the prompt cannot be routed", param="prompt")
+        # Read on the event loop; the decision's worker thread never touches the pools.
+        delays = self.upstreams.expected_delays(allowed)
+        max_ttft = None if options.max_ttft_ms is None else options.max_ttft_ms / 1e3
+        max_queue = self.upstreams.settings.upstream.max_queue_delay_s
+        try:
+            allowed = within_targets(delays, max_ttft, max_queue)
+        except OverloadedError:
+            self.metrics.shed.labels(name).inc()
+            raise
+        delays = {m: delays[m] for m in allowed}
+        text = routing.prompt_of(prompt)
+        return await routing.decide(name, text, options, allowed, delays, key=key)
+
+    async def _forward(
+        self,
+        receive: Receive,
+        send: Send,
+        model: ModelConfig,
+        payload: Payload,
+        capability: Capability,
+        call: Call,
+        may_use: Callable[[str], bool],
+    ) -> None:
+        if model.name not in self.upstreams.pools:  # removed by a config reload a moment ago
+            raise ModelNotFoundError(f"The model '{model.name}' is no longer served", param="model")
+        call.open(self.metrics.model(model.name))
+        watch = DisconnectWatch(receive)
+        try:
+            await self._exchange(send, model, payload, capability, call, may_use)
+        except asyncio.CancelledError:
+            if not watch.absorb():
+                raise
+        finally:
+            watch.stop()
+
+    async def _exchange(
+        self,
+        send: Send,
+        model: ModelConfig,
+        payload: Payload,
+        capability: Capability,
+        call: Call,
+        may_use: Callable[[str], bool],
+    ) -> None:
+        """Dispatch, then answer; a client that leaves cancels this (recorded as such)."""
+        asked = model
+        keepalive = self._keepalive(send, payload, call)
+        try:
+            try:
+                model, attempt = await dispatch_chain(
+                    self.upstreams, self.metrics, model, payload, capability,
+                    call.request_id.decode(), may_use,
+                )  # fmt: skip
+            finally:
+                beat = keepalive.stop() if keepalive is not None else None
+                if beat is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beat
+        except SwitchyardError as err:
+            self._finish(call, model, "-", str(err.status), None, None)
+            if keepalive is None or not keepalive.started:
+                raise
+            await keepalive.fail(err)  # the response has started: the error goes in it
+            return
+        except asyncio.CancelledError:
+            self._finish(call, model, "-", "client_closed", None, None)
+            raise
+        if model is not asked:  # a fallback answered: count it there, and say so
+            call.open(self.metrics.model(model.name))
+            call.extra.append((b"x-switchyard-fallback", model.name.encode()))
+        started = keepalive is not None and keepalive.started
+        if payload.stream and attempt.response.status == 200:
+            await self._stream(send, model, payload, attempt, call, started)
+        elif started and keepalive is not None:  # refused after keep-alives began
+            attempt.finish()
+            resp = attempt.response
+            self._finish(call, model, attempt.endpoint.name, str(resp.status), None, None)
+            await keepalive.fail(_refusal(resp.status, resp.body))
+        else:
+            await self._answer(send, model, attempt, call)
+
+    def _keepalive(self, send: Send, payload: Payload, call: Call) -> KeepAlive | None:
+        interval = self.upstreams.settings.upstream.stream_keepalive_s
+        if not (payload.stream and interval > 0):
+            return None
+        return KeepAlive(send, interval, lambda: call.headers(list(STREAM_HEADERS)))
+
+    async def _answer(self, send: Send, model: ModelConfig, attempt: Attempt, call: Call) -> None:
+        """The backend's whole answer, as it came."""
+        resp = attempt.response
+        attempt.finish()
+        usage = _usage_of(resp.body) if resp.status == 200 else None
+        self._finish(call, model, attempt.endpoint.name, str(resp.status), usage, None)
+        head = [
+            (b"content-type", resp.content_type.encode("latin-1")),
+            (b"content-length", str(len(resp.body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": resp.status,
+                    "headers": call.headers(head)})  # fmt: skip
+        await send({"type": "http.response.body", "body": resp.body})
+
+    async def _stream(
+        self,
+        send: Send,
+        model: ModelConfig,
+        payload: Payload,
+        attempt: Attempt,
+        call: Call,
+        started: bool,
+    ) -> None:
+        """Relay the stream (``started``: keep-alives began it, so no head is sent)."""
+        first = time.perf_counter()
+        assert call.metrics is not None
+        call.metrics.ttft.observe(first - call.started)
+        tap = UsageTap(drop=not payload.wants_usage)
+        status = "client_closed"
+        try:
+            head = None if started else call.headers(list(STREAM_HEADERS))
+            status = await relay(send, attempt, tap, head)
+        except asyncio.CancelledError:
+            attempt.response.abort()
+            raise
+        finally:
+            attempt.finish(ok=status != "upstream_error", served=status == "200")
+            ttft = first - call.route.started if call.route is not None else None
+            self._finish(call, model, attempt.endpoint.name, status, tap.usage, ttft)
+
+    def _finish(
+        self,
+        call: Call,
+        model: ModelConfig,
+        endpoint: str,
+        status: str,
+        usage: Usage,
+        ttft: float | None,
+    ) -> None:
+        """The request is done: count it, settle its limits, record a routed outcome."""
+        call.close()
+        metrics = call.metrics if call.metrics is not None else self.metrics.model(model.name)
+        metrics.finished(endpoint, status, self._took(call))
+        spent = self._settle(model, metrics, usage, call.ticket)
+        if call.route is not None:
+            self._outcome(call.route, model.name, endpoint, status, spent, ttft)
+
+    @staticmethod
+    def _took(call: Call) -> float:
+        return time.perf_counter() - call.started
+
+    def _settle(
+        self, model: ModelConfig, metrics: ModelMetrics, usage: Usage, ticket: Ticket | None
+    ) -> tuple[int, int, float] | None:
+        """Count tokens and cost; settle the request's limits on them (zero if unknown).
+
+        Returns (prompt tokens, completion tokens, USD), or None without usage."""
+        prompt = completion = 0
+        if usage is not None:
+            prompt = usage.get("prompt_tokens") or 0
+            completion = usage.get("completion_tokens") or 0
+            if not (isinstance(prompt, int) and isinstance(completion, int)):
+                prompt = completion = 0
+        cost = model.cost_usd(prompt, completion)
+        if usage is not None:
+            metrics.usage(prompt, completion, cost)
+        if ticket is not None:
+            self.guard.settle(ticket, prompt + completion, cost)
+        return (prompt, completion, cost) if usage is not None else None
+
+    def _outcome(
+        self,
+        route: Route,
+        served: str,
+        endpoint: str,
+        status: str,
+        spent: tuple[int, int, float] | None,
+        ttft: float | None,
+    ) -> None:
+        """The routed request is done: its outcome record goes into the log. ``served`` is
+        the model that answered (a fallback of the chosen one, if that could not)."""
+        assert self.routing is not None
+        prompt, completion, cost = spent if spent is not None else (0, 0, None)
+        self.routing.finish(
+            route,
+            OutcomeRecord(
+                decision_id=route.decision_id,
+                router=route.router,
+                candidates={
+                    m: {"quality": q, "cost": route.cost[m]} for m, q in route.quality.items()
+                },
+                model=served,
+                endpoint=endpoint,
+                status=status,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                latency_s=time.perf_counter() - route.started,
+                ttft_s=ttft,
+                cost_weight=route.cost_weight,
+                time=time.time(),
+            ),
+        )
+
+
+def _usage_of(body: bytes) -> Usage:
+    try:
+        usage = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def _refusal(status: int, body: bytes) -> SwitchyardError:
+    """A backend's error answer, as an error event once a stream's response has started."""
+    detail = body[:300].decode("utf-8", "replace").strip()
+    message = f"upstream answered HTTP {status}: {detail}"
+    return InvalidRequestError(message) if 400 <= status < 500 else UpstreamError(message)
+
+
+def _route_headers(route: Route) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-switchyard-model", route.model.encode()),
+        (b"x-switchyard-router", route.router.encode()),
+        (b"x-switchyard-decision-id", route.decision_id.encode()),
+    ]
+
+
+def _any(model: str) -> bool:
+    return True

@@ -1,0 +1,74 @@
+"""Per-request routing options: the body's ``switchyard`` object (the OpenAI SDK's
+``extra_body``), else ``X-Switchyard-*`` headers; malformed ones are a 400."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from switchyard.backends.errors import InvalidRequestError
+
+OPTIONS_FIELD = "switchyard"
+_HEADERS = {
+    "cost_weight": "x-switchyard-cost-weight",
+    "models": "x-switchyard-models",
+    "max_price_per_mtok": "x-switchyard-max-price",
+    "latency_weight": "x-switchyard-latency-weight",
+    "max_ttft_ms": "x-switchyard-max-ttft-ms",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingOptions:
+    """What one caller asks of the router: a cost weight, a subset of models, a price cap,
+    a latency weight (quality points per second of expected wait) and a latency target."""
+
+    cost_weight: float | None = None
+    models: tuple[str, ...] | None = None
+    max_price_per_mtok: float | None = None
+    latency_weight: float | None = None
+    max_ttft_ms: float | None = None
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            value = None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidRequestError(f"'{name}' must be a finite number ≥ 0", param=name)
+    if value < 0:
+        raise InvalidRequestError(f"'{name}' must be a finite number ≥ 0", param=name)
+    return float(value)
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [m.strip() for m in value.split(",") if m.strip()]
+    if not (isinstance(value, list) and value and all(isinstance(m, str) for m in value)):
+        raise InvalidRequestError(
+            "'models' must be a non-empty list of model names", param="models"
+        )
+    return tuple(value)
+
+
+def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> RoutingOptions:
+    """Options from the body's ``switchyard`` object, else from ``X-Switchyard-*`` headers."""
+    given = data.get(OPTIONS_FIELD)
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise InvalidRequestError(f"'{OPTIONS_FIELD}' must be an object", param=OPTIONS_FIELD)
+    unknown = set(given) - set(_HEADERS)
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown '{OPTIONS_FIELD}' field(s): {', '.join(sorted(unknown))}",
+            param=OPTIONS_FIELD,
+        )
+    raw = {k: given[k] if k in given else headers.get(h) for k, h in _HEADERS.items()}
+    models = raw.pop("models")
+    numbers = {k: None if v is None else _number(v, k) for k, v in raw.items()}
+    return RoutingOptions(models=None if models is None else _models(models), **numbers)

@@ -1,0 +1,166 @@
+"""A trained router as shipped: embedder name + quality router + cost predictor + metadata.
+
+Saved as a directory::
+
+    router.json      kind, models, embedder name, cost weight default, metadata (command, data)
+    quality/         the quality router (state.json + arrays.npz)
+    cost.json        the cost predictor
+
+Loading checks the embedder: a router trained on one embedder refuses another."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from switchyard.routers.datasets.core import RoutingDataset
+from switchyard.routers.embedding import Embedder, check_embedder, embed_cached
+from switchyard.routers.evaluation.types import Prediction
+from switchyard.routers.models.base import (
+    FloatArray,
+    NotFittedError,
+    QualityRouter,
+    RouterFormatError,
+)
+from switchyard.routers.models.cost import CostPredictor
+from switchyard.routers.policy import Constraints, Decision, decide
+
+FORMAT_VERSION = 1
+
+
+class RoutingPipeline:
+    """Embeds prompts, predicts quality and cost per model, and decides."""
+
+    def __init__(
+        self,
+        router: QualityRouter,
+        embedder: Embedder,
+        *,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+        cost_weight: float = 0.0,
+        cache: Path | None = None,
+    ) -> None:
+        self.router = router
+        self.embedder = embedder
+        self.prices = dict(prices or {})
+        self.cost_weight = cost_weight
+        self.cache = cache
+        self.cost = CostPredictor(self.prices)
+        self._models: list[str] = []
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def models(self) -> list[str]:
+        if not self._models:
+            raise NotFittedError("the router is not trained; call fit() or load it")
+        return list(self._models)
+
+    @property
+    def embedder_name(self) -> str:
+        return str(self.embedder.name)
+
+    def clone(self) -> RoutingPipeline:
+        return RoutingPipeline(
+            self.router.clone(),
+            self.embedder,
+            prices=self.prices,
+            cost_weight=self.cost_weight,
+            cache=self.cache,
+        )
+
+    def features(self, prompts: Sequence[str], *, progress: bool = False) -> FloatArray:
+        emb = embed_cached(self.embedder, list(prompts), cache=self.cache, progress=progress)
+        return np.asarray(emb, dtype=np.float64)
+
+    def fit(self, data: RoutingDataset, *, progress: bool = False) -> Self:
+        """Train the quality router and the cost predictor on ``data``."""
+        started = time.perf_counter()
+        X = self.features(data.prompts, progress=progress)
+        self.router.fit(X, data.quality, data.cost, tasks=data.tasks)
+        self.cost.fit(data.prompts, data.models, data.cost, data.output_tokens)
+        self._models = list(data.models)
+        self.metadata["train_rows"] = len(data)
+        self.metadata["train_seconds"] = round(time.perf_counter() - started, 2)
+        return self
+
+    def predict(self, data: RoutingDataset) -> Prediction:
+        return self.predict_prompts(data.prompts)
+
+    def predict_prompts(self, prompts: Sequence[str], *, progress: bool = False) -> Prediction:
+        return self.predict_features(self.features(prompts, progress=progress), prompts)
+
+    def decide(
+        self,
+        prompts: Sequence[str],
+        *,
+        cost_weight: float | None = None,
+        constraints: Constraints | None = None,
+    ) -> list[Decision]:
+        """One Decision per prompt (text as the embedder should see it)."""
+        if not prompts:
+            return []
+        X = np.asarray(self.embedder.embed(list(prompts)), dtype=np.float64)
+        pred = self.predict_features(X, prompts)
+        lam = self.cost_weight if cost_weight is None else cost_weight
+        return decide(self.models, pred.quality, pred.cost, lam, constraints, self.prices)
+
+    def predict_features(self, X: FloatArray, prompts: Sequence[str]) -> Prediction:
+        """Quality and cost from already computed embeddings ``X`` of ``prompts``."""
+        return Prediction(quality=self.router.predict_quality(X), cost=self.cost.predict(prompts))
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, path: Path, metadata: Mapping[str, Any] | None = None) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.router.save(path / "quality")
+        self.cost.save(path / "cost.json")
+        manifest = {
+            "format": FORMAT_VERSION,
+            "router": self.router.kind,
+            "models": self.models,
+            "embedder": self.embedder.name,
+            "prices": {m: list(p) for m, p in self.prices.items()},
+            "cost_weight": self.cost_weight,
+            "metadata": {**self.metadata, **(metadata or {})},
+        }
+        (path / "router.json").write_text(json.dumps(manifest, indent=1))
+
+    @classmethod
+    def load(cls, path: Path, embedder: Embedder, *, cache: Path | None = None) -> RoutingPipeline:
+        """Load a saved router; EmbedderMismatchError if ``embedder`` is not the trained one."""
+        try:
+            manifest = json.loads((path / "router.json").read_text())
+        except (OSError, ValueError) as err:
+            raise RouterFormatError(f"{path} is not a saved router directory: {err}") from err
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+            found = manifest.get("format") if isinstance(manifest, dict) else manifest
+            raise RouterFormatError(f"{path}: unsupported format {found!r}")
+        if not isinstance(manifest.get("embedder"), str):
+            raise RouterFormatError(f"{path}: router.json names no embedder")
+        check_embedder(manifest["embedder"], embedder)
+        try:
+            prices = {m: (float(p[0]), float(p[1])) for m, p in manifest["prices"].items()}
+            pipe = cls(
+                QualityRouter.load(path / "quality"),
+                embedder,
+                prices=prices,
+                cost_weight=float(manifest["cost_weight"]),
+                cache=cache,
+            )
+            pipe.cost = CostPredictor.from_json(json.loads((path / "cost.json").read_text()))
+            pipe._models = list(manifest["models"])
+            pipe.metadata = dict(manifest["metadata"])
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as err:
+            raise RouterFormatError(f"{path}: incomplete or corrupt router: {err!r}") from err
+        return pipe
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """router.json of a saved router (for listing and reports)."""
+    data: dict[str, Any] = json.loads((path / "router.json").read_text())
+    return data
