@@ -137,7 +137,7 @@ class Cluster:
         for model, _, _ in MODELS:
             for i in range(SIMS_PER_MODEL):
                 name, port = f"{model}#{i}", free_port()
-                argv = [sys.executable, "-m", "gateway", "simulate", "--model", model,
+                argv = [sys.executable, "-m", "switchyard", "simulate", "--model", model,
                         "--port", str(port), "--preset", "zero", "--seed", str(i)]  # fmt: skip
                 self.sim_ports[name] = port
                 self.sims[name] = Proc(name, argv, self.workdir / f"sim-{port}.log")
@@ -148,7 +148,7 @@ class Cluster:
                             "CHAOS_KEY_LIMITED": LIMITED_KEY, "PYTHONPATH": str(REPO)}  # fmt: skip
         for i in range(replicas):
             port = free_port()
-            argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config),
+            argv = [sys.executable, "-m", "switchyard", "serve", "--config", str(config),
                     "--port", str(port)]  # fmt: skip
             self.gateway_ports.append(port)
             self.gateways.append(Proc(f"gateway{i}", argv, self.workdir / f"gw{i}.log", env))

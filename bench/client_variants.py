@@ -6,11 +6,10 @@ Serve mode (the default) is a gateway command for the shared harness::
     python bench/client_variants.py --client httpx --port 4620 --upstream http://127.0.0.1:18000/v1
 
 It builds the app with ``switchyard.gateway.app.create_app`` (one model, ``fake-model``), lets its
-own
-lifespan start the upstreams, then replaces ``endpoint.backend`` on every ``Endpoint`` of
-``app.state.upstreams.pools`` with a bench-only backend that has the same ``send()``
-contract as ``switchyard.backends.client.OpenAICompatBackend``. Everything else on the hot path
-(middleware, payload parsing, dispatch, metrics, SSE pass-through) is the product's.
+own lifespan start the upstreams, then replaces ``endpoint.backend`` on every ``Endpoint`` of
+``app.state.upstreams.pools`` with a bench-only backend that has the same ``send()`` contract as
+``switchyard.backends.client.OpenAICompatBackend``. Everything else on the hot path (middleware,
+payload parsing, dispatch, metrics, SSE pass-through) is the product's.
 
 Compare mode runs ``../shared/bench/run_bench.py`` once per client and writes
 ``bench/results/client-<client>.json`` and a table in ``bench/results/client_variants.md``::

@@ -2,8 +2,7 @@
 
 Runs the real gateway app (``switchyard.gateway.app.create_app``, one worker, uvicorn as in
 ``switchyard.gateway.serve``) pinned to core 0 in front of the shared harness's fake backend (core
-1),
-with ``gc.callbacks`` timing every collection, and loads it with wrk (``chat.lua``) at each
+1), with ``gc.callbacks`` timing every collection, and loads it with wrk (``chat.lua``) at each
 concurrency. Each variant is measured in turn (order alternating between repetitions):
 
 * ``default``: the product as it is;

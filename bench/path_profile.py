@@ -1,11 +1,10 @@
 """Where a pass-through request's calls go: cProfile over proxied requests, by package.
 
-Drives the gateway's ASGI app in-process (uvicorn's own per-request work is the same for
-every gateway and left out) against a zero-latency simulator served from a thread, then
-prints the Python calls per request and the profiler's time per request, summed by package
-(aiohttp, prometheus_client, switchyard/gateway/proxy.py, ...). The regression guard on the same
-count
-is tests/gateway/test_cost_budget.py; this script says what to look at when it trips.
+Drives the gateway's ASGI app in-process (uvicorn's own per-request work is the same for every
+gateway and left out) against a zero-latency simulator served from a thread, then prints the Python
+calls per request and the profiler's time per request, summed by package (aiohttp,
+prometheus_client, switchyard/gateway/proxy.py, ...). The regression guard on the same count is
+tests/gateway/test_cost_budget.py; this script says what to look at when it trips.
 
     .venv/bin/python bench/path_profile.py [--stream] [--auth] [--requests 2000]
 """

@@ -30,9 +30,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from switchyard.backends.perf.calibrate import calibrate
 from switchyard.deploy.catalog import load_gpus
 from switchyard.deploy.melange import load_melange, solve_fractional, solve_melange
+from switchyard.deploy.perf.calibrate import calibrate
 from switchyard.deploy.plan import Catalog, check_plan, make_plan
 from switchyard.deploy.workload import Workload, load_workload, parse_workload
 from switchyard.routers.datasets import data_dir

@@ -62,7 +62,7 @@ from benchkit import (
 from limits_bench import free_port, pct
 from routerkit import LoadProbe, exact_prompt, load_questions, loadavg_text, machine_info
 
-from switchyard.gateway.demo import DEMO_MODELS
+from switchyard.cli.demo import DEMO_MODELS
 
 HOST = "127.0.0.1"
 MODELS = tuple(m.name for m in DEMO_MODELS)
@@ -124,7 +124,7 @@ def write_config(
 ) -> None:
     """The demo's gateway (three RouterBench-named models, router ``auto``), one worker and
     one embedder thread, with this run's batching options (and Redis for variant C)."""
-    from switchyard.gateway.demo import demo_settings
+    from switchyard.cli.demo import demo_settings
 
     config = demo_settings(HOST, port, sims, args.cache_dir).model_dump(mode="json")
     config["server"].update(workers=1, log_level="warning")

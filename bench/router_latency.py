@@ -4,11 +4,10 @@ on ONE core, end to end through ``RoutingPipeline.decide([prompt])`` and part by
 Targets (docs): p50 <= 5 ms for a 64-token prompt and <= 15 ms for a 512-token prompt, one core.
 
 What is measured
-  * The router: ``--router DIR`` (a saved router directory); by default
-  ``switchyard/data/default-router``
-    if it exists, else the ``default`` router trained here on the RouterBench train split
-    (``routing/routerbench`` rows with split == "train"; embedding those prompts takes ~2 min
-    the first time and is cached on disk after). Training is not timed.
+  * The router: ``--router DIR`` (a saved router directory); by default the shipped
+    ``switchyard/data/default-router`` if it exists, else the ``default`` router trained here on
+    the RouterBench train split (``routing/routerbench`` rows with split == "train"; embedding
+    those prompts takes ~2 min the first time and is cached on disk after). Training is not timed.
   * Prompts of exactly 64 and 512 tokens, [CLS] and [SEP] included, counted with the embedder's
     own tokenizer, cut from concatenated real MMLU/GSM8K questions (RouterDC data). The int8
     embedder keeps the first 128 and last 126 tokens of longer prompts (its documented
@@ -99,9 +98,8 @@ def stats_ms(samples_ns: Sequence[int]) -> dict[str, float]:
 
 
 def build_pipeline(args: argparse.Namespace, cache: Path) -> tuple[RoutingPipeline, dict[str, Any]]:
-    """Load ``--router`` (or switchyard/data/default-router), else train ``default`` on RouterBench
-    train.
-    Uses an all-cores embedder (training only); the caller swaps in the 1-thread one."""
+    """Load ``--router`` (or the shipped default router), else train ``default`` on RouterBench
+    train. Uses an all-cores embedder (training only); the caller swaps in the 1-thread one."""
     embedder = OnnxEmbedder(cache, threads=None)
     path: Path | None = args.router or (DEFAULT_ROUTER_DIR if DEFAULT_ROUTER_DIR.is_dir() else None)
     if path is not None:
@@ -344,8 +342,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="saved router directory (default: switchyard/data/default-router if present, "
-        "else train "
-        "`default` on the RouterBench train split)",
+        "else train `default` on the RouterBench train split)",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedder cache directory")
     parser.add_argument("--runs", type=int, default=300, help="timed calls per latency (300)")

@@ -4,9 +4,8 @@ Target: training ANY router of the zoo takes under 5 minutes (300 s) on this 2-c
 once the prompt embeddings are cached.
 
 Protocol (as in ``switchyard.routers.evaluation.routerdc``): train rows are the RouterDC
-in-distribution
-tasks (gsm8k, humaneval, arc_challenge, mmlu, cmmlu) with split "train" (~5,935 prompts x 7
-models); test rows are those tasks' "test" rows plus the out-of-distribution tasks
+in-distribution tasks (gsm8k, humaneval, arc_challenge, mmlu, cmmlu) with split "train" (~5,935
+prompts x 7 models); test rows are those tasks' "test" rows plus the out-of-distribution tasks
 (MATH_prealgebra, mbpp, ceval; ~12k prompts).
 
 Steps

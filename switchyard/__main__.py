@@ -1,5 +1,6 @@
 """``python -m switchyard`` is the ``switchyard`` command."""
 
-from switchyard.gateway.cli import main
+from switchyard.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,16 +1,16 @@
-"""Fixtures that start real components on free ports: simulated vLLM servers and gateways."""
+"""Fixtures shared by every test directory: simulated vLLM servers and gateways on free ports,
+the prompt embedder exported once per run, and real Redis, Redis Cluster, Redis Sentinel and
+dnsmasq servers (each skipped locally, failed in CI, when its binary is missing: see
+tests/support/requirements.py). The run ends with one line per group of skipped tests."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard.backends.simulator import build_config, create_simulator_app
 from switchyard.gateway.app import create_app
@@ -18,6 +18,7 @@ from switchyard.gateway.connections import protocol
 from switchyard.gateway.settings import build_settings
 from tests.support.dnsmasq import Dnsmasq
 from tests.support.dnsmasq import available as dnsmasq_available
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.redis import RedisServer
 from tests.support.redis import available as redis_available
 from tests.support.redis_topologies import (
@@ -26,59 +27,34 @@ from tests.support.redis_topologies import (
     cluster_available,
     sentinel_available,
 )
+from tests.support.requirements import (
+    DNSMASQ,
+    REDIS_CLI,
+    REDIS_SENTINEL,
+    REDIS_SERVER,
+    require,
+    skip_reason,
+    skip_summary,
+)
 from tests.support.servers import ServerThread
 
-
-@dataclass
-class Simulator:
-    server: ServerThread
-    app: Any
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.server.url}/v1"
-
-    def metric(self, name: str) -> float:
-        """A vLLM metric's value summed over its samples, read from the real /metrics."""
-        text = httpx.get(f"{self.server.url}/metrics").text
-        return sum(
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == name
-        )
+if TYPE_CHECKING:
+    from switchyard.routers.embedding import OnnxEmbedder
 
 
-@dataclass
-class Gateway:
-    server: ServerThread
-    registry: CollectorRegistry
-    settings: Any
-    client: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.server.url, timeout=30)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.server.url}/v1"
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-
-def model_entry(name: str, *urls: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "price_input_per_mtok": extra.pop("price_in", 1.0),
-        "price_output_per_mtok": extra.pop("price_out", 2.0),
-        "endpoints": [{"url": u} for u in urls],
-        **extra,
-    }
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """End the run with one line per group of skipped tests: how many, what they need and how
+    to enable it (after the short summary, ``-ra``, which gives each test's own reason)."""
+    try:
+        return (yield)
+    finally:
+        skipped = terminalreporter.stats.get("skipped", [])
+        lines = skip_summary(skip_reason(report) for report in skipped)
+        if lines:
+            terminalreporter.section("skipped tests, by what they need")
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -127,18 +103,29 @@ def sim_gateway(
     return sim, gateway([model_entry("m", sim.base_url)])
 
 
-def require(installed: bool, what: str) -> None:
-    """Skip without ``what`` outside CI; in CI (which installs it, .ci/run) fail."""
-    if not installed:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is not installed")
-        pytest.skip(f"{what} is not installed")
+@pytest.fixture(scope="session")
+def embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory holding the exported prompt embedder: the torch export runs once per
+    test run, for every directory that needs it (routers, gateway, cli, deploy, bench)."""
+    from switchyard.routers.embedding import export_onnx  # torch and onnx: only when used
+
+    cache = tmp_path_factory.mktemp("switchyard-cache")
+    export_onnx(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def onnx_embedder(embedder_cache: Path) -> OnnxEmbedder:
+    """The default int8 ONNX embedder on one intra-op thread."""
+    from switchyard.routers.embedding import OnnxEmbedder
+
+    return OnnxEmbedder(embedder_cache, threads=1)
 
 
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private ``redis-server`` on a free port (``.url``, ``.stop()``, ``.start()``)."""
-    require(redis_available(), "redis-server")
+    require(REDIS_SERVER, redis_available())
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
@@ -147,10 +134,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmasq]:
     """A private ``dnsmasq`` on a loopback port (``.nameserver``, ``.set_records(name, ips)``)."""
-    if not dnsmasq_available():
-        if os.environ.get("CI"):  # CI installs it (.ci/run): missing there is a failure
-            pytest.fail("dnsmasq is not installed")
-        pytest.skip("dnsmasq is not installed (apt-get install dnsmasq)")
+    require(DNSMASQ, dnsmasq_available())
     server = Dnsmasq(tmp_path_factory.mktemp("dns")).start()
     yield server
     server.stop()
@@ -170,7 +154,8 @@ def new_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redi
 
 
 def _cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterSet]:
-    require(redis_available() and cluster_available(), "redis-server and redis-cli")
+    require(REDIS_SERVER, redis_available())
+    require(REDIS_CLI, cluster_available())
     cluster = RedisClusterSet(tmp_path_factory.mktemp("redis-cluster"))
     try:
         yield cluster.start()
@@ -181,7 +166,8 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterS
 @pytest.fixture
 def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelSet]:
     """A master, its replica and three ``redis-sentinel`` of this test's own."""
-    require(redis_available() and sentinel_available(), "redis-sentinel")
+    require(REDIS_SERVER, redis_available())
+    require(REDIS_SENTINEL, sentinel_available())
     sentinels = RedisSentinelSet(tmp_path_factory.mktemp("redis-sentinel"))
     try:
         yield sentinels.start()

@@ -1,13 +1,12 @@
 """Endpoint discovery: the pods of a model found by a source (DNS here, Kubernetes
 EndpointSlices in ``switchyard.backends.discovery_k8s``) and kept current by a background task.
 
-Discovery never runs on the request path. A ``Discovery`` reads its source's updates and
-hands each new set of pods (``Target``: the pod's OpenAI base URL and its zone, if known) to
-``on_change``; the owner (``switchyard.gateway.upstreams``) then swaps the pool's endpoints
-atomically.
-A failed lookup keeps the last known set: pods do not vanish because DNS hiccuped. What
-happened is logged once per change — the set found, a lookup failing (with the reason and
-the set kept), a lookup working again — never once per poll.
+Discovery never runs on the request path. A ``Discovery`` reads its source's updates and hands each
+new set of pods (``Target``: the pod's OpenAI base URL and its zone, if known) to ``on_change``; the
+owner (``switchyard.gateway.upstreams``) then swaps the pool's endpoints atomically. A failed lookup
+keeps the last known set: pods do not vanish because DNS hiccuped. What happened is logged once per
+change — the set found, a lookup failing (with the reason and the set kept), a lookup working again
+— never once per poll.
 
     source = DnsSource("pool-a.ns.svc.cluster.local", port=8000)
     discovery = Discovery(source, on_change=print, interval_s=5.0, model="m")

@@ -1,25 +1,17 @@
-"""The error tree shared by the gateway and its backends.
+"""The root of Switchyard's error tree, and the errors backends raise.
 
 Everything Switchyard raises on purpose is a ``SwitchyardError``; the gateway renders it in
-OpenAI's error shape with one handler. The root lives here, not in ``gateway``, because
-backends raise it and nothing may import ``gateway``::
+OpenAI's error shape with one handler. The root and the branches backends raise live here,
+not in ``gateway``, because nothing in ``backends`` may import ``gateway``; the errors only the
+gateway raises live in ``switchyard.gateway.errors``, which draws the whole tree. This part::
 
     SwitchyardError                     500 internal_error
-    ├── InvalidRequestError             400 invalid_request_error
-    │   ├── MalformedJSONError          400 (body is not JSON)
-    │   └── PayloadTooLargeError        413 (body over server.max_body_bytes)
-    ├── AuthenticationError             401 (reserved for API keys)
-    ├── PermissionDeniedError           403 (reserved for API keys)
-    ├── NotFoundError                   404
-    │   └── ModelNotFoundError          404 model_not_found
     ├── RateLimitError                  429 (rate limits, with Retry-After)
-    │   ├── BudgetExceededError         429 insufficient_quota (spend budget used up)
     │   └── OverloadedError             429 model_overloaded (load shed, with Retry-After)
-    ├── StateStoreUnavailableError      503 (Redis down and limits fail closed)
-    ├── RequestTimeoutError             408 (no whole request head in time; HTTP server)
-    ├── TooManyConnectionsError         503 (server.max_connections reached; HTTP server)
     └── UpstreamError                   502 upstream_error (bad status, broken connection)
         ├── UpstreamTimeoutError        504 (connect, first byte or read timeout)
+        ├── UpstreamStatusError         502, or 429 (the backend answered 429 or 5xx)
+        ├── UpstreamConnectError        502 upstream_unavailable (unreachable, closed early)
         └── NoHealthyEndpointError      503 (every endpoint ejected or none answered)
 
 Foreign exceptions (aiohttp, asyncio timeouts) are translated into this tree where they are
@@ -70,50 +62,10 @@ class SwitchyardError(Exception):
         return orjson.dumps(self.to_dict())
 
 
-class InvalidRequestError(SwitchyardError):
-    status = 400
-    type = "invalid_request_error"
-
-
-class MalformedJSONError(InvalidRequestError):
-    code = "invalid_json"
-
-
-class PayloadTooLargeError(InvalidRequestError):
-    status = 413
-    code = "request_too_large"
-
-
-class AuthenticationError(SwitchyardError):
-    status = 401
-    type = "authentication_error"
-    code = "invalid_api_key"
-
-
-class PermissionDeniedError(SwitchyardError):
-    status = 403
-    type = "permission_error"
-
-
-class NotFoundError(SwitchyardError):
-    status = 404
-    type = "invalid_request_error"
-    code = "not_found"
-
-
-class ModelNotFoundError(NotFoundError):
-    code = "model_not_found"
-
-
 class RateLimitError(SwitchyardError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
-
-
-class BudgetExceededError(RateLimitError):
-    type = "insufficient_quota"
-    code = "budget_exceeded"
 
 
 class OverloadedError(RateLimitError):
@@ -126,28 +78,6 @@ class OverloadedError(RateLimitError):
         seconds = max(1, min(int(retry_after_s + 0.999), 60))
         super().__init__(message, param=param, headers={"retry-after": str(seconds)})
         self.retry_after_s = seconds
-
-
-class StateStoreUnavailableError(SwitchyardError):
-    status = 503
-    type = "service_unavailable"
-    code = "state_store_unavailable"
-
-
-class RequestTimeoutError(SwitchyardError):
-    """The client did not send a whole request head in time (the HTTP server closes it)."""
-
-    status = 408
-    type = "invalid_request_error"
-    code = "request_timeout"
-
-
-class TooManyConnectionsError(SwitchyardError):
-    """The HTTP server holds as many client connections as it may (``server.max_connections``)."""
-
-    status = 503
-    type = "service_unavailable"
-    code = "too_many_connections"
 
 
 class UpstreamError(SwitchyardError):

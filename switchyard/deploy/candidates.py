@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from switchyard.backends.perf.capacity import OperatingPoint, max_rate
-from switchyard.backends.perf.memory import memory_plan
-from switchyard.backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
+from switchyard.deploy.perf.capacity import OperatingPoint, max_rate
+from switchyard.deploy.perf.memory import memory_plan
+from switchyard.deploy.perf.specs import GpuSpec, ModelSpec, ServingConfig
 from switchyard.deploy.workload import ModelDemand, SearchSpace, Workload
 
 

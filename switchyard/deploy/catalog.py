@@ -1,4 +1,4 @@
-"""The GPU and model catalogs (``switchyard/data/gpus.yaml``, ``switchyard/data/models.yaml``) as
+"""The GPU and model catalogs (``data/gpus.yaml``, ``data/models.yaml``, package data) as
 perf-model specs.
 
 Every catalogue number is stored with its source and date; loading checks that each one has
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from switchyard.backends.perf.specs import Efficiency, GpuSpec, ModelSpec
+from switchyard.deploy.perf.specs import Efficiency, GpuSpec, ModelSpec
 from switchyard.resources import data_path
 
 _GPU_NUMBERS = ("memory_gb", "hbm_gbs", "bf16_tflops", "fp8_tflops", "interconnect_gbs")

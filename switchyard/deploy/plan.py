@@ -14,13 +14,13 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 
-from switchyard.backends.perf.capacity import OperatingPoint, max_rate, point_at_rate
-from switchyard.backends.perf.memory import memory_plan
-from switchyard.backends.perf.specs import GpuSpec, ModelSpec, ServingConfig
 from switchyard.deploy.balance import balance
 from switchyard.deploy.candidates import Candidate, candidates_for, priced_gpus
 from switchyard.deploy.catalog import load_gpus, load_models
 from switchyard.deploy.milp import Option, Problem, Solution, solve
+from switchyard.deploy.perf.capacity import OperatingPoint, max_rate, point_at_rate
+from switchyard.deploy.perf.memory import memory_plan
+from switchyard.deploy.perf.specs import GpuSpec, ModelSpec, ServingConfig
 from switchyard.deploy.workload import ModelDemand, Workload
 
 

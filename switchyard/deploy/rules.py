@@ -47,8 +47,8 @@ ERRORS = 'status=~"5.."'
 @dataclass(frozen=True)
 class RulesConfig:
     """Thresholds of the alerts. ``ttft_slo_s`` must be a bucket bound of the gateway's
-    TTFT histogram (``switchyard.gateway.request_metrics.LATENCY_BUCKETS``) so the SLO is read
-    exactly."""
+    TTFT histogram (``switchyard.gateway.request_metrics.LATENCY_BUCKETS``) so that the SLO
+    is read exactly."""
 
     ttft_slo_s: float = 2.5
     ttft_objective: float = 0.99

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from switchyard.backends.perf.capacity import LatencyTargets
+from switchyard.deploy.perf.capacity import LatencyTargets
 
 
 class WorkloadError(ValueError):

@@ -1,1 +1,1 @@
-"""The Switchyard gateway: the ASGI app, settings, HTTP API, error model, metrics and CLI."""
+"""The Switchyard gateway: the ASGI app, settings, HTTP API, error model and metrics."""

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from switchyard.gateway.admin import admin_routes
 from switchyard.gateway.discovery_metrics import DiscoveryCollector
 from switchyard.gateway.errors import install_error_handlers
 from switchyard.gateway.feedback import feedback_routes
@@ -27,7 +28,6 @@ from switchyard.gateway.requestid import RequestIdMiddleware
 from switchyard.gateway.routing import RouterService
 from switchyard.gateway.settings import Capability, Settings, load_settings
 from switchyard.gateway.system import system_routes
-from switchyard.gateway.tenancy.admin import admin_routes
 from switchyard.gateway.tenancy.guard import Guard
 from switchyard.gateway.tenancy.store import open_store
 from switchyard.gateway.upstreams import Upstreams

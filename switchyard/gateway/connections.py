@@ -33,10 +33,10 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from switchyard.backends.errors import (
+from switchyard.backends.errors import SwitchyardError
+from switchyard.gateway.errors import (
     InvalidRequestError,
     RequestTimeoutError,
-    SwitchyardError,
     TooManyConnectionsError,
 )
 from switchyard.gateway.metrics import HTTP_REJECTIONS

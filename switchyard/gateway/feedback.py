@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from switchyard.backends.errors import (
+from switchyard.gateway.errors import (
     MalformedJSONError,
     NotFoundError,
     PermissionDeniedError,
@@ -21,9 +21,9 @@ from switchyard.backends.errors import (
 from switchyard.gateway.outcomes import Decided, Feedback, parse_feedback
 from switchyard.gateway.routing import RouterService
 from switchyard.gateway.settings import FeedbackFrom
+from switchyard.gateway.state import StoreUnavailableError
 from switchyard.gateway.tenancy.guard import Guard
 from switchyard.gateway.tenancy.keys import KeyRecord
-from switchyard.gateway.tenancy.store import StoreUnavailableError
 
 MAX_FEEDBACK_BYTES = 16 * 1024
 

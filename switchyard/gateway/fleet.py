@@ -2,13 +2,12 @@
 Redis (``state.redis_url``).
 
 After a successful local reload the replica publishes a config version in one Redis hash,
-``{<key_prefix>}:config``: ``version`` (incremented) and ``sha256`` (of the config file's
-text it applied). Every replica checks that hash every ``routing.refresh_s``; when the
-published hash is not the one it already serves, it re-reads its OWN
-config file and applies it as the admin route does (``switchyard.gateway.reload``). If its file's
-hash
-differs from the published one (a Kubernetes ConfigMap not yet propagated to this pod), it
-says so once and keeps checking until the file matches.
+``{<key_prefix>}:config``: ``version`` (incremented) and ``sha256`` (of the config file's text it
+applied). Every replica checks that hash every ``routing.refresh_s``; when the published hash is not
+the one it already serves, it re-reads its OWN config file and applies it as the admin route does
+(``switchyard.gateway.reload``). If its file's hash differs from the published one (a Kubernetes
+ConfigMap not yet propagated to this pod), it says so once and keeps checking until the file
+matches.
 
 Without Redis a reload stays in the process that got it. A Redis outage never fails a local
 reload: publishing or checking is skipped, logged once per change, and retried.
@@ -26,7 +25,7 @@ from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.redis_client import UNAVAILABLE, KeyTags, connect, target_of, unavailable
 from switchyard.gateway.reload import ConfigReloader
 from switchyard.gateway.settings import SettingsError
-from switchyard.gateway.tenancy.config import StateConfig
+from switchyard.gateway.state import StateConfig
 
 log = logging.getLogger("switchyard.gateway")
 

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from switchyard.backends.errors import UpstreamError
 from switchyard.backends.pool import EndpointPool
 from switchyard.gateway.request_metrics import ModelMetrics, RequestMetrics
-from switchyard.gateway.tenancy.store import StoreHealth
+from switchyard.gateway.state import StoreHealth
 
 if TYPE_CHECKING:
     from switchyard.gateway.connections import ConnectionStats

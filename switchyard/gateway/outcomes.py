@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from switchyard.backends.errors import InvalidRequestError
+from switchyard.gateway.errors import InvalidRequestError
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive
 
-from switchyard.backends.errors import InvalidRequestError, MalformedJSONError, PayloadTooLargeError
+from switchyard.gateway.errors import InvalidRequestError, MalformedJSONError, PayloadTooLargeError
 from switchyard.gateway.settings import Capability
 
 # The field that carries the prompt, by capability, and the upstream path.

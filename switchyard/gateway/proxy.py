@@ -1,14 +1,12 @@
 """The proxied OpenAI endpoints: chat completions, completions and embeddings, in raw ASGI.
 
 ``GatewayAPI`` (``switchyard.gateway.app``) hands these three POST routes straight to
-``Proxy.serve``:
-no Starlette request, routing table, middleware or response object stands between uvicorn
-and the proxy, because each would cost a request that uses nothing of it. A request is read
+``Proxy.serve``: no Starlette request, routing table, middleware or response object stands between
+uvicorn and the proxy, because each would cost a request that uses nothing of it. A request is read
 and checked (``switchyard.gateway.payload``), admitted (``switchyard.gateway.tenancy.guard``), sent
-through the
-model's endpoint pool (retries before the first byte happen in
-``switchyard.backends.pool.dispatch``),
-and answered either with the backend's body as it came or with a pass-through SSE stream.
+through the model's endpoint pool (retries before the first byte happen in
+``switchyard.backends.pool.dispatch``), and answered either with the backend's body as it came or
+with a pass-through SSE stream.
 
 One ``Call`` follows each request: it opens the in-flight gauge once and closes it once,
 whatever path the request takes, and carries what its outcome needs.
@@ -26,17 +24,17 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from switchyard.backends.errors import (
-    InvalidRequestError,
-    ModelNotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
-    SwitchyardError,
-    UpstreamError,
-)
+from switchyard.backends.errors import OverloadedError, SwitchyardError, UpstreamError
 from switchyard.backends.pool import Attempt
 from switchyard.gateway.disconnect import DisconnectWatch
-from switchyard.gateway.errors import as_switchyard_error, error_head, log_error
+from switchyard.gateway.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    as_switchyard_error,
+    error_head,
+    log_error,
+)
 from switchyard.gateway.load import dispatch_chain, within_targets
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.outcomes import OutcomeRecord, Route

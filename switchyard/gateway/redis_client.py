@@ -1,11 +1,13 @@
 """One way to reach Redis for both state stores: the URL forms, the three topologies, the key
-tags, and the boundary where a Redis failure becomes ``StoreUnavailableError``.
+tags, the client factory (``connect``), and the one boundary where a Redis failure becomes
+``StoreUnavailableError`` (``UNAVAILABLE``, ``call``).
 
 The tenancy store (``switchyard.gateway.tenancy.redis_store``) and the routing state
-(``switchyard.gateway.online.redis_state``) each hold their own client (they fail differently on
-purpose:
-one answers on the request path, the other flushes in the background), built here from the same
-``StateConfig``::
+(``switchyard.gateway.online.redis_state``) each hold their own client, built here from the
+same ``StateConfig`` (``switchyard.gateway.state``), and both map a failure through ``call``.
+They fail differently on purpose: the tenancy store answers on the request path (the caller
+fails open or closed), the routing state flushes in the background (its loop catches
+``UNAVAILABLE``, keeps its buffers and retries with backoff)::
 
     redis://[user:password@]host:port[/db]             one server (also rediss:// for TLS)
     redis+cluster://[user:password@]host:port[,host:port...]
@@ -29,9 +31,9 @@ so owners spread over the masters while each script's keys stay in one slot.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from redis.asyncio import Redis
@@ -48,13 +50,11 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from switchyard.gateway.tenancy.store import StoreUnavailableError
-
-if TYPE_CHECKING:
-    from switchyard.gateway.tenancy.config import StateConfig
+from switchyard.gateway.state import StateConfig, StoreUnavailableError
 
 log = logging.getLogger("switchyard.state")
 Mode = Literal["single", "cluster", "sentinel"]
+T = TypeVar("T")
 
 # Failures that mean "Redis cannot be used right now": unreachable, too slow, loading, full
 # (OOM), a replica or a moving slot mid-failover, a slot no master serves yet. Anything else
@@ -330,6 +330,18 @@ async def failed(client: Any) -> None:
         client._initialize = True
 
 
+async def call(client: Any, op: Callable[[Any], Awaitable[T]]) -> T:
+    """``op(client)``, the client ready first; a Redis that cannot be used now (``UNAVAILABLE``)
+    raises ``StoreUnavailableError`` (its cause the Redis error) after flagging the client to
+    reread a Cluster's slot map. Any other error (a bug) passes through unchanged."""
+    try:
+        return await op(await ready(client))
+    except UNAVAILABLE as err:
+        await failed(client)
+        raise unavailable(err) from err
+
+
 def target_of(state: StateConfig) -> RedisTarget:
+    """Where ``state`` says the shared state lives (only called with a ``redis_url``)."""
     assert state.redis_url is not None
     return parse_target(state.redis_url, state.mode)

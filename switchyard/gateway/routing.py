@@ -1,6 +1,5 @@
-"""Routed models ("model": "auto" or a router's name): ``RouterService``, which decides off
-the event loop in micro-batches (the per-request options are
-``switchyard.gateway.routing_options``).
+"""Routed models ("model": "auto" or a router's name): ``RouterService``, which decides off the
+event loop in micro-batches (the per-request options are ``switchyard.gateway.routing_options``).
 
 Concurrent decisions are queued; a batch goes out on the next loop turn when the worker is
 idle (after ``routing.batch_wait_ms`` if set), at ``routing.max_batch`` prompts, or, while
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from switchyard.backends.errors import InvalidRequestError
+from switchyard.gateway.errors import InvalidRequestError
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.online.store import LocalState, SharedState
 from switchyard.gateway.outcomes import Decided, Feedback, OutcomeLog, OutcomeRecord, Owner, Route

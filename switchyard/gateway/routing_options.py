@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from switchyard.backends.errors import InvalidRequestError
+from switchyard.gateway.errors import InvalidRequestError
 
 OPTIONS_FIELD = "switchyard"
 _HEADERS = {

@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from switchyard.gateway.tenancy.config import AuthConfig, StateConfig
+from switchyard.gateway.state import StateConfig
+from switchyard.gateway.tenancy.config import AuthConfig
 
 
 class SettingsError(ValueError):

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.responses import Response
 
-from switchyard.backends.errors import ModelNotFoundError
 from switchyard.gateway.connections import STATS_KEY
+from switchyard.gateway.errors import ModelNotFoundError
 from switchyard.gateway.routing import RouterService
 from switchyard.gateway.tenancy.guard import Guard
 from switchyard.gateway.upstreams import Upstreams

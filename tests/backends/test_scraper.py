@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from switchyard.backends.scraper import Scraper, metrics_url
-from tests.conftest import Simulator
+from tests.support.gateways import Simulator
 from tests.support.servers import free_port
 
 LOGGER = "switchyard.backends"

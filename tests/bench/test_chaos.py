@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.routers.conftest import embedder_cache
 from tests.support.redis import available as redis_available
-
-__all__ = ["embedder_cache"]
+from tests.support.requirements import REDIS_SERVER, require
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 
@@ -23,8 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 def test_a_chaos_slice_has_no_unexplained_error_no_lost_record_and_no_excess_admission(
     embedder_cache: Path, tmp_path: Path
 ) -> None:
-    if not redis_available():
-        pytest.skip("redis-server is not installed")
+    require(REDIS_SERVER, redis_available())
     out = tmp_path / "chaos.json"
     argv = [sys.executable, str(BENCH), "--duration", "50", "--concurrency", "4",
             "--embedder-cache", str(embedder_cache), "--out", str(out)]  # fmt: skip

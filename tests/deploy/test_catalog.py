@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from switchyard.deploy.catalog import CatalogError, load_gpus, load_models, node_selectors
+from switchyard.resources import data_path
 
 REQUIRED_GPUS = {"L4", "A10G", "L40S", "A100-40GB", "A100-80GB", "H100-80GB", "H200", "MI300X"}
 REQUIRED_MODELS = {
@@ -38,9 +39,7 @@ def test_catalog_has_every_required_model_with_moe_fields() -> None:
 
 
 def test_a_number_without_source_is_rejected(tmp_path: Path) -> None:
-    doc = yaml.safe_load(
-        (Path(__file__).parents[2] / "switchyard" / "data" / "gpus.yaml").read_text()
-    )
+    doc = yaml.safe_load(data_path("gpus.yaml").read_text())
     doc["gpus"]["L4"]["memory_gb"] = 24
     path = tmp_path / "gpus.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -49,9 +48,7 @@ def test_a_number_without_source_is_rejected(tmp_path: Path) -> None:
 
 
 def test_a_model_with_an_unknown_field_is_rejected(tmp_path: Path) -> None:
-    doc = yaml.safe_load(
-        (Path(__file__).parents[2] / "switchyard" / "data" / "models.yaml").read_text()
-    )
+    doc = yaml.safe_load(data_path("models.yaml").read_text())
     doc["models"]["Llama-3.1-8B"]["layerz"] = 3
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump(doc))

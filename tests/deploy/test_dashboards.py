@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from switchyard.deploy import rules
 from switchyard.deploy.dashboards.build import BOARDS, DASHBOARDS_DIR, main, queries, render
 from switchyard.deploy.dashboards.style import DATASOURCE, GRID_COLUMNS, Dashboard, Panel
-from tests.conftest import Simulator
-from tests.deploy.conftest import gateway_series
 from tests.deploy.test_rules import promtool
 from tests.helm.chart import find, objects, scenario
+from tests.support.gateways import Simulator
+from tests.support.prometheus import gateway_series
 
 __all__ = ["promtool"]
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from switchyard.deploy.melange import load_melange, parse_melange, solve_fractional, solve_melange
-from switchyard.routers.datasets import data_dir
-
-EXAMPLE = data_dir() / "placement" / "melange_example.json"
+from tests.support.requirements import reference_data
 
 
 @pytest.fixture(scope="module")
-def example_path() -> None:
-    if not EXAMPLE.exists():
-        pytest.skip(f"shared reference data not found at {EXAMPLE}")
+def example_path() -> Path:
+    return reference_data("placement", "melange_example.json")
 
 
-def test_melange_mode_reproduces_three_a10g_and_one_a100_at_6_70(example_path: None) -> None:
-    solution = solve_melange(load_melange(EXAMPLE))
+def test_melange_mode_reproduces_three_a10g_and_one_a100_at_6_70(example_path: Path) -> None:
+    solution = solve_melange(load_melange(example_path))
     assert solution.status == "optimal"
     assert solution.cost == pytest.approx(6.70)
     assert solution.replicas == {"A10G": 3, "A100-80GB": 1}
@@ -25,8 +24,8 @@ def test_melange_mode_reproduces_three_a10g_and_one_a100_at_6_70(example_path: N
     assert all(share == pytest.approx(1.0) for share in solution.shares.values())
 
 
-def test_fractional_routing_finds_the_cheaper_4_68_plan(example_path: None) -> None:
-    case = load_melange(EXAMPLE)
+def test_fractional_routing_finds_the_cheaper_4_68_plan(example_path: Path) -> None:
+    case = load_melange(example_path)
     solution = solve_fractional(case)
     assert solution.cost == pytest.approx(4.68)
     assert solution.cost < solve_melange(case).cost

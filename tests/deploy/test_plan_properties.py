@@ -11,16 +11,23 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, find, given, settings
 from hypothesis import strategies as st
 
-from switchyard.deploy.plan import Catalog, check_plan, make_plan
+from switchyard.deploy.plan import Catalog, Plan, check_plan, make_plan
 from switchyard.deploy.workload import Workload, parse_workload
 
 PROPERTY = settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 GPUS = {"L4": 16, "A10G": 16, "L40S": 8, "H100-80GB": 4}
+# The workloads whose plans are checked independently (only the feasible ones).
+PLAN_INPUTS = {
+    "rate": st.floats(0.5, 40),
+    "tpot": st.floats(0.03, 0.1),
+    "headroom": st.floats(0.0, 0.5),
+    "min_replicas": st.integers(1, 3),
+}
 
 
 @cache
@@ -91,17 +98,23 @@ def test_cost_never_increases_when_a_gpu_gets_cheaper(
     assert cost(cheaper) <= cost(workload(rate)) + 1e-9
 
 
+def plan_for(rate: float, tpot: float, headroom: float, min_replicas: int) -> Plan:
+    return make_plan(workload(rate, tpot, headroom=headroom, min_replicas=min_replicas), catalog())
+
+
 @PROPERTY
-@given(
-    rate=st.floats(0.5, 40),
-    tpot=st.floats(0.03, 0.1),
-    headroom=st.floats(0.0, 0.5),
-    min_replicas=st.integers(1, 3),
-)
+@given(**PLAN_INPUTS)
 def test_every_plan_satisfies_its_own_constraints_when_checked_independently(
     rate: float, tpot: float, headroom: float, min_replicas: int
 ) -> None:
-    plan = make_plan(workload(rate, tpot, headroom=headroom, min_replicas=min_replicas), catalog())
-    if plan.feasible:
-        assert check_plan(plan) == []
-        assert plan.cost_per_hour == sum(c.price_per_hour for c in plan.configs)
+    plan = plan_for(rate, tpot, headroom, min_replicas)
+    assume(plan.feasible)
+    assert check_plan(plan) == []
+    assert plan.cost_per_hour == sum(c.price_per_hour for c in plan.configs)
+
+
+def test_the_independently_checked_workloads_include_feasible_ones() -> None:
+    """The check above assumes a feasible plan; were none of its inputs feasible, it would
+    check nothing."""
+    plan = find(st.builds(plan_for, **PLAN_INPUTS), lambda p: p.feasible, settings=PROPERTY)
+    assert plan.feasible

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 
 import pytest
 
-from switchyard.backends.perf.capacity import OperatingPoint
 from switchyard.deploy.balance import balance
 from switchyard.deploy.candidates import Candidate, prune
 from switchyard.deploy.milp import Solution, solve
+from switchyard.deploy.perf.capacity import OperatingPoint
 from switchyard.deploy.plan import (
     Catalog,
     Plan,
@@ -21,8 +20,9 @@ from switchyard.deploy.plan import (
     rate_candidates,
 )
 from switchyard.deploy.workload import Workload, load_workload
+from switchyard.resources import data_path
 
-CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
+CHAT = data_path("workloads", "chat.yaml")
 
 
 @cache

@@ -22,11 +22,11 @@ import pytest
 from switchyard.deploy import rules
 from switchyard.deploy.dashboards.build import BOARDS, queries
 from switchyard.gateway.tenancy.keys import new_key
-from tests.conftest import Gateway, Simulator, model_entry
-from tests.deploy.conftest import PrometheusServer
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.hold import held_streams
+from tests.support.prometheus import PrometheusServer
 from tests.support.redis import RedisServer
+from tests.support.routed import CANDIDATES, routed_settings
 from tests.support.servers import free_port
 
 PRICIEST = "gpt-4-1106-preview"

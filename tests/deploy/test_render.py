@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from switchyard.backends.perf.specs import ServingConfig
 from switchyard.backends.simulator import build_config
 from switchyard.deploy.catalog import node_selectors
+from switchyard.deploy.perf.specs import ServingConfig
 from switchyard.deploy.plan import Catalog, Plan, make_plan
 from switchyard.deploy.render import vllm_args, write_plan
 from switchyard.deploy.workload import load_workload
 from switchyard.gateway.settings import EndpointConfig
+from switchyard.resources import data_path
 
-CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
+CHAT = data_path("workloads", "chat.yaml")
 
 
 @cache

@@ -3,9 +3,7 @@ unit tests pass, and every metric the rules read is one the gateway exports."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,9 @@ import yaml
 
 from switchyard.deploy import rules
 from switchyard.gateway.request_metrics import LATENCY_BUCKETS
-from tests.deploy.conftest import gateway_series
 from tests.helm.chart import objects, one, scenario
+from tests.support.prometheus import gateway_series
+from tests.support.requirements import PROMTOOL, require_program
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
 
@@ -24,12 +23,7 @@ PROMTOOL_TESTS = Path(__file__).parent / "promtool"
 @pytest.fixture(scope="module")
 def promtool() -> str:
     """The ``promtool`` binary (Debian package ``prometheus``; CI installs it)."""
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):  # .ci/run installs it: missing there is a failure
-            pytest.fail("promtool is not installed (apt-get install prometheus)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return found
+    return require_program(PROMTOOL)
 
 
 def _rules() -> list[dict[str, Any]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from switchyard.deploy.workload import WorkloadError, load_workload, parse_workload
+from switchyard.resources import data_path
 
-CHAT = Path(__file__).parents[2] / "switchyard" / "data" / "workloads" / "chat.yaml"
+CHAT = data_path("workloads", "chat.yaml")
 
 
 def test_the_example_chat_workload_loads() -> None:

@@ -27,8 +27,8 @@ from prometheus_client import CollectorRegistry
 
 from switchyard.gateway.app import create_app
 from switchyard.gateway.settings import build_settings
-from tests.conftest import Simulator, model_entry
 from tests.support.calls import asgi_post, count_calls
+from tests.support.gateways import Simulator, model_entry
 
 BUDGET_FILE = Path(__file__).parent / "cost_budget.json"
 TOLERANCE = 1.2

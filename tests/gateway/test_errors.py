@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 
 CHAT = "/v1/chat/completions"
 OK_BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

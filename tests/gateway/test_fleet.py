@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Gateway, Simulator, model_entry
 from tests.support.config_files import (
     ADMIN_KEY,
     FileGateways,
@@ -24,6 +23,7 @@ from tests.support.config_files import (
     running,
     write,
 )
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.redis import RedisServer, command
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 

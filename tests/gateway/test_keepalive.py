@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 
 CHAT: dict[str, Any] = {
     "model": "m", "messages": [{"role": "user", "content": "Say something."}],

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from switchyard.backends.engine_state import EngineSnapshot
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.hold import held_streams
 from tests.support.servers import free_port
 

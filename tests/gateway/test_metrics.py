@@ -9,7 +9,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "How are tokens priced?"}

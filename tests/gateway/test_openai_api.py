@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.servers import ServerThread
 
 MESSAGES: Any = [{"role": "user", "content": "Tell me about switchyards."}]

@@ -34,11 +34,8 @@ from switchyard.gateway.app import create_app
 from switchyard.gateway.settings import build_settings, load_settings
 from switchyard.gateway.tenancy.keys import new_key
 from switchyard.resources import default_router
-from tests.conftest import model_entry
-from tests.routers.conftest import embedder_cache
+from tests.support.gateways import model_entry
 from tests.support.servers import ServerThread
-
-__all__ = ["embedder_cache"]
 
 MAX_EXAMPLES = 25  # per operation, valid and invalid inputs together
 ROUTED = "gpt-3.5-turbo-1106"  # the router's one candidate (a model the artifact knows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from switchyard.backends.errors import InvalidRequestError, MalformedJSONError
+from switchyard.gateway.errors import InvalidRequestError, MalformedJSONError
 from switchyard.gateway.payload import parse_payload, upstream_body
 from switchyard.gateway.settings import Capability
 

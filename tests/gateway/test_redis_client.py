@@ -1,6 +1,6 @@
 """``switchyard.gateway.redis_client``: the URL forms and what each names, the settings' errors,
-redaction,
-key tags, and a Cluster client that reaches every master from one starting node."""
+redaction, key tags, the one error mapping both stores use, and a Cluster client that reaches
+every master from one starting node."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from switchyard.gateway.redis_client import (
     KeyTags,
     RedisTarget,
+    call,
     connect,
     parse_target,
     redact,
     slot,
 )
-from switchyard.gateway.tenancy.config import StateConfig
+from switchyard.gateway.state import StateConfig, StoreUnavailableError
 from tests.support.redis_topologies import RedisClusterSet
 
 
@@ -72,6 +74,23 @@ def test_keys_share_the_prefix_tag_on_one_master_and_an_owners_tag_on_a_cluster(
     assert one.tag("key:k1") == one.tag("tenant:t") == one.tag() == "{sy}"
     assert spread.tag("key:k1") == "{sy:key:k1}" and spread.tag() == "{sy}"
     assert slot(spread.tag("key:k1") + ":a") == slot(spread.tag("key:k1") + ":b")
+
+
+@pytest.mark.anyio
+async def test_an_unusable_redis_becomes_one_error_and_a_bug_passes_through(
+    anyio_backend: str,
+) -> None:
+    async def refused(client: Any) -> None:
+        raise RedisConnectionError("connection refused")
+
+    async def bug(client: Any) -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(StoreUnavailableError, match="redis unavailable: connection refused") as e:
+        await call(object(), refused)
+    assert isinstance(e.value.__cause__, RedisConnectionError)
+    with pytest.raises(KeyError):
+        await call(object(), bug)
 
 
 @pytest.mark.anyio

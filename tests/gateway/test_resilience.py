@@ -16,7 +16,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.servers import free_port
 
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say something."}]

@@ -12,7 +12,7 @@ from typing import Any
 from switchyard.gateway.router_reload import Running, fingerprint, plan, routing_restart
 from switchyard.gateway.settings import RoutingConfig, Settings, build_settings
 from switchyard.resources import default_router
-from tests.conftest import model_entry
+from tests.support.gateways import model_entry
 
 MODELS = ("gpt-3.5-turbo-1106", "gpt-4-1106-preview")
 

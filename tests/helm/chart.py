@@ -9,6 +9,8 @@ from typing import Any
 import helm_python as helm
 import yaml
 
+from switchyard.resources import data_path
+
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "helm" / "switchyard"
 SCENARIOS = sorted(p.stem.removesuffix("-values") for p in (CHART / "ci").glob("*-values.yaml"))
@@ -66,3 +68,11 @@ def gateway_config(objs: list[dict[str, Any]]) -> dict[str, Any]:
     """The gateway config file the chart renders into its ConfigMap."""
     config_map = one(objs, "ConfigMap", f"{RELEASE}-switchyard")
     return dict(yaml.safe_load(config_map["data"]["gateway.yaml"]))
+
+
+def with_local_artifacts(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with its routers' artifacts under the image's /opt/switchyard/data (where the
+    Dockerfile copies the package data) pointed at the package data here, for Settings."""
+    for router in config.get("routers", []):
+        router["artifact"] = router["artifact"].replace("/opt/switchyard/data", str(data_path()))
+    return config

@@ -92,13 +92,14 @@ def test_vllm_pool_gets_its_gpus_node_shm_cache_and_health_probe() -> None:
 
 def test_amd_pools_get_the_rocm_image_and_nvidia_pools_the_cuda_one() -> None:
     objs = objects(scenario("moe-fleet"))
-    for deployment in find(objs, "Deployment"):
-        limits = _container(deployment).get("resources", {}).get("limits", {})
-        image = _container(deployment)["image"]
-        if "amd.com/gpu" in limits:
-            assert image.startswith("rocm/vllm:")
-        elif "nvidia.com/gpu" in limits:
-            assert image.startswith("vllm/vllm-openai:")
+    pools = [d for d in find(objs, "Deployment") if d["metadata"]["name"] != GATEWAY]
+    limits = {d["metadata"]["name"]: _container(d)["resources"]["limits"] for d in pools}
+    amd = [d for d in pools if "amd.com/gpu" in limits[d["metadata"]["name"]]]
+    nvidia = [d for d in pools if "nvidia.com/gpu" in limits[d["metadata"]["name"]]]
+    assert amd and nvidia  # the scenario has pools of both vendors
+    assert len(amd) + len(nvidia) == len(pools)  # and each pool is on one vendor's GPUs
+    assert all(_container(d)["image"].startswith("rocm/vllm:") for d in amd)
+    assert all(_container(d)["image"].startswith("vllm/vllm-openai:") for d in nvidia)
 
 
 def test_pool_endpoints_carry_the_weight_and_capacity_of_each_pod() -> None:

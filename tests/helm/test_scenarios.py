@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from switchyard.gateway.cli import app
+from switchyard.cli import app
 from switchyard.gateway.settings import build_settings
 from tests.helm.chart import (
     CHART,
@@ -25,6 +25,7 @@ from tests.helm.chart import (
     objects,
     render,
     scenario,
+    with_local_artifacts,
 )
 
 REQUIRED_SPEC = {
@@ -104,9 +105,7 @@ def test_gateway_settings_accept_the_rendered_config(
     config = gateway_config(objects(scenario(name)))
     for var in _env_it_needs(config):
         monkeypatch.setenv(var, "test-value")
-    for router in config.get("routers", []):  # the image ships data/ under /opt/switchyard
-        router["artifact"] = router["artifact"].replace("/opt/switchyard", str(ROOT))
-    settings = build_settings(config)
+    settings = build_settings(with_local_artifacts(config))
     assert settings.server.host == "0.0.0.0"
     assert all(m.endpoints for m in settings.models)
 

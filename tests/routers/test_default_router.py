@@ -1,5 +1,5 @@
-"""The shipped default router (switchyard/data/default-router) loads, matches the demo and routes
-sanely."""
+"""The shipped default router (package data: data/default-router) loads, matches the demo and
+routes sanely."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from switchyard.gateway.demo import DEMO_MODELS
+from switchyard.cli.demo import DEMO_MODELS
 from switchyard.routers.datasets import load_dataset
 from switchyard.routers.embedding import OnnxEmbedder
 from switchyard.routers.pipeline import RoutingPipeline, read_manifest
+from tests.support.requirements import reference_data
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTER = REPO / "switchyard" / "data" / "default-router"
@@ -55,7 +56,7 @@ def test_routing_beats_the_cheap_model_and_saves_on_the_dear_one(
 ) -> None:
     """On 120 held-out RouterBench prompts: at λ = 0 quality is near GPT-4's; at the stored λ
     (calibrated to $1 per 1k requests) it costs far less than GPT-4 and beats Mixtral."""
-    test = load_dataset("routing/routerbench").where(split="test")
+    test = load_dataset(reference_data("routing", "routerbench")).where(split="test")
     rows = np.random.default_rng(1).permutation(len(test))[:120]
     sample = test.subset(rows)
     scored = ~np.isnan(sample.quality).any(axis=1)

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from switchyard.routers.datasets import RoutingDataset, concat, data_dir, load_dataset
+from switchyard.routers.datasets import RoutingDataset, concat, load_dataset
 from switchyard.routers.embedding import EmbedderMismatchError, Embeddings, OnnxEmbedder
 from switchyard.routers.evaluation import Prediction
 from switchyard.routers.models import NotFittedError, RouterFormatError, make_router
 from switchyard.routers.pipeline import RoutingPipeline, read_manifest
 from switchyard.routers.policy import Constraints, NoModelAllowedError
+from tests.support.requirements import reference_data
 
-ROUTERBENCH = data_dir() / "routing" / "routerbench"
 CHEAP, EXPENSIVE = "mistralai/mistral-7b-chat", "gpt-4-1106-preview"
 
 
@@ -43,14 +43,13 @@ class StandIn:
 
 
 def _rows(file: str, start: int, count: int) -> RoutingDataset:
-    return load_dataset(ROUTERBENCH / file).subset(np.arange(start, start + count))
+    data = load_dataset(reference_data("routing", "routerbench", file))
+    return data.subset(np.arange(start, start + count))
 
 
 @pytest.fixture(scope="module")
 def train_data() -> RoutingDataset:
     """150 real RouterBench rows: 75 Winogrande and 75 MBPP prompts, 11 models, with costs."""
-    if not ROUTERBENCH.is_dir():
-        pytest.skip(f"shared reference data not found at {ROUTERBENCH}")
     return concat([_rows("winograde_train.csv", 0, 75), _rows("mbpp_train.csv", 0, 75)])
 
 

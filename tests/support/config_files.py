@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from switchyard.gateway.app import create_app
 from switchyard.gateway.connections import protocol
 from switchyard.gateway.settings import load_settings
-from tests.conftest import Gateway
+from tests.support.gateways import Gateway
 from tests.support.servers import ServerThread
 
 ADMIN_KEY = "admin-" + "r" * 24  # set as SWITCHYARD_ADMIN_KEY by the tests that use it

@@ -36,6 +36,55 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
+{{- define "switchyard.simulatorImage" -}}
+{{- with .Values.demo.image }}
+{{- printf "%s:%s" .repository (.tag | default $.Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The pools the gateway fronts, as a YAML list: vllm.pools, or with demo.enabled one
+simulated pool per demo model, its simulator flags as args (so that the endpoint helpers read
+them as they read vllm serve flags) and "simulated: true". */}}
+{{- define "switchyard.pools" -}}
+{{- if .Values.demo.enabled }}
+{{- $pools := list }}
+{{- range $i, $m := .Values.demo.models }}
+{{- $args := list "--model" $m.name "--preset" $m.preset "--seed" (toString $i) }}
+{{- $pools = append $pools (dict "name" $m.pool "model" $m.name "servedModelName" $m.name "replicas" $.Values.demo.replicas "args" $args "simulated" true) }}
+{{- end }}
+{{- toYaml $pools }}
+{{- else }}
+{{- toYaml (.Values.vllm.pools | default list) }}
+{{- end }}
+{{- end }}
+
+{{/* The models the values list with their prices: gateway.models, or the demo's models. */}}
+{{- define "switchyard.listedModels" -}}
+{{- if .Values.demo.enabled }}
+{{- $models := list }}
+{{- range .Values.demo.models }}
+{{- $models = append $models (omit . "pool" "preset") }}
+{{- end }}
+{{- toYaml $models }}
+{{- else }}
+{{- toYaml (.Values.gateway.models | default list) }}
+{{- end }}
+{{- end }}
+
+{{/* The gateway's routers: gateway.config.routers, or with the demo and none listed, the
+demo's routed model over its models. */}}
+{{- define "switchyard.routers" -}}
+{{- $routers := .Values.gateway.config.routers | default list }}
+{{- if and .Values.demo.enabled (not $routers) }}
+{{- $router := deepCopy .Values.demo.router }}
+{{- $_ := set $router "candidates" (list) }}
+{{- range .Values.demo.models }}{{ $_ := set $router "candidates" (append $router.candidates .name) }}{{ end }}
+{{- $_ := set $router "default" true }}
+{{- $routers = list $router }}
+{{- end }}
+{{- toYaml $routers }}
+{{- end }}
+
 {{/* Name of a pool's Deployment and Service; call with (dict "ctx" $ "pool" $pool). */}}
 {{- define "switchyard.vllmName" -}}
 {{- $name := printf "%s-vllm-%s" (include "switchyard.fullname" .ctx) .pool.name }}
@@ -87,7 +136,7 @@ replicas). "service": the pool's ClusterIP Service as one endpoint (kube-proxy p
 {{- $eps := list }}
 {{- $d := .ctx.Values.gateway.discovery }}
 {{- $ns := .ctx.Release.Namespace }}
-{{- range .ctx.Values.vllm.pools }}
+{{- range include "switchyard.pools" .ctx | fromYamlArray }}
 {{- if eq (include "switchyard.servedModel" .) $.model }}
 {{- $replicas := int (.replicas | default 1) }}
 {{- $weight := hasKey . "weight" | ternary .weight $replicas }}
@@ -117,12 +166,12 @@ replicas). "service": the pool's ClusterIP Service as one endpoint (kube-proxy p
 {{- toYaml $eps }}
 {{- end }}
 
-{{/* The gateway's models: gateway.models (plus pool endpoints), then pool-served models it
-does not list, priced with gateway.selfHostedPrices. */}}
+{{/* The gateway's models: gateway.models or the demo's (plus pool endpoints), then
+pool-served models they do not list, priced with gateway.selfHostedPrices. */}}
 {{- define "switchyard.models" -}}
 {{- $models := list }}
 {{- $listed := list }}
-{{- range .Values.gateway.models }}
+{{- range include "switchyard.listedModels" . | fromYamlArray }}
 {{- $m := deepCopy . }}
 {{- $pooled := include "switchyard.poolEndpoints" (dict "ctx" $ "model" .name) | fromYamlArray }}
 {{- $eps := concat (.endpoints | default list) $pooled }}
@@ -133,7 +182,7 @@ does not list, priced with gateway.selfHostedPrices. */}}
 {{- $models = append $models $m }}
 {{- $listed = append $listed .name }}
 {{- end }}
-{{- range .Values.vllm.pools }}
+{{- range include "switchyard.pools" . | fromYamlArray }}
 {{- $name := include "switchyard.servedModel" . }}
 {{- if not (has $name $listed) }}
 {{- $m := deepCopy $.Values.gateway.selfHostedPrices }}
@@ -162,6 +211,8 @@ does not list, priced with gateway.selfHostedPrices. */}}
 {{- $_ := set $cfg "state" $state }}
 {{- end }}
 {{- $_ := set $cfg "models" (include "switchyard.models" . | fromYamlArray) }}
+{{- $routers := include "switchyard.routers" . | fromYamlArray }}
+{{- if $routers }}{{ $_ := set $cfg "routers" $routers }}{{ end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -171,8 +222,21 @@ does not list, priced with gateway.selfHostedPrices. */}}
 {{- if hasKey ($v.gateway.config | default (dict)) "models" }}
 {{- fail "gateway.config.models: list models under gateway.models (the chart adds the pools' endpoints)" }}
 {{- end }}
-{{- if and (not $v.vllm.pools) (not $v.gateway.models) }}
-{{- fail "no models: set vllm.pools (switchyard plan writes them: -f DIR/helm-values.yaml) or gateway.models" }}
+{{- if and $v.demo.enabled (or $v.vllm.pools $v.gateway.models) }}
+{{- fail "demo.enabled installs simulated pools in place of vllm.pools and gateway.models: set demo.enabled=false to install yours (switchyard plan's helm-values.yaml does)" }}
+{{- end }}
+{{- if and $v.demo.enabled (not $v.demo.models) }}
+{{- fail "demo.models: the demo needs at least one model (or set demo.enabled=false)" }}
+{{- end }}
+{{- if and (not $v.demo.enabled) (not $v.vllm.pools) (not $v.gateway.models) }}
+{{- fail "no models: set vllm.pools (switchyard plan writes them: -f DIR/helm-values.yaml) or gateway.models, or demo.enabled=true for the simulated demo" }}
+{{- end }}
+{{- $demoPools := list }}
+{{- range $v.demo.models }}
+{{- if has .pool $demoPools }}
+{{- fail (printf "demo.models: the pool %q is used twice" .pool) }}
+{{- end }}
+{{- $demoPools = append $demoPools .pool }}
 {{- end }}
 {{- $names := list }}
 {{- range $i, $p := $v.vllm.pools }}
@@ -192,7 +256,7 @@ does not list, priced with gateway.selfHostedPrices. */}}
 {{- $replicas := int $v.gateway.replicas }}
 {{- if $v.gateway.autoscaling.enabled }}{{ $replicas = int $v.gateway.autoscaling.maxReplicas }}{{ end }}
 {{- $shared := or $v.redis.enabled $v.redis.external.url $v.redis.external.urlSecret.name }}
-{{- if and (gt $replicas 1) $v.gateway.config.routers (not $shared) }}
+{{- if and (gt $replicas 1) (include "switchyard.routers" . | fromYamlArray) (not $shared) }}
 {{- fail "gateway: several replicas with routers would each learn alone: set redis.enabled=true or redis.external.url (or redis.external.urlSecret)" }}
 {{- end }}
 {{- if and $v.redis.enabled (or $v.redis.external.url $v.redis.external.urlSecret.name) }}

@@ -15,9 +15,9 @@ to bounded buffers. One background task flushes them, then refreshes every route
 statistics each ``refresh_s``:
 - records go out in pipelines of up to 256;
 - observations are folded into the arm statistics per router: read, fold here (the discount
-  applied lazily, ``switchyard.routers.online.stats``), then write with a compare-and-set script on
-  the
-  ``step`` field, redone if another replica wrote first (one key: works on a Cluster too).
+  applied lazily, ``switchyard.routers.online.stats``), then write with a compare-and-set
+  script on the ``step`` field, redone if another replica wrote first (one key: works on a
+  Cluster too).
 
 Outcome records survive a failover: with ``state.replica_acks`` = n (1 on a Cluster or Sentinel
 by default), each flushed batch ends in ``WAIT n`` on the connection (on a Cluster: on each
@@ -52,15 +52,14 @@ from switchyard.gateway.outcomes import Decided, Feedback, OutcomeRecord
 from switchyard.gateway.redis_client import (
     UNAVAILABLE,
     KeyTags,
+    call,
     connect,
     failed,
     ready,
     target_of,
-    unavailable,
 )
 from switchyard.gateway.settings import RoutingConfig
-from switchyard.gateway.tenancy.config import StateConfig
-from switchyard.gateway.tenancy.store import StoreHealth
+from switchyard.gateway.state import StateConfig, StoreHealth, StoreUnavailableError
 from switchyard.routers.online.stats import ArmStats, Observation, fold
 
 log = logging.getLogger("switchyard.state")
@@ -197,13 +196,14 @@ class RedisState:
 
     # --- feedback given to another replica ---------------------------------------------------
     async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        """A feedback lookup on the request path: a failure is counted and raised as
+        ``StoreUnavailableError`` (mapped by ``redis_client.call``), never retried here."""
         assert self._client is not None, "start() first"
         try:
-            return await op(await ready(self._client))
-        except UNAVAILABLE as err:
+            return await call(self._client, op)
+        except StoreUnavailableError:
             self._metrics.store_errors.inc()
-            await failed(self._client)
-            raise unavailable(err) from err
+            raise
 
     async def lookup(self, decision_id: str) -> Decided | None:
         raw = await self._call(lambda r: r.get(self.decision_key(decision_id)))

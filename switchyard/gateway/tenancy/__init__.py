@@ -1,4 +1,4 @@
-"""Tenants: virtual API keys, rate limits, spend budgets and the admin API.
+"""Tenants: virtual API keys, rate limits, spend budgets, and their admin routes (keys, spend).
 
 ``Guard`` is the entry point on the request path: it authenticates the caller, checks the
 model allow-list and admits the request against every rate limit and budget in one atomic

@@ -1,4 +1,5 @@
-"""Configuration of keys, tenants, limits and the state store (part of ``Settings``)."""
+"""Configuration of keys, tenants and limits (part of ``Settings``; where the state lives is
+``switchyard.gateway.state.StateConfig``)."""
 
 from __future__ import annotations
 
@@ -86,35 +87,3 @@ class AuthConfig(_Strict):
 
     def admin_key(self) -> str | None:
         return os.environ.get(self.admin_key_env) if self.admin_key_env else None
-
-
-class StateConfig(_Strict):
-    """Where replicas share state. The URL forms (one server, Redis Cluster, Sentinel) are
-    described in ``switchyard.gateway.redis_client``."""
-
-    redis_url: str | None = Field(
-        default=None,
-        description="redis://host:port/db, redis+cluster://host:port,host:port or "
-        "redis+sentinel://host:port,host:port/master_name; unset: in-process.",
-    )
-    mode: Literal["auto", "single", "cluster", "sentinel"] = Field(
-        default="auto", description="The Redis topology; auto: from the URL's scheme."
-    )
-    key_prefix: str = Field(default="switchyard", pattern=r"^[A-Za-z0-9_.:-]+$")
-    timeout_s: float = Field(default=0.25, gt=0, description="Per Redis command.")
-    replica_acks: int | None = Field(
-        default=None,
-        ge=0,
-        description="Replicas that must hold an outcome record before it counts as written "
-        "(WAIT after XADD); unset: 1 on a Cluster or Sentinel, 0 on one server.",
-    )
-
-    @model_validator(mode="after")
-    def _check_url(self) -> StateConfig:
-        if self.redis_url is not None:
-            from switchyard.gateway.redis_client import parse_target
-
-            parse_target(self.redis_url, self.mode)  # ValueError names the accepted forms
-        elif self.mode != "auto":
-            raise ValueError(f"state.mode {self.mode!r} needs state.redis_url")
-        return self

@@ -12,15 +12,16 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from switchyard.backends.errors import (
+from switchyard.backends.errors import RateLimitError
+from switchyard.gateway.errors import (
     AuthenticationError,
     BudgetExceededError,
     PermissionDeniedError,
-    RateLimitError,
     StateStoreUnavailableError,
 )
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.settings import ModelConfig
+from switchyard.gateway.state import StoreUnavailableError
 from switchyard.gateway.tenancy import periods
 from switchyard.gateway.tenancy.config import AuthConfig, Limits
 from switchyard.gateway.tenancy.keys import (
@@ -33,7 +34,6 @@ from switchyard.gateway.tenancy.keys import (
 from switchyard.gateway.tenancy.store import (
     Bucket,
     Budget,
-    StoreUnavailableError,
     TenancyStore,
     Verdict,
 )

@@ -1,11 +1,11 @@
 """``RedisStore``: the tenancy state in Redis, shared by every gateway replica.
 
 This module owns the Redis side of tenancy: the key layout, the two Lua scripts that admit
-and settle a request atomically, spend counters, dynamic keys, and the boundary where a Redis
-failure becomes ``StoreUnavailableError``. Its behaviour is ``MemoryStore``'s (see
-``switchyard.gateway.tenancy.store``): the scripts do the same arithmetic on the same numbers, with
-the
-time taken from Redis (``TIME``) so that every replica reads one clock.
+and settle a request atomically, spend counters, dynamic keys, and what a Redis failure does
+to tenancy (the store's health, one log line per outage, idle connections dropped). Its
+behaviour is ``MemoryStore``'s (see ``switchyard.gateway.tenancy.store``): the scripts do the
+same arithmetic on the same numbers, with the time taken from Redis (``TIME``) so that every
+replica reads one clock.
 
 Keys carry a hash tag (``switchyard.gateway.redis_client.KeyTags``): on one master every key has
 ``{<key_prefix>}``, the layout earlier versions wrote; on a Redis Cluster a bucket or budget has
@@ -23,10 +23,10 @@ a Cluster the keys are grouped by slot, one script per group, all at once; if an
 and only a request racing such a give-back can be refused by a unit that is returned a moment
 later. A request with only its key's limits and budget touches one slot: exact, one round trip.
 
-The client comes from ``switchyard.gateway.redis_client.connect`` on first use inside the running
-event
-loop (the store may be built before the loop starts), with no retries: a command either answers
-within ``timeout_s`` or the caller gets ``StoreUnavailableError`` and fails open or closed.
+The client comes from ``switchyard.gateway.redis_client.connect`` on first use inside the
+running event loop (the store may be built before the loop starts), with no retries: a command
+either answers within ``timeout_s`` or the caller gets ``StoreUnavailableError`` (mapped by
+``redis_client.call``) and fails open or closed.
 Pooled connections that broke while Redis was away are replaced on their next use, so the store
 works again as soon as Redis (or, after a failover, the new master) does.
 """
@@ -42,28 +42,22 @@ from typing import Any, TypeVar
 from redis.commands.core import AsyncScript
 
 from switchyard.gateway.redis_client import (
-    UNAVAILABLE,
     KeyTags,
     RedisTarget,
+    call,
     connect,
-    failed,
     group_by_slot,
     parse_target,
-    ready,
-    unavailable,
 )
+from switchyard.gateway.state import StoreHealth, StoreUnavailableError
 from switchyard.gateway.tenancy.keys import KeyRecord
 from switchyard.gateway.tenancy.store import (
     Bucket,
     BucketState,
     Budget,
-    StoreHealth,
-    StoreUnavailableError,
     Verdict,
     bucket_state,
 )
-
-__all__ = ["UNAVAILABLE", "RedisStore"]  # UNAVAILABLE: where older code imported it from
 
 log = logging.getLogger("switchyard.tenancy")
 T = TypeVar("T")
@@ -185,15 +179,15 @@ class RedisStore:
         return self._client
 
     async def _call(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``op`` on the client; a Redis that cannot be used raises StoreUnavailableError."""
+        """Run ``op`` on the client; a Redis that cannot be used raises StoreUnavailableError
+        (mapped by ``redis_client.call``), and the store's health follows each call."""
         try:
-            result = await op(await ready(self._redis()))
-        except UNAVAILABLE as err:
-            await failed(self._client)
+            result = await call(self._redis(), op)
+        except StoreUnavailableError as err:
             if self.health.mark(False):
-                log.warning("tenancy state store: Redis unreachable (%s)", err)
+                log.warning("tenancy state store: Redis unreachable (%s)", err.__cause__)
                 await self._drop_idle()
-            raise unavailable(err) from err
+            raise
         if not self.health.up:
             down_s = self.health.since
             self.health.mark(True)

@@ -12,56 +12,13 @@ ahead of now — so a full bucket admits exactly ``limit`` units at once, then r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from switchyard.gateway.state import StoreHealth
 from switchyard.gateway.tenancy.keys import KeyRecord
-
-
-class StoreUnavailableError(Exception):
-    """The shared store cannot be reached (Redis down); the caller fails open or closed."""
-
-
-class StoreHealth:
-    """Whether one state store ("tenancy", "routing") answers, as its last call found it.
-
-    Each store reports its own, so ``switchyard_state_store_up{store}`` is true for every store
-    a replica has. ``mark`` says whether the state changed, so owners log changes, not calls.
-    ``probe`` (a cheap call such as PING) is started by a scrape, so an idle store's health
-    is still read at least once per scrape interval; the scrape reports the last state known.
-    """
-
-    def __init__(self, store: str, probe: Callable[[], Awaitable[object]] | None = None) -> None:
-        self.store = store
-        self.up = True
-        self.since = time.monotonic()
-        self._probe = probe
-        self._probing: asyncio.Task[None] | None = None
-
-    def mark(self, up: bool) -> bool:
-        """Record a call's outcome; True when it changes the state."""
-        if up == self.up:
-            return False
-        self.up, self.since = up, time.monotonic()
-        return True
-
-    def refresh(self) -> None:
-        """Start a probe in the running loop, if any and none is in flight (never blocks)."""
-        if self._probe is None or (self._probing is not None and not self._probing.done()):
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # scraped from another thread: report what is known
-            return
-        self._probing = loop.create_task(self._run_probe(self._probe))
-
-    async def _run_probe(self, probe: Callable[[], Awaitable[object]]) -> None:
-        with contextlib.suppress(StoreUnavailableError):  # the store marked itself down
-            await probe()
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import Gateway, Simulator
-from tests.gateway.online.conftest import feedback, route
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.gateways import Gateway, Simulator
+from tests.support.routed import CANDIDATES, feedback, route, routed_settings
 from tests.support.servers import free_port
 
 

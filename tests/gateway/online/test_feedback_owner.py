@@ -15,10 +15,9 @@ import pytest
 import redis
 
 from switchyard.gateway.tenancy.keys import new_key
-from tests.conftest import Gateway, Simulator
-from tests.gateway.online.conftest import eventually, metric
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.gateways import Gateway, Simulator
 from tests.support.redis import RedisServer
+from tests.support.routed import CANDIDATES, eventually, metric, routed_settings
 
 # name: (tenant, limits)
 KEYS = {"alice": ("acme", {}), "carol": ("acme", {}), "bob": ("globex", {}),

@@ -24,7 +24,7 @@ from switchyard.gateway.online.redis_state import RedisState
 from switchyard.gateway.outcomes import Decided, OutcomeRecord
 from switchyard.gateway.redis_client import connect, parse_target
 from switchyard.gateway.settings import BanditConfig, RoutingConfig
-from switchyard.gateway.tenancy.config import StateConfig
+from switchyard.gateway.state import StateConfig
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

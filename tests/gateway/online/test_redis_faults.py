@@ -13,10 +13,16 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import Gateway, Simulator
-from tests.gateway.online.conftest import decisions_in, eventually, feedback, route
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.gateways import Gateway, Simulator
 from tests.support.redis import RedisServer
+from tests.support.routed import (
+    CANDIDATES,
+    decisions_in,
+    eventually,
+    feedback,
+    route,
+    routed_settings,
+)
 
 
 @pytest.fixture

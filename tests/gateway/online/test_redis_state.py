@@ -18,10 +18,11 @@ from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.online.learner import Learner, WorkerBandits
 from switchyard.gateway.online.redis_state import RedisState
 from switchyard.gateway.settings import BanditConfig, RoutingConfig
-from switchyard.gateway.tenancy.config import StateConfig
+from switchyard.gateway.state import StateConfig
 from switchyard.routers.online.stats import Observation
 from tests.support.redis import available, redis_running
 from tests.support.redis_topologies import RedisClusterSet
+from tests.support.requirements import REDIS_SERVER, require
 
 pytestmark = pytest.mark.anyio
 ARMS = ["small", "large"]
@@ -38,8 +39,7 @@ def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         cluster: RedisClusterSet = request.getfixturevalue("redis_cluster")
         yield cluster.url
         return
-    if not available():
-        pytest.skip("redis-server is not installed")
+    require(REDIS_SERVER, available())
     with redis_running(tmp_path, cluster=request.param == "cluster") as server:
         yield server.url
 

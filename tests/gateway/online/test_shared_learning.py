@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Simulator
-from tests.gateway.online.conftest import eventually, feedback, metric, route
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
-from tests.gateway.test_cli import clean_env, script, wait_for_http
+from tests.support.gateways import Simulator
 from tests.support.redis import RedisServer
 from tests.support.redis_topologies import RedisClusterSet
+from tests.support.routed import CANDIDATES, eventually, feedback, metric, route, routed_settings
+from tests.support.script import clean_env, script, wait_for_http
 from tests.support.servers import free_port
 
 

@@ -16,9 +16,9 @@ from switchyard.resources import default_router
 from switchyard.routers.embedding import OnnxEmbedder, prompt_text
 from switchyard.routers.pipeline import RoutingPipeline
 from switchyard.routers.policy import Constraints
-from tests.conftest import Gateway, Simulator
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.gateways import Gateway, Simulator
 from tests.support.hold import held_streams
+from tests.support.routed import CANDIDATES, routed_settings
 
 NAMES = [name for name, _, _ in CANDIDATES]
 CHEAPEST = "mistralai/mistral-7b-chat"

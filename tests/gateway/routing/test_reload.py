@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from switchyard.resources import default_router
-from tests.conftest import Gateway, Simulator
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
 from tests.support.config_files import ADMIN_KEY, FileGateways, admin, eventually, reload, write
+from tests.support.gateways import Gateway, Simulator
 from tests.support.redis import RedisServer
+from tests.support.routed import CANDIDATES, routed_settings
 
 REFRESH_S = 0.2
 WITHIN = REFRESH_S * 10

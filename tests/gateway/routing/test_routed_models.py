@@ -15,8 +15,8 @@ from switchyard.resources import default_router
 from switchyard.routers.embedding import OnnxEmbedder, prompt_text
 from switchyard.routers.pipeline import RoutingPipeline
 from switchyard.routers.policy import Constraints
-from tests.conftest import Gateway
-from tests.gateway.routing.conftest import CANDIDATES
+from tests.support.gateways import Gateway
+from tests.support.routed import CANDIDATES
 
 NAMES = [name for name, _, _ in CANDIDATES]
 CHEAPEST = "mistralai/mistral-7b-chat"

@@ -9,7 +9,7 @@ import pytest
 
 from switchyard.gateway.settings import SettingsError, build_settings
 from switchyard.resources import default_router
-from tests.conftest import model_entry
+from tests.support.gateways import model_entry
 
 URL = "http://127.0.0.1:9/v1"
 

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from switchyard.gateway.tenancy.keys import new_key
-from tests.conftest import Gateway, Simulator
-from tests.gateway.routing.conftest import CANDIDATES, routed_settings
+from tests.support.gateways import Gateway, Simulator
+from tests.support.routed import CANDIDATES, routed_settings
 
 GPT4 = "gpt-4-1106-preview"
 

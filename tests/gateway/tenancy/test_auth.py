@@ -23,7 +23,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from switchyard.gateway.tenancy.keys import new_key
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello there!"}]
 ADMIN_KEY = "admin-" + "x" * 24

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard.gateway.tenancy.keys import new_key
 from switchyard.gateway.tenancy.tokens import estimate_prompt_tokens
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is a switchyard?"}]
 PRICE_IN, PRICE_OUT = 1000.0, 2000.0  # USD per 1M tokens: cents per request, for short tests

@@ -30,10 +30,10 @@ import pytest
 import yaml
 
 from switchyard.gateway.tenancy.keys import new_key
-from tests.conftest import Simulator, model_entry
-from tests.gateway.test_cli import clean_env, script, wait_for_http
+from tests.support.gateways import Simulator, model_entry
 from tests.support.redis import RedisServer
 from tests.support.redis_topologies import RedisClusterSet
+from tests.support.script import clean_env, script, wait_for_http
 from tests.support.servers import free_port
 
 RPM = 100

@@ -22,7 +22,7 @@ import pytest
 
 from switchyard.gateway.tenancy.keys import new_key
 from switchyard.gateway.tenancy.redis_store import RedisStore
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.redis_topologies import RedisClusterSet, RedisSentinelSet
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from switchyard.gateway.tenancy.keys import new_key
 from switchyard.gateway.tenancy.tokens import count_text, estimate_prompt_tokens
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 
 LONG_PROMPTS = {
     "210k_tokens": "hi " * 210_000,

@@ -25,7 +25,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from switchyard.gateway.tenancy.keys import hash_key, new_key
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.servers import free_port
 
 PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello!"}]

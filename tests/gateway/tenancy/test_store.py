@@ -19,6 +19,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from switchyard.gateway.state import StoreUnavailableError
 from switchyard.gateway.tenancy.config import Limits
 from switchyard.gateway.tenancy.keys import KeyRecord
 from switchyard.gateway.tenancy.redis_store import RedisStore
@@ -26,7 +27,6 @@ from switchyard.gateway.tenancy.store import (
     Bucket,
     Budget,
     MemoryStore,
-    StoreUnavailableError,
     TenancyStore,
     Verdict,
 )

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from switchyard.gateway.tenancy.keys import new_key
-from tests.conftest import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.redis import RedisServer
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

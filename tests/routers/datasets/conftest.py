@@ -1,4 +1,5 @@
-"""Real reference data from the shared folder, loaded once per test session."""
+"""Real reference data from the shared folder, loaded once per test session (skipped, or failed
+in CI, when the folder is missing: tests/support/requirements.py)."""
 
 from __future__ import annotations
 
@@ -6,35 +7,23 @@ import pytest
 
 from switchyard.routers.datasets import (
     RoutingDataset,
-    data_dir,
     load_routellm,
     load_routerbench,
     load_routerdc,
 )
-
-ROUTING = data_dir() / "routing"
-
-requires_data = pytest.mark.skipif(
-    not ROUTING.is_dir(), reason=f"shared reference data not found at {ROUTING}"
-)
+from tests.support.requirements import reference_data
 
 
 @pytest.fixture(scope="session")
 def routerdc() -> RoutingDataset:
-    if not ROUTING.is_dir():
-        pytest.skip(f"shared reference data not found at {ROUTING}")
-    return load_routerdc("routing/routerdc")
+    return load_routerdc(reference_data("routing", "routerdc"))
 
 
 @pytest.fixture(scope="session")
 def routerbench() -> RoutingDataset:
-    if not ROUTING.is_dir():
-        pytest.skip(f"shared reference data not found at {ROUTING}")
-    return load_routerbench("routing/routerbench")
+    return load_routerbench(reference_data("routing", "routerbench"))
 
 
 @pytest.fixture(scope="session")
 def routellm() -> RoutingDataset:
-    if not ROUTING.is_dir():
-        pytest.skip(f"shared reference data not found at {ROUTING}")
-    return load_routellm("routing/routellm")
+    return load_routellm(reference_data("routing", "routellm"))

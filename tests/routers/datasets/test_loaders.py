@@ -19,13 +19,11 @@ from switchyard.routers.datasets import (
     load_routerdc,
 )
 from switchyard.routers.datasets.loaders import detect_format
-
-from .conftest import ROUTING, requires_data
+from tests.support.requirements import REFERENCE_DATA, reference_data, require
 
 ROUTERBENCH_HEADER = "sample_id,prompt,eval_name,m1,m2,m1|total_cost,m2|total_cost\n"
 
 
-@requires_data
 @pytest.mark.parametrize(
     ("path", "kind"),
     [
@@ -36,8 +34,11 @@ ROUTERBENCH_HEADER = "sample_id,prompt,eval_name,m1,m2,m1|total_cost,m2|total_co
     ],
 )
 def test_formats_are_detected_from_content(path: str, kind: str) -> None:
+    absolute = reference_data(path)
+    default = data_dir() / path  # where a relative path resolves
+    require(REFERENCE_DATA, default.exists(), f"{default.absolute()} not found")
     assert detect_format(path) == kind
-    assert detect_format(ROUTING.parent / path) == kind
+    assert detect_format(absolute) == kind
 
 
 def test_jsonl_files_are_the_generic_format(tmp_path: Path) -> None:
@@ -46,13 +47,12 @@ def test_jsonl_files_are_the_generic_format(tmp_path: Path) -> None:
     assert detect_format(path) == "jsonl"
 
 
-@requires_data
 def test_unknown_files_raise_naming_the_file_and_what_was_expected() -> None:
-    melange = data_dir() / "placement" / "melange_example.json"
+    melange = reference_data("placement/melange_example.json")
     with pytest.raises(DatasetFormatError, match="RouterDC") as info:
         load_dataset(melange)
     assert str(melange) in str(info.value)
-    vidur = next((data_dir() / "perf" / "vidur").glob("*.csv"))
+    vidur = next(reference_data("perf/vidur").glob("*.csv"))
     with pytest.raises(DatasetFormatError, match="eval_name"):
         load_dataset(vidur)
 
@@ -136,15 +136,17 @@ def test_an_empty_folder_is_a_format_error(tmp_path: Path) -> None:
         load_dataset(tmp_path)
 
 
-@requires_data
 def test_a_copied_folder_loads_the_same_as_the_shared_one(tmp_path: Path) -> None:
-    shutil.copytree(ROUTING / "routellm" / "gsm8k", tmp_path / "gsm8k")
+    shutil.copytree(reference_data("routing/routellm/gsm8k"), tmp_path / "gsm8k")
     assert len(load_dataset(tmp_path, progress=True)) == 1307
 
 
-@requires_data
 def test_several_paths_concatenate_over_the_union_of_models() -> None:
-    ds = load_datasets(["routing/routellm/gsm8k", "routing/routerbench/mbpp_test.csv"])
+    paths = [
+        reference_data("routing/routellm/gsm8k"),
+        reference_data("routing/routerbench/mbpp_test.csv"),
+    ]
+    ds = load_datasets(paths)
     assert len(ds) == 1307 + 128
     assert len(ds.models) == 2 + 11 - 1  # gpt-4-1106-preview is in both
     gpt4 = ds.models.index("gpt-4-1106-preview")

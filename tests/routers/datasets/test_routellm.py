@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from switchyard.routers.datasets import RoutingDataset, load_dataset, load_routellm
-
-from .conftest import requires_data
+from tests.support.requirements import reference_data
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"
@@ -52,21 +51,18 @@ def test_dropped_rows_are_recorded(routellm: RoutingDataset) -> None:
     assert sum(dropped.values()) == 5 + 12
 
 
-@requires_data
 def test_without_decontamination_all_rows_are_kept() -> None:
-    assert len(load_routellm("routing/routellm/mmlu", decontaminate=False)) == 14042
-    assert len(load_routellm("routing/routellm/gsm8k", decontaminate=False)) == 1319
+    assert len(load_routellm(reference_data("routing/routellm/mmlu"), decontaminate=False)) == 14042
+    assert len(load_routellm(reference_data("routing/routellm/gsm8k"), decontaminate=False)) == 1319
 
 
-@requires_data
 def test_a_single_file_uses_its_folders_contamination_list() -> None:
-    ds = load_routellm("routing/routellm/gsm8k/gsm8k_responses.csv")
+    ds = load_routellm(reference_data("routing/routellm/gsm8k/gsm8k_responses.csv"))
     assert len(ds) == 1307
     assert set(ds.tasks) == {"gsm8k"}
 
 
-@requires_data
 def test_load_dataset_detects_and_decontaminates_the_folder() -> None:
-    ds = load_dataset("routing/routellm")
+    ds = load_dataset(reference_data("routing/routellm"))
     assert len(ds) == 14037 + 1307
     assert ds.models == [WEAK, STRONG]

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from switchyard.routers.datasets import RoutingDataset, load_dataset, load_routerbench
-
-from .conftest import requires_data
+from tests.support.requirements import reference_data
 
 GPT4 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/mixtral-8x7b-chat"
@@ -66,7 +65,7 @@ def test_test_split_reference_points(routerbench: RoutingDataset) -> None:
 
 def test_prompts_are_unwrapped_from_their_list_literal(routerbench: RoutingDataset) -> None:
     assert not any(p.startswith("['") for p in routerbench.prompts)
-    first = load_routerbench("routing/routerbench/mbpp_test.csv").prompts[0]
+    first = load_routerbench(reference_data("routing/routerbench/mbpp_test.csv")).prompts[0]
     assert first == "Write a python function to identify non-prime numbers."
 
 
@@ -93,9 +92,9 @@ def test_costs_are_complete_and_output_tokens_are_estimated(routerbench: Routing
     assert mbpp > 10 * arc
 
 
-@requires_data
 def test_whole_folder_loads_fast() -> None:
+    folder = reference_data("routing/routerbench")
     start = time.perf_counter()
-    ds = load_dataset("routing/routerbench")
+    ds = load_dataset(folder)
     assert len(ds) == 3178
     assert time.perf_counter() - start < 3.0

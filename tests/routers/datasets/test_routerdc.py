@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from switchyard.routers.datasets import RoutingDataset, load_dataset, load_routerdc
-
-from .conftest import requires_data
+from tests.support.requirements import reference_data
 
 BEST = "cognitivecomputations/dolphin-2.9-llama3-8b"
 IN_DISTRIBUTION = ["gsm8k", "humaneval", "arc_challenge", "mmlu", "cmmlu"]
@@ -91,9 +90,8 @@ def test_reference_numbers_match_the_paper_protocol(
     assert oracle_avg == pytest.approx(oracle, abs=0.005)
 
 
-@requires_data
 def test_one_file_loads_with_its_task_and_split() -> None:
-    ds = load_routerdc("routing/routerdc/gsm8k-test.json")
+    ds = load_routerdc(reference_data("routing/routerdc/gsm8k-test.json"))
     assert len(ds) == 1319
     assert set(ds.tasks) == {"gsm8k"}
     assert set(ds.splits or []) == {"test"}
@@ -101,18 +99,18 @@ def test_one_file_loads_with_its_task_and_split() -> None:
     assert ds.meta["score_kind"] == {"gsm8k": "multi_attempt"}
 
 
-@requires_data
 def test_score_kind_override_keeps_raw_confidences() -> None:
     ds = load_routerdc(
-        "routing/routerdc/arc_challenge_test.json", score_kinds={"arc_challenge": "raw"}
+        reference_data("routing/routerdc/arc_challenge_test.json"),
+        score_kinds={"arc_challenge": "raw"},
     )
     assert ((ds.quality > 0) & (ds.quality < 1)).any()
     assert ds.meta["score_kind"] == {"arc_challenge": "raw"}
 
 
-@requires_data
 def test_whole_folder_loads_fast() -> None:
+    folder = reference_data("routing/routerdc")
     start = time.perf_counter()
-    ds = load_dataset("routing/routerdc")
+    ds = load_dataset(folder)
     assert len(ds) == 20600
     assert time.perf_counter() - start < 2.0

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from switchyard.routers.embedding import OnnxEmbedder, SentenceTransformerEmbedder
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("SWITCHYARD_DATA_DIR") or REPO.parent / "shared" / "data")
+from tests.support.requirements import reference_data
 
 
-def questions(file: str, count: int) -> list[str]:
-    rows = json.loads((data_dir() / "routing" / "routerdc" / file).read_text())
+def _questions(file: str, count: int) -> list[str]:
+    rows = json.loads(reference_data("routing", "routerdc", file).read_text())
     return [str(row["question"]) for row in rows[:count]]
 
 
@@ -31,7 +24,7 @@ def reference_embedder() -> SentenceTransformerEmbedder:
 def real_prompts(onnx_embedder: OnnxEmbedder) -> list[str]:
     """About 200 MMLU and GSM8K questions short enough that no truncation applies (the
     reference and the ONNX embedder only agree below 255 tokens)."""
-    texts = questions("mmlu_test.json", 120) + questions("gsm8k-test.json", 100)
+    texts = _questions("mmlu_test.json", 120) + _questions("gsm8k-test.json", 100)
     lengths = [len(ids) for ids in onnx_embedder.tokenizer.content_ids(texts)]
     short = [t for t, n in zip(texts, lengths, strict=True) if n <= 254]
     assert len(short) >= 180, f"only {len(short)} of {len(texts)} prompts fit in 254 tokens"

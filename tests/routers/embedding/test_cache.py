@@ -1,4 +1,4 @@
-"""Embedding cache, loading embedders, the mismatch check and the CLI."""
+"""Embedding cache, loading embedders and the mismatch check (the CLI: tests/cli)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from switchyard.gateway.cli_embedder import embedder_app
 from switchyard.routers.embedding import (
     EmbedderMismatchError,
     EmbedderUnavailableError,
@@ -137,15 +135,3 @@ def test_load_embedder(
         load_embedder("bert-large")
     monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert cache_dir() == Path.home() / ".cache" / "switchyard"  # only the CLI reads the env
-
-
-def test_cli_info_and_export(embedder_cache: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
-    info = runner.invoke(embedder_app, ["info", "--cache-dir", str(embedder_cache)])
-    assert info.exit_code == 0, info.output
-    assert "all-MiniLM-L6-v2/onnx-int8-pc" in info.output and "model.int8.onnx" in info.output
-    export = runner.invoke(embedder_app, ["export", "--cache-dir", str(embedder_cache)])
-    assert export.exit_code == 0, export.output
-    assert "already exported" in export.output and "int8 vs fp32 cosine" in export.output
-    missing = runner.invoke(embedder_app, ["info", "--cache-dir", str(tmp_path)])
-    assert missing.exit_code == 1 and "not exported" in missing.output

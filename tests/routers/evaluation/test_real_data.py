@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
+from switchyard.routers.datasets import RoutingDataset, load_dataset
 from switchyard.routers.evaluation import evaluate_routellm, evaluate_routerbench, evaluate_routerdc
 from tests.routers.evaluation.fakes import BestPerTask, NoisyOracle
+from tests.support.requirements import reference_data
 
 pytestmark = pytest.mark.slow
 
 
-def _load(name: str) -> Any:
-    datasets = pytest.importorskip("switchyard.routers.datasets")
-    folder = Path(datasets.data_dir()) / "routing" / name
-    if not folder.is_dir():
-        pytest.skip(f"shared reference data not found at {folder}")
-    return datasets.load_dataset(folder)
+def _load(name: str) -> RoutingDataset:
+    return load_dataset(reference_data("routing", name))
 
 
 def test_routerdc_reference_rows() -> None:

@@ -1,0 +1,263 @@
+"""``switchyard train | route | eval``: offline router work from the command line.
+
+Paths come from options (``--data-dir``, ``--cache-dir``) or their environment variables
+(``SWITCHYARD_DATA_DIR``, ``SWITCHYARD_CACHE_DIR``); the ``routers`` package reads none.
+
+Heavy imports (numpy, onnxruntime, torch) happen inside the commands, so ``switchyard --help``
+stays fast."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from switchyard.cli.common import (
+    CacheOpt,
+    DataDirOpt,
+    DataOpt,
+    fail,
+    load_data,
+    load_embedder,
+    load_pipeline,
+)
+
+if TYPE_CHECKING:
+    from switchyard.routers.datasets.core import RoutingDataset
+    from switchyard.routers.pipeline import RoutingPipeline
+
+PROTOCOLS = ("routerdc", "routellm", "routerbench")
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise fail(f"--param wants KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def train(
+    router: Annotated[
+        str, typer.Option("--router", help="Router name: default, knn, mlp, mf, routerdc, ...")
+    ],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the trained router.")],
+    prices: Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON {model: {input_per_mtok, output_per_mtok}} (USD)."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Train on rows of this split when the data has splits; 'all'.")
+    ] = "train",
+    param: Annotated[
+        list[str], typer.Option("--param", help="Hyperparameter KEY=VALUE (JSON value).")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    cost_weight: Annotated[
+        float, typer.Option(help="Default cost weight λ stored with the router.")
+    ] = 0.0,
+    budget_per_1k: Annotated[
+        float | None,
+        typer.Option(help="Instead of --cost-weight: calibrate λ to this USD per 1k requests."),
+    ] = None,
+    strong_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of --cost-weight: calibrate λ so the strongest model takes "
+            "at most this share of calls (0-1)."
+        ),
+    ] = None,
+    cache_dir: CacheOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Train a router on routing data and save it to --out.
+
+    λ (the cost weight) can be calibrated on the training prompts from a budget or a
+    strong-model share; it is stored as the router's default and can be overridden per call."""
+    from switchyard.routers.models import make_router
+    from switchyard.routers.pipeline import RoutingPipeline
+
+    dataset = load_data(data, prices, data_dir, split=split)
+    try:
+        quality = make_router(router, **_parse_params(param))
+        price_map = _price_map(prices)
+    except (TypeError, ValueError, OSError) as err:
+        raise fail(str(err)) from None
+    typer.echo(f"training {quality!r} on {len(dataset)} prompts × {len(dataset.models)} models")
+    pipe = RoutingPipeline(
+        quality,
+        load_embedder(cache_dir),
+        prices=price_map,
+        cost_weight=cost_weight,
+        cache=cache_dir,
+    )
+    pipe.fit(dataset, progress=True)
+    _set_cost_weight(pipe, dataset, budget_per_1k, strong_share)
+    command = _command_line(
+        router=router, data=data, prices=prices, split=None if split == "train" else split,
+        param=param, cost_weight=cost_weight or None, budget_per_1k=budget_per_1k,
+        strong_share=strong_share, out=out,
+    )  # fmt: skip
+    pipe.save(out, _train_metadata(command, data, router, split))
+    typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
+
+
+def _price_map(path: Path | None) -> dict[str, tuple[float, float]]:
+    from switchyard.routers.datasets import load_prices
+
+    prices = load_prices(path) if path else {}
+    return {m: (p.input_per_mtok, p.output_per_mtok) for m, p in prices.items()}
+
+
+def _set_cost_weight(
+    pipe: RoutingPipeline, data: RoutingDataset, budget: float | None, share: float | None
+) -> None:
+    """Calibrate λ to the budget or strong-share target on up to 2,000 training prompts."""
+    import numpy as np
+
+    from switchyard.routers.policy import calibrate_lambda
+
+    if budget is None and share is None:
+        return
+    rows = np.random.default_rng(0).permutation(len(data))[:2000]
+    pred = pipe.predict(data.subset(rows))
+    try:
+        pipe.cost_weight = calibrate_lambda(
+            pred.quality, pred.cost, budget_per_1k=budget, strong_share=share
+        )
+    except ValueError as err:
+        raise fail(str(err)) from None
+    typer.echo(f"calibrated cost weight λ = {pipe.cost_weight:.4g}")
+
+
+def _command_line(**options: object) -> str:
+    """The ``switchyard train`` command that reproduces this run (unset options left out)."""
+    parts = ["switchyard", "train"]
+    for key, value in options.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                parts += ["--" + key.replace("_", "-"), str(item)]
+    return shlex.join(parts)
+
+
+def _train_metadata(command: str, data: list[str], name: str, split: str) -> dict[str, Any]:
+    from datetime import UTC, datetime
+    from importlib.metadata import version
+
+    return {
+        "command": command,
+        "data": data,
+        "name": name,
+        "split": split,
+        "switchyard_version": version("switchyard"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _read_prompts(path: Path) -> Iterator[tuple[object, str]]:
+    from switchyard.routers.embedding import prompt_text
+
+    with path.open() as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                prompt = item["prompt"] if "prompt" in item else item["messages"]
+                yield item.get("id", lineno), prompt_text(prompt)
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                raise fail(f"{path}:{lineno}: expected {{'id', 'prompt'}}: {err}") from None
+
+
+def route(
+    router: Annotated[Path, typer.Option("--router", help="Trained router directory.")],
+    input: Annotated[Path, typer.Option("--input", help="JSONL lines {id, prompt}.")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL decisions to write.")],
+    cost_weight: Annotated[
+        float | None,
+        typer.Option(help="λ in quality − λ·USD.", show_default="the router's"),
+    ] = None,
+    allow: Annotated[
+        list[str], typer.Option("--allow", help="Only these models (repeatable).")
+    ] = [],  # noqa: B006
+    max_cost: Annotated[
+        float | None, typer.Option(help="Exclude models expected to cost more (USD per call).")
+    ] = None,
+    max_price: Annotated[
+        float | None,
+        typer.Option(
+            help="Exclude models whose list price exceeds this (USD per M output tokens)."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Route each prompt of --input and write one decision per line."""
+    from tqdm import tqdm
+
+    from switchyard.routers.policy import Constraints, NoModelAllowedError
+
+    pipe = load_pipeline(router, cache_dir)
+    rows = list(_read_prompts(input))
+    constraints = Constraints(frozenset(allow) if allow else None, max_cost, max_price)
+    with out.open("w") as fh, tqdm(total=len(rows), unit="prompt", desc="route") as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            try:
+                decisions = pipe.decide(
+                    [p for _, p in chunk], cost_weight=cost_weight, constraints=constraints
+                )
+            except (NoModelAllowedError, ValueError) as err:
+                raise fail(str(err)) from None
+            for (row_id, _), d in zip(chunk, decisions, strict=True):
+                record = {"id": row_id, "model": d.model, "quality": d.quality, "cost": d.cost}
+                fh.write(json.dumps(record) + "\n")
+            bar.update(len(chunk))
+    typer.echo(f"wrote {len(rows)} decisions to {out}")
+
+
+def evaluate(
+    router: Annotated[Path, typer.Option("--router", help="Trained router directory.")],
+    protocol: Annotated[str, typer.Option(help="routerdc | routellm | routerbench.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", help="Report directory (JSON, Markdown, PNG).")],
+    compare: Annotated[
+        list[str],
+        typer.Option("--compare", help="Also train and report these routers (repeatable)."),
+    ] = [],  # noqa: B006
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (routellm).")] = 5,
+    cache_dir: CacheOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Evaluate a router with a published protocol, beside baselines and --compare routers."""
+    from switchyard.routers.eval_runner import run_protocol
+    from switchyard.routers.evaluation import write_report
+
+    if protocol not in PROTOCOLS:
+        raise fail(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    pipe = load_pipeline(router, cache_dir)
+    dataset = load_data(data, None, data_dir)
+    try:
+        report = run_protocol(protocol, pipe, dataset, compare=compare, folds=folds)
+    except (ValueError, KeyError) as err:
+        raise fail(str(err)) from None
+    report.metadata["data"] = data
+    report.metadata["router"] = str(router)
+    for path in write_report(report, out):
+        typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the offline router commands to the main ``switchyard`` app."""
+    app.command()(train)
+    app.command()(route)
+    app.command("eval")(evaluate)
