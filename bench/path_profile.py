@@ -87,6 +87,19 @@ async def _run(settings: Any, stream: bool, auth: bool, n: int) -> cProfile.Prof
     return profile
 
 
+def _functions(profile: cProfile.Profile, n: int, match: str) -> None:
+    """Calls per request of each function in the packages or files whose name holds ``match``."""
+    stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    rows = [
+        (ncalls / n, tottime / n * 1e6, f"{_package(filename, function)}:{line} {function}")
+        for (filename, line, function), (_, ncalls, tottime, _, _) in stats.items()
+        if match in _package(filename, function)
+    ]
+    print(f"\n{'calls/req':>10} {'µs/req':>8}  function ({match})")
+    for calls, micros, name in sorted(rows, reverse=True):
+        print(f"{calls:10.1f} {micros:8.1f}  {name}")
+
+
 def _report(profile: cProfile.Profile, n: int, top: int) -> None:
     calls: collections.Counter[str] = collections.Counter()
     seconds: collections.Counter[str] = collections.Counter()
@@ -109,6 +122,10 @@ def main() -> None:
     parser.add_argument("--auth", action="store_true", help="with an API key and a limit")
     parser.add_argument("--requests", type=int, default=2000, help="profiled requests")
     parser.add_argument("--top", type=int, default=20, help="rows to print")
+    parser.add_argument(
+        "--functions", default=None, metavar="TEXT",
+        help="also list the functions of the packages or files whose name contains TEXT",
+    )  # fmt: skip
     args = parser.parse_args()
     port = free_port()
     _serve_simulator(port)
@@ -116,6 +133,8 @@ def main() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         profile = runner.run(_run(settings, args.stream, args.auth, args.requests))
     _report(profile, args.requests, args.top)
+    if args.functions:
+        _functions(profile, args.requests, args.functions)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.settings import ModelConfig
 from switchyard.gateway.state import StoreUnavailableError
 from switchyard.gateway.tenancy import periods
-from switchyard.gateway.tenancy.config import AuthConfig, Limits
+from switchyard.gateway.tenancy.config import AuthConfig, Limits, Period
 from switchyard.gateway.tenancy.keys import (
     PREFIX,
     KeyRecord,
@@ -53,6 +53,19 @@ class Ticket:
     headers: list[tuple[bytes, bytes]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What admission takes for one (key, model), built once and reused until the key's
+    record or the config changes: the limits and budgets that apply, and the buckets as
+    they are when no tokens are counted."""
+
+    key: KeyRecord | None
+    limits: tuple[tuple[str, Limits], ...]
+    budgets: tuple[tuple[str, float, Period], ...]  # (scope, USD, period)
+    counts_tokens: bool  # a tpm limit applies
+    buckets: tuple[Bucket, ...]
+
+
 class Guard:
     def __init__(self, auth: AuthConfig, store: TenancyStore, metrics: GatewayMetrics) -> None:
         self.store = store
@@ -70,6 +83,7 @@ class Guard:
         self._tenants = {t.name: t for t in auth.tenants}
         self._cache: dict[str, tuple[KeyRecord | None, float]] = {}
         self._spend_children: dict[tuple[str, str], Counter] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
     # --- who is calling -------------------------------------------------------------
     async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> KeyRecord | None:
@@ -123,23 +137,35 @@ class Guard:
         """Take from every limit and budget that applies, or raise 429/503."""
         if key is None and not self.auth.model_limits:  # auth off: nothing can apply
             return None
-        limits = self._limits(key, model.name)
-        budgets_wanted = self._budget_limits(key)
-        if not limits and not budgets_wanted:  # a key's spend is still counted in metrics
+        plan = self._plan(key, model.name)
+        if not plan.limits and not plan.budgets:  # a key's spend is still counted in metrics
             return Ticket(key, (), (), []) if key is not None else None
-        needs_tokens = any(lim.tpm for _, lim in limits) or bool(budgets_wanted)
-        tokens = estimate_prompt_tokens(data) if needs_tokens else 0
-        buckets = _buckets(limits, tokens)
-        estimate = model.cost_usd(tokens, 0)
-        budgets = tuple(
-            Budget(f"{scope}:{label}", lim, estimate, resets_in)
-            for scope, lim, (label, resets_in) in budgets_wanted
-        )
+        tokens = estimate_prompt_tokens(data) if plan.counts_tokens or plan.budgets else 0
+        buckets = _buckets(plan.limits, tokens) if plan.counts_tokens else plan.buckets
+        budgets = _budgets(plan.budgets, model.cost_usd(tokens, 0)) if plan.budgets else ()
         verdict = await self._take(key, buckets, budgets)
         if verdict is None:
             return None
         token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
         return Ticket(key, token_buckets, budgets, _headers(buckets, verdict))
+
+    def _plan(self, key: KeyRecord | None, model: str) -> _Plan:
+        """The cached plan of (key, model); rebuilt when the key's record is a new one."""
+        slot = (key.id if key is not None else "", model)
+        plan = self._plans.get(slot)
+        if plan is None or plan.key is not key:
+            limits = tuple(self._limits(key, model))
+            plan = _Plan(
+                key,
+                limits,
+                tuple(self._budget_limits(key)),
+                any(lim.tpm for _, lim in limits),
+                _buckets(limits, 0),
+            )
+            if len(self._plans) > 10_000:  # bounded, as the key cache is
+                self._plans.clear()
+            self._plans[slot] = plan
+        return plan
 
     async def admit_call(self, key: KeyRecord | None) -> None:
         """Take one request from the key's rpm limit for a call that is not a completion
@@ -178,16 +204,16 @@ class Guard:
             found.append((f"model:{model}", self.auth.model_limits[model]))
         return [(scope, lim) for scope, lim in found if lim.rpm or lim.tpm]
 
-    def _budget_limits(self, key: KeyRecord | None) -> list[tuple[str, float, tuple[str, float]]]:
+    def _budget_limits(self, key: KeyRecord | None) -> list[tuple[str, float, Period]]:
         if key is None:
             return []
-        found = []
+        found: list[tuple[str, float, Period]] = []
         if key.limits.budget_usd is not None:
             found.append((f"key:{key.id}", key.limits.budget_usd, key.limits.budget_period))
         tenant = self._tenants.get(key.tenant)
         if tenant is not None and tenant.budget_usd is not None:
             found.append((f"tenant:{tenant.name}", tenant.budget_usd, tenant.budget_period))
-        return [(scope, usd, periods.current(period)) for scope, usd, period in found]
+        return found
 
     def _refuse(self, key: KeyRecord | None, verdict: Verdict, buckets: Sequence[Bucket]) -> None:
         who = key.name if key is not None else "-"
@@ -262,7 +288,16 @@ class Guard:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
 
-def _buckets(limits: list[tuple[str, Limits]], tokens: int) -> tuple[Bucket, ...]:
+def _budgets(wanted: Sequence[tuple[str, float, Period]], estimate: float) -> tuple[Budget, ...]:
+    """The budgets of this period, each expecting ``estimate`` USD from the request."""
+    out = []
+    for scope, usd, period in wanted:
+        label, resets_in = periods.current(period)
+        out.append(Budget(f"{scope}:{label}", usd, estimate, resets_in))
+    return tuple(out)
+
+
+def _buckets(limits: Sequence[tuple[str, Limits]], tokens: int) -> tuple[Bucket, ...]:
     buckets = []
     for scope, lim in limits:
         if lim.rpm:
