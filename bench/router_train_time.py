@@ -50,6 +50,7 @@ from switchyard.routers.embedding import (
 )
 from switchyard.routers.evaluation.routerdc import ROUTERDC_ID_TASKS, ROUTERDC_OOD_TASKS
 from switchyard.routers.models import make_router, router_names
+from switchyard.routers.policy import choose
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "router_train_time.json"
@@ -111,8 +112,8 @@ def import_torch() -> float | None:
 
 
 def picked_quality(pred: np.ndarray, Y: np.ndarray) -> float:
-    """Mean observed quality of each row's top-predicted model (NaN scores skipped)."""
-    chosen = Y[np.arange(len(Y)), np.argmax(pred, axis=1)]
+    """Mean observed quality of the model the policy picks at λ = 0 (NaN scores skipped)."""
+    chosen = Y[np.arange(len(Y)), choose(pred, np.zeros_like(pred), 0.0)]
     return float(np.nanmean(chosen))
 
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from switchyard.routers.datasets.core import RoutingDataset
 from switchyard.routers.embedding import Embedder, check_embedder, embed_cached
-from switchyard.routers.evaluation.types import Prediction
 from switchyard.routers.models.base import (
     FloatArray,
     NotFittedError,
@@ -29,6 +28,7 @@ from switchyard.routers.models.base import (
 )
 from switchyard.routers.models.cost import CostPredictor
 from switchyard.routers.policy import Constraints, Decision, decide
+from switchyard.routers.prediction import Prediction
 
 FORMAT_VERSION = 1
 

@@ -1,12 +1,27 @@
-"""The cost-aware choice: ``argmax_j quality_j − λ · cost_j − penalty_j`` under constraints.
+"""The one decision rule: per prompt, the model with the highest ``quality − λ·cost − penalty``.
+
+The gateway (through ``RoutingPipeline.decide`` and ``RouterService``), ``switchyard route``,
+the online replay and the evaluation protocols all decide with :func:`choose`, :func:`rank`
+or :func:`decide` here, so an evaluation measures what production runs.
 
 ``quality`` is a predicted score in [0, 1] (share of answers judged correct), ``cost`` is the
-expected USD of the call, so λ is "quality points given up per dollar". Ties go to the cheaper
-model. ``load_penalty`` (optional, quality points) is how the gateway makes the decision
-load-aware: ``μ · expected_delay`` of each model's best replica, so a saturated cheap model
-loses to the next best one. ``calibrate_lambda`` turns a target a user can reason about —
-a budget in USD per 1,000 requests, or the share of calls the strongest model may take —
-into λ, measured on a sample of prompts."""
+expected USD of the call, so λ is "quality points given up per dollar". ``load_penalty``
+(optional, quality points) is how the gateway makes the decision load-aware: ``μ ·
+expected_delay`` of each model's best replica, so a saturated cheap model loses to the next
+best one. The rule, per prompt, over the candidates the constraints allow:
+
+* a candidate without an estimate (NaN quality or cost) is never chosen while one with an
+  estimate is allowed; when none has one, the cheapest allowed candidate is (NaN cost counts
+  as the most expensive), ties in candidate order;
+* equal utilities (exactly equal floats) go to the lower predicted cost, then to the
+  earlier candidate;
+* λ = 0 ranks by ``quality − penalty`` alone (an infinite cost cannot turn it into NaN);
+  λ = ∞ ranks by cost alone: the cheapest candidate with an estimate, ties to the higher
+  ``quality − penalty``, then candidate order; λ < 0 and NaN are rejected.
+
+Every function is vectorised over rows (prompts). ``calibrate_lambda`` turns a target a user
+can reason about — a budget in USD per 1,000 requests, or the share of calls the strongest
+model may take — into λ, measured on a sample of prompts."""
 
 from __future__ import annotations
 
@@ -19,6 +34,10 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+# Rank groups, best first: allowed with an estimate, allowed without one, not allowed.
+_SCORED, _UNSCORED, _EXCLUDED = 0, 1, 2
 
 
 class NoModelAllowedError(ValueError):
@@ -40,7 +59,7 @@ class Constraints:
         models: Sequence[str],
         cost: FloatArray,
         prices: Mapping[str, tuple[float, float]] | None = None,
-    ) -> npt.NDArray[np.bool_]:
+    ) -> BoolArray:
         """(n, m) boolean: may prompt i go to model j. ``prices``: (input, output) per Mtok."""
         ok = np.ones(cost.shape, dtype=bool)
         if self.allowed is not None:
@@ -56,7 +75,11 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Decision:
-    """One prompt's choice with the full ranking (best first; excluded models last)."""
+    """One prompt's choice with the full ranking (best first; excluded models last, in
+    candidate order).
+
+    ``utility`` is what the rule ranks by first: ``quality − λ·cost − penalty`` (``−cost``
+    at λ = ∞), NaN without an estimate, −inf where the constraints exclude the model."""
 
     model: str
     ranking: list[str]
@@ -65,36 +88,136 @@ class Decision:
     utility: dict[str, float]
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """The rule as sort keys: a candidate ranks above another by a lower ``group``, then a
+    lower ``first``, then a lower ``second``, then a lower column index. ``group`` is None
+    when every candidate is allowed and has an estimate (the common case, kept cheap)."""
+
+    utility: FloatArray
+    group: IntArray | None
+    first: FloatArray
+    second: FloatArray
+
+    def sort_keys(self) -> tuple[npt.NDArray[np.generic], ...]:
+        """For ``np.lexsort``: least significant first."""
+        keys = (self.second, self.first)
+        return keys if self.group is None else (*keys, self.group)
+
+
+def _check_cost_weight(lam: float) -> None:
+    if math.isnan(lam) or lam < 0:
+        raise ValueError(f"cost weight must be a number ≥ 0 (inf: the cheapest), got {lam}")
+
+
+def _penalised(quality: FloatArray, load_penalty: FloatArray | None) -> FloatArray:
+    if load_penalty is None:
+        return quality
+    penalty = np.asarray(load_penalty, dtype=np.float64)
+    if not (np.isfinite(penalty).all() and (penalty >= 0).all()):
+        raise ValueError("load penalties must be finite numbers ≥ 0")
+    return quality - penalty
+
+
+def _keys(
+    quality: FloatArray,
+    cost: FloatArray,
+    lam: float,
+    allowed: BoolArray | None,
+    load_penalty: FloatArray | None,
+) -> _Keys:
+    _check_cost_weight(lam)
+    q = np.asarray(quality, dtype=np.float64)
+    c = np.asarray(cost, dtype=np.float64)
+    if q.ndim != 2 or c.shape != q.shape:
+        raise ValueError(f"quality {q.shape} and cost {c.shape} must both be (prompts, models)")
+    adjusted = _penalised(q, load_penalty)
+    if math.isinf(lam):
+        utility, second = -c, -adjusted
+    else:
+        utility = adjusted if lam == 0 else adjusted - lam * c
+        second = c
+    unscored = np.isnan(utility) | np.isnan(second)  # a NaN quality or cost reaches one
+    ok = None if allowed is None else np.asarray(allowed, dtype=bool)
+    if ok is not None and not ok.any(axis=1).all():
+        raise NoModelAllowedError("the constraints exclude every model for some prompt")
+    if unscored.any():
+        return _keys_without_estimates(utility, second, c, ok, ~unscored)
+    if ok is None:
+        return _Keys(utility=utility, group=None, first=-utility, second=second)
+    return _Keys(
+        utility=np.where(ok, utility, -np.inf),
+        group=np.where(ok, _SCORED, _EXCLUDED),
+        first=np.where(ok, -utility, 0.0),  # excluded models: in candidate order
+        second=np.where(ok, second, 0.0),
+    )
+
+
+def _keys_without_estimates(
+    utility: FloatArray,
+    second: FloatArray,
+    cost: FloatArray,
+    ok: BoolArray | None,
+    scored: BoolArray,
+) -> _Keys:
+    """The keys when some candidates have no estimate: those rank after every candidate with
+    one, cheapest first (a NaN cost last), so a row without any estimate falls back to them."""
+    if ok is None:
+        ok = np.ones(utility.shape, dtype=bool)
+    group = np.where(ok, np.where(scored, _SCORED, _UNSCORED), _EXCLUDED).astype(np.int64)
+    first = np.where(scored, -utility, np.where(np.isnan(cost), np.inf, cost))
+    return _Keys(
+        utility=np.where(ok, np.where(scored, utility, np.nan), -np.inf),
+        group=group,
+        first=np.where(ok, first, 0.0),  # excluded models: in candidate order
+        second=np.where(ok & scored, second, 0.0),
+    )
+
+
 def utilities(
     quality: FloatArray,
     cost: FloatArray,
     lam: float,
-    allowed: npt.NDArray[np.bool_] | None = None,
+    allowed: BoolArray | None = None,
     load_penalty: FloatArray | None = None,
 ) -> FloatArray:
-    """quality − λ·cost − load_penalty, with a tiny cost tie-break; −inf where not allowed.
+    """(n, m) quality − λ·cost − load_penalty (−cost at λ = ∞); −inf where not allowed.
 
     ``load_penalty``: (n, m) or (m,) quality points, finite and ≥ 0."""
-    if not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"cost weight must be a finite number ≥ 0, got {lam}")
-    scale = max(float(np.abs(cost).max(initial=0.0)), 1e-12)
-    u = quality - lam * cost - 1e-9 * cost / scale
-    if load_penalty is not None:
-        if not (np.isfinite(load_penalty).all() and (load_penalty >= 0).all()):
-            raise ValueError("load penalties must be finite numbers ≥ 0")
-        u = u - load_penalty
-    if allowed is not None:
-        if not allowed.any(axis=1).all():
-            raise NoModelAllowedError("the constraints exclude every model for some prompt")
-        u = np.where(allowed, u, -np.inf)
-    return u
+    return _keys(quality, cost, lam, allowed, load_penalty).utility.copy()
+
+
+def rank(
+    quality: FloatArray,
+    cost: FloatArray,
+    lam: float,
+    allowed: BoolArray | None = None,
+    load_penalty: FloatArray | None = None,
+) -> IntArray:
+    """(n, m) column indices per prompt, best first by the rule (excluded models last)."""
+    k = _keys(quality, cost, lam, allowed, load_penalty)
+    return np.asarray(np.lexsort(k.sort_keys(), axis=-1), dtype=np.int64)
 
 
 def choose(
-    quality: FloatArray, cost: FloatArray, lam: float, allowed: npt.NDArray[np.bool_] | None = None
+    quality: FloatArray,
+    cost: FloatArray,
+    lam: float,
+    allowed: BoolArray | None = None,
+    load_penalty: FloatArray | None = None,
 ) -> IntArray:
-    """Index of the chosen model per prompt."""
-    return np.asarray(np.argmax(utilities(quality, cost, lam, allowed), axis=1), dtype=np.int64)
+    """(n,) index of the chosen model per prompt: the first column of :func:`rank`, found
+    in linear time (the evaluation sweeps call this for every λ of a grid)."""
+    k = _keys(quality, cost, lam, allowed, load_penalty)
+    if k.group is None:
+        best = k.first == k.first.min(axis=1, keepdims=True)
+    else:
+        best = k.group == k.group.min(axis=1, keepdims=True)
+        masked = np.where(best, k.first, np.inf)
+        best &= masked == masked.min(axis=1, keepdims=True)
+    masked = np.where(best, k.second, np.inf)
+    best &= masked == masked.min(axis=1, keepdims=True)
+    return np.asarray(np.argmax(best, axis=1), dtype=np.int64)
 
 
 def decide(
@@ -108,30 +231,34 @@ def decide(
 ) -> list[Decision]:
     """A full Decision per prompt (``prices`` for a list-price constraint)."""
     allowed = None if constraints is None else constraints.mask(models, cost, prices)
-    u = utilities(quality, cost, lam, allowed, load_penalty)
+    k = _keys(quality, cost, lam, allowed, load_penalty)
+    order = np.lexsort(k.sort_keys(), axis=-1)
     decisions = []
-    for i in range(quality.shape[0]):
-        order = np.argsort(-u[i], kind="stable")
+    for i in range(order.shape[0]):
+        ranking = [models[int(j)] for j in order[i]]
         decisions.append(
             Decision(
-                model=models[int(order[0])],
-                ranking=[models[int(j)] for j in order],
+                model=ranking[0],
+                ranking=ranking,
                 quality={m: float(quality[i, j]) for j, m in enumerate(models)},
                 cost={m: float(cost[i, j]) for j, m in enumerate(models)},
-                utility={m: float(u[i, j]) for j, m in enumerate(models)},
+                utility={m: float(k.utility[i, j]) for j, m in enumerate(models)},
             )
         )
     return decisions
 
 
 def lambda_grid(quality: FloatArray, cost: FloatArray, points: int = 200) -> FloatArray:
-    """λ from 0 up to where the cheapest model always wins, geometric in between."""
-    spread_q = float(np.ptp(quality, axis=1).max(initial=0.0)) or 1.0
+    """The calibration grid: λ from 0 up to where the cheapest model always wins, geometric
+    in between, all finite (evaluation sweeps use ``evaluation.metrics.breakpoint_lambdas``,
+    placed at the λ where decisions change, and ∞)."""
+    spread = np.fmax.reduce(quality, axis=1) - np.fmin.reduce(quality, axis=1)  # NaN skipped
+    spread_q = float(np.nanmax(spread, initial=0.0)) or 1.0
     diffs = np.abs(np.diff(np.sort(cost, axis=1), axis=1))
     positive = diffs[diffs > 0]
     if positive.size == 0:
         return np.zeros(1)
-    lo = spread_q / float(np.abs(cost).max()) * 1e-3
+    lo = spread_q / float(np.nanmax(np.abs(cost))) * 1e-3
     hi = spread_q / float(positive.min()) * 10
     return np.concatenate([[0.0], np.geomspace(lo, hi, points - 1)])
 

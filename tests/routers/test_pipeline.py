@@ -13,10 +13,10 @@ import pytest
 
 from switchyard.routers.datasets import RoutingDataset, concat, load_dataset
 from switchyard.routers.embedding import EmbedderMismatchError, Embeddings, OnnxEmbedder
-from switchyard.routers.evaluation import Prediction
 from switchyard.routers.models import NotFittedError, RouterFormatError, make_router
 from switchyard.routers.pipeline import RoutingPipeline, read_manifest
 from switchyard.routers.policy import Constraints, NoModelAllowedError
+from switchyard.routers.prediction import Prediction
 from tests.support.requirements import reference_data
 
 CHEAP, EXPENSIVE = "mistralai/mistral-7b-chat", "gpt-4-1106-preview"

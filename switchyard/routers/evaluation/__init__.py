@@ -11,9 +11,9 @@ from switchyard.routers.evaluation.metrics import (
     aiq,
     apgr,
     apgr_routellm,
+    breakpoint_lambdas,
     cpt,
     cpt_routellm,
-    lambda_grid,
     nondecreasing_convex_hull,
     per_task_means,
     routellm_sweep,
@@ -34,7 +34,7 @@ from switchyard.routers.evaluation.routerdc import (
     ROUTERDC_OOD_TASKS,
     evaluate_routerdc,
 )
-from switchyard.routers.evaluation.types import Prediction, Router, choose
+from switchyard.routers.evaluation.types import Prediction, Router
 
 __all__ = [
     "ROUTELLM_STRONG",
@@ -50,13 +50,12 @@ __all__ = [
     "aiq",
     "apgr",
     "apgr_routellm",
-    "choose",
+    "breakpoint_lambdas",
     "cpt",
     "cpt_routellm",
     "evaluate_routellm",
     "evaluate_routerbench",
     "evaluate_routerdc",
-    "lambda_grid",
     "nondecreasing_convex_hull",
     "per_task_means",
     "routellm_folds",

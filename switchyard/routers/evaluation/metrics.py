@@ -9,14 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from switchyard.routers.evaluation.types import FloatArray, IntArray, Prediction, choose
+from switchyard.routers.evaluation.types import FloatArray, IntArray, Prediction
+from switchyard.routers.policy import choose
 
 __all__ = [
     "ThresholdCurve",
     "aiq",
     "apgr",
+    "breakpoint_lambdas",
     "cpt",
-    "lambda_grid",
     "nondecreasing_convex_hull",
     "per_task_means",
     "picked",
@@ -210,14 +211,16 @@ def aiq(hull_cost: FloatArray, hull_quality: FloatArray, c_min: float, c_max: fl
     return float(np.trapezoid(values, knots)) / (c_max - c_min)
 
 
-def lambda_grid(pred: Prediction, num: int = 100, max_cells: int = 500_000) -> FloatArray:
-    """Cost weights that take the rule ``argmax q - lam * c`` from best quality to cheapest.
+def breakpoint_lambdas(pred: Prediction, num: int = 100, max_cells: int = 500_000) -> FloatArray:
+    """The sweep grid: cost weights placed where the rule (``switchyard.routers.policy``)
+    changes its decisions, from best quality (0) to the cheapest model (+inf).
 
     The decision for a prompt only changes at ``lam = (q_j - q_k) / (c_j - c_k)`` for a
     model j both better and costlier than k. The grid is 0, ``num`` geometric steps from
     half the 0.1% quantile to twice the 99.9% quantile of those break points (on evenly
     spaced prompts, at most ``max_cells`` model pairs), and +inf (always the cheapest
-    predicted model)."""
+    model with a predicted quality). Calibration searches its own finite grid instead
+    (``policy.lambda_grid``), as it looks for the smallest λ meeting a target."""
     q, c = pred.quality, pred.cost
     max_rows = max(1, max_cells // max(1, q.shape[1] ** 2))
     if q.shape[0] > max_rows:
@@ -249,7 +252,7 @@ def sweep_points(
     totals = np.empty(len(lambdas))
     means = np.empty(len(lambdas))
     for i, lam in enumerate(lambdas):
-        choice = choose(pred, float(lam))
+        choice = choose(pred.quality, pred.cost, float(lam))
         totals[i] = float(picked(cost, choice).sum())
         got = picked(quality, choice)
         means[i] = float(np.nanmean(got)) if np.isfinite(got).any() else float("nan")

@@ -16,7 +16,7 @@ from switchyard.routers.evaluation._common import (
 )
 from switchyard.routers.evaluation.metrics import (
     aiq,
-    lambda_grid,
+    breakpoint_lambdas,
     nondecreasing_convex_hull,
     sweep_points,
 )
@@ -52,7 +52,7 @@ def _swept(
     name: str, kind: Kind, pred: Prediction, sub: RoutingDataset, c_range: tuple[float, float]
 ) -> ReportRow:
     assert sub.cost is not None
-    lambdas = lambda_grid(pred)
+    lambdas = breakpoint_lambdas(pred)
     costs, qualities = sweep_points(pred, sub.quality, sub.cost, lambdas)
     row = _row(name, kind, costs, qualities, c_range)
     row.info["lambdas"] = f"{len(lambdas)} (0, {lambdas[1]:.3g} .. {lambdas[-2]:.3g}, inf)"
@@ -73,7 +73,7 @@ def evaluate_routerbench(
     """Sweep each router's cost weight on the test split and score the hull's AIQ.
 
     Train/test rows come from ``data.splits``; with ``refit`` each router is cloned and
-    fitted on the train rows. For every lambda in :func:`lambda_grid` (derived from the
+    fitted on the train rows. For every lambda in :func:`breakpoint_lambdas` (derived from the
     router's predicted qualities and costs) the rule ``argmax q - lambda c`` picks a model
     per test prompt, giving the point (total actual cost, mean actual quality). AIQ is
     normalised over the same range for every row: from the cheapest to the most expensive

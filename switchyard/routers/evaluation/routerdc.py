@@ -19,7 +19,8 @@ from switchyard.routers.evaluation._common import (
 )
 from switchyard.routers.evaluation.metrics import per_task_means, picked, routerdc_averages
 from switchyard.routers.evaluation.report import Kind, Report, ReportRow
-from switchyard.routers.evaluation.types import FloatArray, Router, choose
+from switchyard.routers.evaluation.types import FloatArray, Router
+from switchyard.routers.policy import choose
 
 __all__ = ["ROUTERDC_ID_TASKS", "ROUTERDC_OOD_TASKS", "evaluate_routerdc"]
 
@@ -86,7 +87,7 @@ def evaluate_routerdc(
     for name, router in progress_bar(routers.items(), desc="routerdc", enabled=progress):
         model = fitted(router, train, refit=refit, name=name)
         pred, sub = predict_aligned(name, model, test)
-        values = picked(sub.quality, choose(pred, 0.0))
+        values = picked(sub.quality, choose(pred.quality, pred.cost, 0.0))
         report.rows.append(_row(name, "router", values, test, task_sets))
         log.info("routerdc %s: %s", name, report.rows[-1].metrics)
     report.rows.append(_row("random", "baseline", row_mean(test.quality), test, task_sets))

@@ -3,9 +3,10 @@
 Each seed shuffles the rows into a stream. At every step a strategy picks one model and only
 that model's realized reward ``quality − λ·cost`` is revealed. Strategies:
 
-* ``offline`` — the offline router alone: argmax of its predicted reward (never learns);
-* ``bandit`` — :class:`LinearThompsonBandit` warm-started from the offline prediction;
-* ``oracle`` — the best realized reward of the row (regret 0 by definition);
+* ``offline`` — the offline router alone: the policy's choice on its predictions (never learns);
+* ``bandit`` — :class:`LinearThompsonBandit` warm-started from the offline prediction, its
+  sampled residual added to the predicted quality before the policy decides, as the gateway;
+* ``oracle`` — the policy's choice on the realized quality and cost (regret 0 by definition);
 * ``random`` — a uniformly random model.
 
 A :class:`DriftSpec` (``MODEL:DELTA@AT``) shifts one model's realized quality by ``DELTA``
@@ -25,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from switchyard.routers.datasets.core import RoutingDataset
+from switchyard.routers.policy import choose
 
 from .bandit import LinearThompsonBandit
 
@@ -179,9 +181,9 @@ def replay(
     q_pred, c_pred, X = _predictions(data, predictor, progress is not None)
     keep = _complete_rows(data.quality, data.cost, q_pred, c_pred)
     quality, cost, X = data.quality[keep], data.cost[keep], X[keep]
-    prior = q_pred[keep] - lam * c_pred[keep]
+    q_pred, c_pred = q_pred[keep], c_pred[keep]
     n, m = quality.shape
-    offline_pick = np.argmax(prior, axis=1)
+    offline_pick = choose(q_pred, c_pred, lam)
     drift_model, drift_step = _drift_target(drift, data.models, offline_pick, n)
     params = dict(bandit_params or {})
     regret: dict[str, list[FloatArray]] = {s: [] for s in STRATEGIES}
@@ -193,9 +195,11 @@ def replay(
         reward = q - lam * cost[order]
         picks = {
             "offline": offline_pick[order],
-            "oracle": reward.argmax(axis=1),
+            "oracle": choose(q, cost[order], lam),
             "random": rng.integers(0, m, n),
-            "bandit": _run_bandit(X[order], prior[order], reward, data.models, seed, params),
+            "bandit": _run_bandit(
+                X[order], q_pred[order], c_pred[order], reward, data.models, lam, seed, params
+            ),
         }
         for s in STRATEGIES:
             chosen = np.asarray(picks[s], dtype=np.int64)
@@ -274,16 +278,22 @@ def _drift_target(
 
 def _run_bandit(
     X: FloatArray,
-    prior: FloatArray,
+    quality: FloatArray,
+    cost: FloatArray,
     reward: FloatArray,
     models: list[str],
+    lam: float,
     seed: int,
     params: Mapping[str, Any],
 ) -> IntArray:
+    """The bandit's pick per step, made as the gateway makes it: the predicted quality plus
+    a Thompson sample of the learned residual, then the policy under ``lam``."""
     bandit = LinearThompsonBandit(models, input_dim=X.shape[1], seed=seed, **params)
+    prior = quality - lam * cost
     picks = np.empty(len(X), dtype=np.int64)
     for t in range(len(X)):
-        arm = int(bandit.select(X[t], prior[t])[0])
+        adjusted = quality[t : t + 1] + bandit.residual(bandit.context(X[t]))
+        arm = int(choose(adjusted, cost[t : t + 1], lam)[0])
         picks[t] = arm
         bandit.partial_fit(X[t], arm, reward[t, arm], prior[t, arm])
     return picks

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from switchyard.routers.datasets.core import RoutingDataset
-from switchyard.routers.evaluation import Prediction
+from switchyard.routers.prediction import Prediction
 
 WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG = "gpt-4-1106-preview"

@@ -10,10 +10,9 @@ from switchyard.routers.evaluation import (
     aiq,
     apgr,
     apgr_routellm,
-    choose,
+    breakpoint_lambdas,
     cpt,
     cpt_routellm,
-    lambda_grid,
     nondecreasing_convex_hull,
     per_task_means,
     routellm_sweep,
@@ -137,24 +136,12 @@ def test_aiq_of_a_single_point() -> None:
         aiq(np.array([1.0]), np.array([1.0]), 2.0, 2.0)
 
 
-def test_choose_breaks_ties_towards_the_cheaper_model() -> None:
-    pred = Prediction(
-        quality=np.array([[0.5, 0.5, 0.2], [0.9, 0.1, 0.1], [0.9, 0.8, 0.0]]),
-        cost=np.array([[2.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.5, 0.0]]),
-    )
-    np.testing.assert_array_equal(choose(pred, 0.0), [1, 0, 0])
-    # lambda .5: row 0 utilities -.5, 0, .2 -> 2; row 2 .4, .55, 0 -> 1
-    np.testing.assert_array_equal(choose(pred, 0.5), [2, 0, 1])
-    # lambda inf: the cheapest, ties to the higher predicted quality
-    np.testing.assert_array_equal(choose(pred, np.inf), [2, 1, 2])
-
-
 def test_lambda_sweep_spans_best_quality_to_cheapest() -> None:
     rng = np.random.default_rng(0)
     quality = rng.random((50, 3))
     cost = np.tile([0.01, 0.1, 1.0], (50, 1))
     pred = Prediction(quality=quality, cost=cost)
-    grid = lambda_grid(pred, num=40)
+    grid = breakpoint_lambdas(pred, num=40)
     assert grid[0] == 0 and np.isinf(grid[-1]) and np.all(np.diff(grid) > 0)
     costs, means = sweep_points(pred, quality, cost, grid)
     assert means[0] == pytest.approx(quality.max(axis=1).mean())
