@@ -13,8 +13,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY switchyard switchyard
 # The runtime environment, copied as is into the final stage.
-# The kubernetes extra: the chart's gateway.discovery.mode=kubernetes watches EndpointSlices.
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[kubernetes]'
+# The kubernetes extra: the chart's gateway.discovery.mode=kubernetes watches EndpointSlices;
+# the otel extra: OpenTelemetry tracing (tracing.enabled), loaded only when it is on.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[kubernetes,otel]'
 # A throwaway environment to export the embedder; torch from the CPU index, never CUDA.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/train \

@@ -7,7 +7,7 @@ DEV_STAMP     := $(VENV)/.dev-installed
 DEMO_STAMP    := $(VENV)/.demo-installed
 PORT ?= 8080
 
-.PHONY: demo test lint pytest bench bench-more eval default-router clean
+.PHONY: demo test lint pytest bench bench-more bench-outside eval default-router clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,21 @@ bench-more: $(BENCH_STAMP)  ## clients, soak, GC, limits, routing, replicas, pla
 	$(BIN)/python bench/replica_bench_load.py
 	$(BIN)/python bench/scrape_bench.py
 	$(BIN)/python bench/plan_bench.py all --repeats 3
+
+# An outside load generator (GuideLLM) in its own venv, so the project's venv is untouched;
+# the CPU torch wheel first, or pip pulls torch with CUDA (a 6 GB venv).
+LOADGEN_VENV ?= /tmp/loadgen-venv
+GUIDELLM_VERSION := 0.8.1
+LOADGEN_STAMP := $(LOADGEN_VENV)/.guidellm-$(GUIDELLM_VERSION)
+
+$(LOADGEN_STAMP):
+	$(PYTHON) -m venv $(LOADGEN_VENV)
+	$(LOADGEN_VENV)/bin/pip install -q torch==2.13.0
+	$(LOADGEN_VENV)/bin/pip install -q guidellm==$(GUIDELLM_VERSION)
+	touch $@
+
+bench-outside: $(DEV_STAMP) $(LOADGEN_STAMP)  ## GuideLLM vs the project's bench, 50/80/95 % load, offline (~4 min)
+	LOADGEN_VENV=$(LOADGEN_VENV) $(BIN)/python bench/outside_loadgen.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

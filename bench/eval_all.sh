@@ -23,6 +23,9 @@ rdc=routing/routerdc
 "$SY" eval --router switchyard/data/default-router --protocol routerbench --data routing/routerbench \
   --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc --compare knn-residual
 
+# Label-free routers (issue 18): Smoothie's estimate instead of labels -> bench/results/labelfree.
+"${PYTHON:-.venv/bin/python}" bench/labelfree_eval.py --seed 0
+
 # Online learning (issue 4): replay the RouterBench test split as a stream, 5 seeds.
 "$SY" replay --data routing/routerbench --router switchyard/data/default-router --seeds 5 \
   --out bench/results/replay/nodrift

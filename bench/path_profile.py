@@ -133,7 +133,7 @@ def main() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         profile = runner.run(_run(settings, args.stream, args.auth, args.requests))
     _report(profile, args.requests, args.top)
-    if args.functions:
+    if args.functions is not None:
         _functions(profile, args.requests, args.functions)
 
 

@@ -121,6 +121,7 @@ class Fleet:
     sim_ports: list[int] = field(default_factory=list)
     gateway: Any = None
     port: int = 0
+    upstream: dict[str, Any] = field(default_factory=dict)  # more upstream settings
 
     def start(self) -> None:
         for preset, seqs in REPLICAS:
@@ -142,14 +143,16 @@ class Fleet:
 
     def _config(self) -> Path:
         endpoints = [
-            {"url": f"http://{LOOPBACK}:{port}/v1", "max_num_seqs": seqs}
-            for port, (_, seqs) in zip(self.sim_ports, REPLICAS, strict=True)
-        ]
+            {"url": f"http://{LOOPBACK}:{port}/v1", "max_num_seqs": seqs,
+             "prefill_s_per_token": PRESETS[preset].prefill_s_per_token}
+            for port, (preset, seqs) in zip(self.sim_ports, REPLICAS, strict=True)
+        ]  # fmt: skip
         config = {
             "server": {"host": LOOPBACK, "port": self.port, "workers": 1, "log_level": "warning"},
             "upstream": {
                 "balancer": self.balancer,
                 **VARIANTS.get(self.balancer, {}),
+                **self.upstream,
                 "connect_timeout_s": 0.5,
                 "breaker_failures": 3,
                 "breaker_cooldown_s": 2.0,
@@ -187,9 +190,12 @@ class Fleet:
             stop_group(proc)
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, tokens: int, out: Outcome) -> None:
-    body = {"model": MODEL, "max_tokens": tokens, "stream": True,
-            "messages": [{"role": "user", "content": "Tell me about load balancing."}]}  # fmt: skip
+async def one_request(
+    session: aiohttp.ClientSession, url: str, tokens: int, out: Outcome,
+    messages: list[dict[str, str]] | None = None,
+) -> None:  # fmt: skip
+    messages = messages or [{"role": "user", "content": "Tell me about load balancing."}]
+    body = {"model": MODEL, "max_tokens": tokens, "stream": True, "messages": messages}
     try:
         async with session.post(f"{url}/chat/completions", json=body) as resp:
             out.status = resp.status
@@ -375,18 +381,28 @@ def markdown(runs: dict[str, dict[str, Any]], faults: dict[str, Any], checks: li
     lines = [head, "|" + "---|" * 8]
     for balancer, phases in runs.items():
         for phase, r in phases.items():
-            shares = " / ".join(f"{v:.0f}" for v in r["replica_requests"].values())
-            unfinished = r["errors"].get("unfinished", 0)
-            errors = f"{sum(r['errors'].values()) - unfinished} ({unfinished})"
+            errors, shares = run_cells(r)
             lines.append(
                 f"| {balancer} | {phase} | {r['offered_rps']} | {r['ttft_p50_ms']} / "
                 f"{r['ttft_p99_ms']} | {r['e2e_p50_ms']} / {r['e2e_p99_ms']} | "
                 f"{r['goodput_rps']} ({r['goodput_share']:.0%}) | {errors} | {shares} |"
             )
-    lines += ["", "| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {c['target']} | {c['measured']} | {'pass' if c['pass'] else 'miss'} |"
-              for c in checks]  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines + target_rows(checks))
+
+
+def run_cells(r: dict[str, Any]) -> tuple[str, str]:
+    """A run's "errors (unfinished)" and "finished on fast / medium / slow" table cells."""
+    unfinished = r["errors"].get("unfinished", 0)
+    errors = f"{sum(r['errors'].values()) - unfinished} ({unfinished})"
+    return errors, " / ".join(f"{v:.0f}" for v in r["replica_requests"].values())
+
+
+def target_rows(checks: list[dict[str, Any]]) -> list[str]:
+    """The targets table: each target, its measured value, pass or miss."""
+    rows = ["", "| target | measured | result |", "|---|---|---|"]
+    return rows + [
+        f"| {c['target']} | {c['measured']} | {'pass' if c['pass'] else 'miss'} |" for c in checks
+    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

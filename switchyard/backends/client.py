@@ -35,6 +35,8 @@ class UpstreamRequest:
     body: bytes
     stream: bool
     request_id: str = ""
+    # Extra headers for this attempt only (a trace's W3C traceparent); empty costs nothing.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def create_session(pool_size: int, timeouts: Timeouts) -> aiohttp.ClientSession:
@@ -111,6 +113,8 @@ class OpenAICompatBackend:
         headers = self._headers
         if request.request_id:
             headers = {**headers, "x-request-id": request.request_id}
+        if request.headers:
+            headers = {**headers, **dict(request.headers)}
         # asyncio.timeout() does the same with a dozen more calls per request: a timer that
         # cancels this task, told apart from any other cancellation by ``expired``.
         task = asyncio.current_task()

@@ -80,6 +80,7 @@ class Endpoint:
         "max_num_seqs",
         "name",
         "origin",
+        "prefill_s_per_token",
         "retry_budget",
         "service_s",
         "weight",
@@ -92,6 +93,7 @@ class Endpoint:
         *,
         weight: float = 1.0,
         max_num_seqs: int | None = None,
+        prefill_s_per_token: float | None = None,
         retry_budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
         origin: object = None,
@@ -104,6 +106,7 @@ class Endpoint:
         self.name = backend.base_url
         self.weight = weight
         self.max_num_seqs = max_num_seqs
+        self.prefill_s_per_token = prefill_s_per_token  # from the config (the planner)
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self.in_flight = 0
         # Mean seconds a request holds a batch slot here (EWMA; None until one finished).

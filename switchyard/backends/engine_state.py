@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from switchyard.backends.vllm_metrics import PageReading
+from switchyard.backends.vllm_metrics import LoraReading, PageReading
 
 __all__ = ["EngineSnapshot", "fresh", "next_snapshot"]
 
@@ -41,6 +41,7 @@ class EngineSnapshot:
     # The raw counters behind the rates, kept for the next delta.
     prefix_cache_queries: float | None = None
     prefix_cache_hits: float | None = None
+    lora: LoraReading | None = None  # vllm:lora_requests_info, on --enable-lora servers
 
     def age(self, now: float) -> float:
         return now - self.scraped_at
@@ -80,6 +81,7 @@ def next_snapshot(
         engines=max(reading.engines, 1),
         prefix_cache_queries=queries,
         prefix_cache_hits=hits,
+        lora=reading.lora,
     )
 
 

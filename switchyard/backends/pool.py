@@ -4,7 +4,8 @@
 Three balancers (``EndpointPool(balancer=...)``): ``switchyard`` (``switchyard.backends.replica``:
 expected delay from the latest fresh engine snapshot plus this gateway's own counts and
 each endpoint's learned time per request, power of d choices, optional prefix affinity,
-weights), ``least_in_flight`` and ``round_robin``.
+weights, and with a ``PrefixIndex`` the prefill each replica's prefix cache would save),
+``least_in_flight`` and ``round_robin``.
 The endpoint set may change under discovery (``replace``) and may be empty for a while (a
 model whose pods are not found yet): ``pick`` then finds none.
 All skip endpoints already tried for the request, whose breaker is open, or that asked for a
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from switchyard.backends.adapters import AdapterRoute, choose_adapter_replica
 from switchyard.backends.breaker import BreakerState
 from switchyard.backends.client import UpstreamRequest, UpstreamResponse
 from switchyard.backends.endpoint import Endpoint, RetryBudget, parse_retry_after
@@ -33,12 +35,21 @@ from switchyard.backends.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
-from switchyard.backends.replica import DEFAULT_POLICY, EndpointView, ReplicaPolicy, choose_replica
+from switchyard.backends.prefix_blocks import PromptBlocks
+from switchyard.backends.prefix_index import PrefixIndex
+from switchyard.backends.replica import (
+    DEFAULT_POLICY,
+    EndpointView,
+    PrefixCosts,
+    ReplicaPolicy,
+    choose_replica,
+)
 from switchyard.backends.replica import expected_delay as view_delay
 
 __all__ = [
     "BALANCERS",
     "Attempt",
+    "AttemptTracer",
     "DispatchObserver",
     "Endpoint",
     "EndpointPool",
@@ -72,6 +83,8 @@ class EndpointPool:
         policy: ReplicaPolicy = DEFAULT_POLICY,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        prefix_index: PrefixIndex | None = None,
+        adapter: AdapterRoute | None = None,
     ) -> None:
         if balancer not in BALANCERS:
             raise ValueError(f"balancer must be one of {BALANCERS}, got {balancer!r}")
@@ -83,6 +96,10 @@ class EndpointPool:
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self._turn = itertools.count()
+        # Shared by the gateway's pools (one memory bound); only the switchyard balancer.
+        self.prefix_index = prefix_index if balancer == "switchyard" else None
+        # A LoRA adapter's pool (switchyard.backends.adapters): the base model's endpoints.
+        self.adapter = adapter
 
     def replace(self, endpoints: Sequence[Endpoint]) -> None:
         """Serve ``endpoints`` from now on (discovery found a new set of pods). One
@@ -90,8 +107,17 @@ class EndpointPool:
         it gets no new request, and the attempts holding it finish there as they would."""
         self.endpoints = tuple(endpoints)
 
+    @property
+    def scores_prefixes(self) -> bool:
+        """Whether a request's prompt blocks would change the choice (worth hashing them)."""
+        return self.prefix_index is not None and len(self.endpoints) > 1
+
     def pick(
-        self, exclude: Sequence[Endpoint] = (), affinity: int | None = None, retry: bool = False
+        self,
+        exclude: Sequence[Endpoint] = (),
+        affinity: int | None = None,
+        retry: bool = False,
+        prefix: PromptBlocks | None = None,
     ) -> Endpoint | None:
         """The endpoint for the next attempt, or ``None`` when none may take it."""
         ok = [
@@ -114,10 +140,53 @@ class EndpointPool:
             ]  # fmt: skip
             return least[0] if len(least) == 1 else self._rng.choice(least)
         views = self.views(ok)
+        if self.adapter is not None:
+            pick = choose_adapter_replica(
+                views, self.adapter, now=self._clock(), policy=self.policy
+            )
+            return None if pick is None else self.endpoints[pick.index]
+        index = self.prefix_index if prefix is not None else None
+        costs = None
+        if index is not None and prefix is not None:
+            costs = self._prefix_costs(index, prefix, ok)
         choice = choose_replica(
-            views, self._rng, now=self._clock(), policy=self.policy, affinity=affinity
-        )
-        return None if choice is None else self.endpoints[choice.index]
+            views, self._rng, now=self._clock(), policy=self.policy, affinity=affinity,
+            prefix=costs,
+        )  # fmt: skip
+        if choice is None:
+            return None
+        if index is not None and prefix is not None:
+            self._remember(index, prefix, views[choice.index])
+        return self.endpoints[choice.index]
+
+    def _remember(self, index: PrefixIndex, prefix: PromptBlocks, view: EndpointView) -> None:
+        """The prompt's blocks go to ``view``'s cache, as big as its KV pool."""
+        snapshot = view.snapshot
+        tokens = snapshot.kv_capacity_tokens if snapshot is not None else None
+        tokens = tokens or self.policy.default_cache_tokens
+        index.record(view.name, prefix.hashes, tokens // prefix.block_tokens)
+
+    def _prefix_costs(
+        self, index: PrefixIndex, prefix: PromptBlocks, ok: Sequence[bool]
+    ) -> PrefixCosts | None:
+        """Per endpoint, the seconds its uncached part of the prompt would take to prefill."""
+        matched = index.matched(prefix.hashes)
+        if not matched:
+            return None
+        tokens, default_rate = prefix.prompt_tokens, self.policy.default_prefill_s_per_token
+        prefill, warm = [], []
+        for i, ep in enumerate(self.endpoints):
+            blocks = matched.get(ep.name, 0)
+            # vLLM always computes a prompt's last token, cached or not.
+            cached = min(blocks * prefix.block_tokens, max(tokens - 1, 0))
+            rate = ep.prefill_s_per_token
+            prefill.append((tokens - cached) * (default_rate if rate is None else rate))
+            if blocks and ok[i]:
+                warm.append(i)
+        return PrefixCosts(prefill, warm) if warm else None
+
+    def snapshot(self, endpoint: Endpoint) -> EngineSnapshot | None:
+        return self._snapshots(endpoint.name)
 
     def views(self, ok: Sequence[bool] | None = None) -> list[EndpointView]:
         """What replica choice sees of each endpoint now (``ok``: may it be chosen)."""
@@ -169,6 +238,15 @@ class DispatchObserver(Protocol):
     def retry(self, model: str, endpoint: str) -> None: ...
 
 
+class AttemptTracer(Protocol):
+    """Sends one attempt inside a trace span (``retry``: 0 for the first attempt); the
+    gateway's tracing hook, which is ``None`` when tracing is off."""
+
+    async def attempt(
+        self, model: str, endpoint: Endpoint, request: UpstreamRequest, retry: int
+    ) -> UpstreamResponse: ...
+
+
 class Attempt:
     """A request that reached an endpoint; ``finish`` once its response is done with."""
 
@@ -203,6 +281,8 @@ async def dispatch(
     policy: RetryPolicy,
     observer: DispatchObserver | None = None,
     affinity: int | None = None,
+    prefix: PromptBlocks | None = None,
+    tracer: AttemptTracer | None = None,
 ) -> Attempt:
     """Send ``request`` to an endpoint of ``pool``, moving to another on retryable errors.
 
@@ -214,16 +294,21 @@ async def dispatch(
     deadline = time.monotonic() + policy.budget_s
     last: UpstreamError | None = None
     while len(tried) < policy.max_attempts:
-        endpoint = pool.pick(exclude=tried, affinity=affinity, retry=bool(tried))
+        endpoint = pool.pick(exclude=tried, affinity=affinity, retry=bool(tried), prefix=prefix)
         if endpoint is None:
             break
+        if pool.adapter is not None:  # a LoRA adapter: registered there first, if need be
+            await _adapter_ready(pool, pool.adapter, endpoint)
         if tried and observer is not None:
             observer.retry(pool.model, endpoint.name)
         endpoint.on_send(retry=bool(tried))
         tried.append(endpoint)
         sent_at = time.monotonic()
         try:
-            response = await endpoint.backend.send(request)
+            if tracer is None:
+                response = await endpoint.backend.send(request)
+            else:
+                response = await tracer.attempt(pool.model, endpoint, request, len(tried) - 1)
         except UpstreamError as err:
             _failed(pool, endpoint, request, err, observer)
             last = err
@@ -250,6 +335,12 @@ async def dispatch(
         f"no endpoint of model {pool.model!r} can take traffic now "
         "(circuit breakers open, or a recovery probe is under way)"
     )
+
+
+async def _adapter_ready(pool: EndpointPool, route: AdapterRoute, endpoint: Endpoint) -> None:
+    route.sent(endpoint.name)
+    if route.loader is not None:
+        await route.loader.ensure(pool.model, endpoint, route, pool.snapshot(endpoint))
 
 
 def _failed(

@@ -29,6 +29,17 @@ by weighted rendezvous hashing and the first whose load stays within its bounded
 ``ceil(c x (total_load + 1) x weight / total_weight)`` ("consistent hashing with bounded
 loads", Mirrokni et al. 2018, c = ``policy.affinity_load_factor``), wins: requests sharing a
 prefix stick to one replica (its prefix cache) until it carries more than c times its share.
+
+With ``prefix`` costs (``PrefixCosts``: per endpoint, the seconds this request's prompt would
+take to prefill there given what its prefix cache is expected to hold, from
+``switchyard.backends.prefix_index``), the endpoints expected to hold part of the prompt join
+the sampled ones, and the least ``expected delay + prefill x (1 + w x running)`` wins — the
+step that prefills a prompt stalls every sequence running there (vLLM schedules a prefill
+into the same step as the batch's decodes), so a prefill costs the batch too; ``w`` is
+``policy.prefill_stall_weight`` (0.25: of 0, 0.25 and 1 the best hit rate and tail in
+docs/BENCHMARKS.md, "Prefix-aware replicas"). A prompt goes back to the replica that has
+its prefix unless that replica's extra wait outweighs the prefill it saves. Without a warm
+endpoint the choice is the one above.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from switchyard.backends.engine_state import EngineSnapshot
 __all__ = [
     "DEFAULT_POLICY",
     "EndpointView",
+    "PrefixCosts",
     "ReplicaChoice",
     "ReplicaPolicy",
     "affinity_key",
@@ -69,13 +81,28 @@ class ReplicaPolicy:
     default_max_num_seqs: int = 256
     # A typical chat completion: ~200 tokens at ~100 tokens/s per sequence.
     default_service_s: float = 2.0
+    # Prefill of an 8B model on an A100 (~10k tokens/s), where the config does not say.
+    default_prefill_s_per_token: float = 0.0001
+    # A replica's prefix cache when its /metrics does not say (vllm:cache_config_info).
+    default_cache_tokens: int = 150_000
+    # Share of a prefill's time charged for each sequence running there (its step stalls
+    # them); 0.25 measured best of 0, 0.25 and 1 (docs/BENCHMARKS.md, "Prefix-aware
+    # replicas").
+    prefill_stall_weight: float = 0.25
 
     def __post_init__(self) -> None:
         if self.choices < 1 or self.default_max_num_seqs < 1:
             raise ValueError("choices and default_max_num_seqs must be >= 1")
         if self.affinity_load_factor < 1.0:
             raise ValueError("affinity_load_factor must be >= 1 (1 means perfect balance)")
-        for name in ("batch_slowdown", "max_snapshot_age_s", "default_service_s"):
+        for name in (
+            "batch_slowdown",
+            "max_snapshot_age_s",
+            "default_service_s",
+            "default_prefill_s_per_token",
+            "default_cache_tokens",
+            "prefill_stall_weight",
+        ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -106,6 +133,16 @@ class ReplicaChoice:
     name: str
     expected_delay_s: float
     by_affinity: bool
+    by_prefix: bool = False  # chosen with a warm prefix cache in the running
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixCosts:
+    """Per view (same order), seconds to prefill this request's uncached prompt there;
+    ``warm``: the views expected to hold at least its first block."""
+
+    prefill_s: Sequence[float]
+    warm: Sequence[int]
 
 
 def expected_delay(view: EndpointView, now: float, policy: ReplicaPolicy = DEFAULT_POLICY) -> float:
@@ -127,11 +164,16 @@ def choose_replica(
     now: float,
     policy: ReplicaPolicy = DEFAULT_POLICY,
     affinity: int | None = None,
+    prefix: PrefixCosts | None = None,
 ) -> ReplicaChoice | None:
     """The endpoint for the next request, or ``None`` when no endpoint may take traffic."""
     eligible = [i for i, v in enumerate(views) if v.allows and v.weight > 0]
     if not eligible:
         return None
+    if prefix is not None:
+        warm = [i for i in prefix.warm if views[i].allows and views[i].weight > 0]
+        if warm:
+            return _prefix_choice(views, eligible, warm, prefix.prefill_s, rng, now, policy)
     if affinity is not None:
         index = _bounded_affinity(views, eligible, affinity, now, policy)
         if index is not None:
@@ -143,6 +185,31 @@ def choose_replica(
             best_index, best_delay = i, delay
     view = views[best_index]
     return ReplicaChoice(best_index, view.name, best_delay, by_affinity=False)
+
+
+def _prefix_choice(
+    views: Sequence[EndpointView],
+    eligible: list[int],
+    warm: list[int],
+    prefill_s: Sequence[float],
+    rng: random.Random,
+    now: float,
+    policy: ReplicaPolicy,
+) -> ReplicaChoice:
+    """The least expected delay + prefill among the sampled and the warm endpoints."""
+    sampled = _weighted_sample(views, eligible, policy.choices, rng)
+    best_index, best_cost, best_delay = -1, math.inf, math.inf
+    for i in (*sampled, *(w for w in warm if w not in sampled)):
+        view = views[i]
+        delay = expected_delay(view, now, policy)
+        snapshot = _usable(view, now, policy)
+        # The step that prefills it stalls every running sequence there too.
+        running = min(_load(view, snapshot), _capacity(view, snapshot, policy))
+        cost = delay + prefill_s[i] * (1.0 + policy.prefill_stall_weight * running)
+        if cost < best_cost:
+            best_index, best_cost, best_delay = i, cost, delay
+    by_prefix = best_index in warm
+    return ReplicaChoice(best_index, views[best_index].name, best_delay, False, by_prefix)
 
 
 def affinity_key(text: str, max_chars: int = 4096) -> int:

@@ -13,6 +13,9 @@ sample per engine; older pages carry one unlabelled-by-engine sample.
 - preemptions: ``vllm:num_preemptions_total``; summed.
 - KV capacity in tokens: ``num_gpu_blocks`` x ``block_size`` labels of
   ``vllm:cache_config_info``; summed.
+- LoRA adapters: the labels ``running_lora_adapters``, ``waiting_lora_adapters`` (names,
+  comma-joined) and ``max_lora`` of ``vllm:lora_requests_info``, whose value is the time it
+  was set; a page may keep older label sets, so the latest sample wins.
 - max_num_seqs: a ``max_num_seqs`` label of ``vllm:scheduler_config_info`` (or of the cache
   info), summed. vLLM itself does not export it today; where nothing does, the caller's
   configured value is the one to use.
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["PageReading", "read_page", "read_page_prometheus"]
+__all__ = ["LoraReading", "PageReading", "read_page", "read_page_prometheus"]
 
 # Sample name -> the tally it feeds; summed over engines.
 _SUMMED = {
@@ -58,9 +61,23 @@ _AVERAGED = {
 }
 # Info families (value 1, facts in labels), named as vLLM's ``log_metrics_info`` names them.
 _INFO = ("vllm:cache_config_info", "vllm:scheduler_config_info")
-_PREFIXES = (*_SUMMED, *_AVERAGED, *_INFO)
+_LORA = "vllm:lora_requests_info"
+_PREFIXES = (*_SUMMED, *_AVERAGED, *_INFO, _LORA)
 _WANTED = frozenset(_PREFIXES)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class LoraReading:
+    """vLLM's adapter gauge: adapters of running and of waiting requests, and the slots."""
+
+    running: frozenset[str] = frozenset()
+    waiting: frozenset[str] = frozenset()
+    max_loras: int | None = None
+
+    @property
+    def active(self) -> frozenset[str]:
+        return self.running | self.waiting
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,7 @@ class PageReading:
     kv_capacity_tokens: int | None = None
     max_num_seqs: int | None = None
     engines: int = 0  # samples of num_requests_running: one per data-parallel engine
+    lora: LoraReading | None = None  # only on servers started with --enable-lora
 
     @property
     def is_vllm(self) -> bool:
@@ -90,13 +108,22 @@ class _Tally:
     counts: dict[str, int] = field(default_factory=dict)
     kv_capacity: int | None = None
     max_num_seqs: int | None = None
+    lora: LoraReading | None = None
+    lora_set_at: float = -math.inf
 
     def add(self, key: str, value: float) -> None:
         if math.isfinite(value):
             self.sums[key] = self.sums.get(key, 0.0) + value
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def add_info(self, labels: Mapping[str, str]) -> None:
+    def add_info(self, labels: Mapping[str, str], value: float = 1.0) -> None:
+        if "running_lora_adapters" in labels:
+            if value >= self.lora_set_at:  # the latest label set is the current one
+                self.lora_set_at = value
+                self.lora = LoraReading(_names(labels["running_lora_adapters"]),
+                                        _names(labels.get("waiting_lora_adapters", "")),
+                                        _int(labels.get("max_lora")))  # fmt: skip
+            return
         blocks, size = _int(labels.get("num_gpu_blocks")), _int(labels.get("block_size"))
         if blocks is not None and size is not None:
             self.kv_capacity = (self.kv_capacity or 0) + blocks * size
@@ -110,7 +137,7 @@ class _Tally:
         if key is not None:
             self.add(key, value)
             return False
-        return name in _INFO
+        return name in _INFO or name == _LORA
 
     def reading(self) -> PageReading:
         s = self.sums.get
@@ -125,6 +152,7 @@ class _Tally:
             kv_capacity_tokens=self.kv_capacity,
             max_num_seqs=self.max_num_seqs,
             engines=self.counts.get("running", 0),
+            lora=self.lora,
         )
 
     def _mean(self, *keys: str) -> float | None:
@@ -143,6 +171,10 @@ def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
+def _names(text: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in text.split(",") if n.strip())
+
+
 def _labels(text: str) -> dict[str, str]:
     return dict(_LABEL.findall(text)) if text else {}
 
@@ -158,8 +190,10 @@ def read_page(text: str) -> PageReading:
     for line in text.split("\n"):
         if line.startswith(_PREFIXES):
             name, labels, value = _split(line)
-            if name in _WANTED and tally.feed(name, _number(value, line)):
-                tally.add_info(_labels(labels))
+            if name in _WANTED:
+                number = _number(value, line)
+                if tally.feed(name, number):
+                    tally.add_info(_labels(labels), number)
     return tally.reading()
 
 
@@ -194,5 +228,5 @@ def read_page_prometheus(text: str) -> PageReading:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if tally.feed(sample.name, sample.value):
-                tally.add_info(sample.labels)
+                tally.add_info(sample.labels, sample.value)
     return tally.reading()

@@ -28,6 +28,7 @@ from switchyard.cli.common import (
 
 if TYPE_CHECKING:
     from switchyard.routers.datasets.core import RoutingDataset
+    from switchyard.routers.embedding import Embedder
     from switchyard.routers.pipeline import RoutingPipeline
 
 PROTOCOLS = ("routerdc", "routellm", "routerbench")
@@ -76,6 +77,20 @@ def train(
             "at most this share of calls (0-1)."
         ),
     ] = None,
+    label_free: Annotated[
+        bool,
+        typer.Option(
+            "--label-free",
+            help="Train on quality estimated from the models' outputs (Smoothie), not on "
+            "labels: --data gives RouterBench CSVs or outputs JSONL (see the README).",
+        ),
+    ] = False,
+    neighbors: Annotated[
+        int,
+        typer.Option(
+            min=0, help="--label-free: prompts per Smoothie neighbourhood (0: one per task)."
+        ),
+    ] = 3,
     cache_dir: CacheOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -86,7 +101,11 @@ def train(
     from switchyard.routers.models import make_router
     from switchyard.routers.pipeline import RoutingPipeline
 
-    dataset = load_data(data, prices, data_dir, split=split)
+    embedder = load_embedder(cache_dir) if label_free else None
+    if embedder is not None:
+        dataset = _label_free_data(data, data_dir, split, neighbors, embedder, cache_dir)
+    else:
+        dataset = load_data(data, prices, data_dir, split=split)
     try:
         quality = make_router(router, **_parse_params(param))
         price_map = _price_map(prices)
@@ -95,7 +114,7 @@ def train(
     typer.echo(f"training {quality!r} on {len(dataset)} prompts × {len(dataset.models)} models")
     pipe = RoutingPipeline(
         quality,
-        load_embedder(cache_dir),
+        embedder or load_embedder(cache_dir),
         prices=price_map,
         cost_weight=cost_weight,
         cache=cache_dir,
@@ -105,10 +124,37 @@ def train(
     command = _command_line(
         router=router, data=data, prices=prices, split=None if split == "train" else split,
         param=param, cost_weight=cost_weight or None, budget_per_1k=budget_per_1k,
-        strong_share=strong_share, out=out,
+        strong_share=strong_share, label_free=label_free,
+        neighbors=neighbors if label_free else None, out=out,
     )  # fmt: skip
     pipe.save(out, _train_metadata(command, data, router, split))
     typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
+
+
+def _label_free_data(
+    paths: list[str],
+    root: Path | None,
+    split: str,
+    neighbors: int,
+    embedder: Embedder,
+    cache_dir: Path | None,
+) -> RoutingDataset:
+    """The prompts of the model outputs in ``paths`` with Smoothie's estimated quality in
+    place of any labels (only the outputs' texts are read for quality)."""
+    from switchyard.routers.datasets.outputs import load_outputs
+    from switchyard.routers.labelfree import estimate_quality
+
+    try:
+        outputs = load_outputs(paths, root)
+        if split != "all" and outputs.data.splits and split in outputs.data.splits:
+            outputs = outputs.where(split=split)
+        typer.echo(f"estimating quality label-free from {len(outputs)} prompts' outputs")
+        estimated, _ = estimate_quality(
+            outputs, embedder, n_neighbors=neighbors or None, cache=cache_dir, progress=True
+        )
+    except (OSError, ValueError) as err:
+        raise fail(str(err)) from None
+    return estimated
 
 
 def _price_map(path: Path | None) -> dict[str, tuple[float, float]]:
@@ -144,7 +190,9 @@ def _command_line(**options: object) -> str:
     parts = ["switchyard", "train"]
     for key, value in options.items():
         for item in value if isinstance(value, list) else [value]:
-            if item is not None:
+            if item is True:  # a flag
+                parts.append("--" + key.replace("_", "-"))
+            elif item is not None and item is not False:
                 parts += ["--" + key.replace("_", "-"), str(item)]
     return shlex.join(parts)
 
@@ -184,7 +232,7 @@ def route(
     out: Annotated[Path, typer.Option("--out", help="JSONL decisions to write.")],
     cost_weight: Annotated[
         float | None,
-        typer.Option(help="λ in quality − λ·USD.", show_default="the router's"),
+        typer.Option(help="λ in quality − λ·USD (inf: the cheapest).", show_default="the router's"),
     ] = None,
     allow: Annotated[
         list[str], typer.Option("--allow", help="Only these models (repeatable).")

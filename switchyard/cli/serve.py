@@ -94,9 +94,25 @@ def simulate(
         float, typer.Option(min=0, max=1, help="Share of requests never answered.")
     ] = 0.0,
     embeddings: Annotated[bool, typer.Option(help="Also serve /v1/embeddings.")] = False,
+    prefix_caching: Annotated[
+        bool,
+        typer.Option(
+            "--enable-prefix-caching/--no-enable-prefix-caching",
+            help="Cache prompt prefixes in KV blocks, as vLLM does by default.",
+        ),
+    ] = True,
     perf_file: Annotated[
         Path | None, typer.Option(help="YAML mapping of PerfModel fields overriding the preset's.")
     ] = None,
+    max_loras: Annotated[
+        int | None, typer.Option(min=1, help="Serve LoRA adapters with this many GPU slots.")
+    ] = None,
+    lora_modules: Annotated[
+        list[str] | None, typer.Option(help="An adapter registered at start: name=path.")
+    ] = None,
+    lora_load_s: Annotated[
+        float, typer.Option(min=0, help="Seconds to swap an adapter into a slot.")
+    ] = 0.0,
 ) -> None:
     """Run a vLLM-compatible simulated server: OpenAI endpoints, vLLM /metrics, a latency
     model, and fault injection (also at run time: POST /sim/faults)."""
@@ -109,9 +125,12 @@ def simulate(
         "drop_rate": drop_rate,
         "hang_rate": hang_rate,
         "serves_embeddings": embeddings,
+        "prefix_caching": prefix_caching,
     }
     if max_num_seqs is not None:
         overrides["max_num_seqs"] = max_num_seqs
+    if max_loras is not None:
+        overrides |= _lora_overrides(max_loras, lora_modules or [], lora_load_s)
     try:
         if perf_file is not None:
             overrides = {**_perf_overrides(perf_file), **overrides}
@@ -119,6 +138,17 @@ def simulate(
     except ValueError as err:
         raise fail(str(err)) from None
     serve_simulator(config, host=host, port=port)
+
+
+def _lora_overrides(max_loras: int, modules: list[str], load_s: float) -> dict[str, object]:
+    """vLLM's --enable-lora settings; runtime loading follows vLLM's own switch, the
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING environment variable."""
+    import os
+
+    registered = dict(m.partition("=")[::2] for m in modules)
+    runtime = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("1", "true")
+    return {"max_loras": max_loras, "lora_modules": registered, "lora_load_s": load_s,
+            "runtime_lora_updating": runtime}  # fmt: skip
 
 
 def _perf_overrides(path: Path) -> dict[str, object]:

@@ -4,6 +4,8 @@ fallback chains across models.
 * ``affinity_for``: with ``upstream.prefix_affinity``, requests sharing a system prompt (or,
   without one, the first ``upstream.affinity_prefix_chars`` characters of the prompt) get
   the same key, so replica choice sends them to the same replica and its prefix cache.
+* ``prompt_blocks``: with ``upstream.prefix_scoring`` and more than one replica, the prompt's
+  block-hash chain, which replica choice scores against each replica's expected wait.
 * ``within_targets``: the routed candidates whose best replica is expected to start in time
   — under the request's ``max_ttft_ms`` and under ``upstream.max_queue_delay_s``. When none
   is left it sheds: 429 ``model_overloaded`` with ``Retry-After`` (load is the reason, so
@@ -21,14 +23,15 @@ from typing import Any
 
 from switchyard.backends.client import UpstreamRequest
 from switchyard.backends.errors import OverloadedError, UpstreamError
-from switchyard.backends.pool import Attempt, dispatch
+from switchyard.backends.pool import Attempt, AttemptTracer, dispatch
+from switchyard.backends.prefix_blocks import PromptBlocks, request_blocks
 from switchyard.backends.replica import affinity_key
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.payload import UPSTREAM_PATH, Payload, upstream_body
 from switchyard.gateway.settings import Capability, ModelConfig
 from switchyard.gateway.upstreams import Upstreams
 
-__all__ = ["affinity_for", "dispatch_chain", "within_targets"]
+__all__ = ["affinity_for", "dispatch_chain", "prompt_blocks", "within_targets"]
 
 
 def affinity_for(data: Mapping[str, Any], capability: Capability, chars: int) -> int | None:
@@ -46,6 +49,17 @@ def affinity_for(data: Mapping[str, Any], capability: Capability, chars: int) ->
     else:
         return None
     return affinity_key(text, chars)
+
+
+def prompt_blocks(
+    data: Mapping[str, Any], capability: Capability, block_tokens: int, max_tokens: int
+) -> PromptBlocks | None:
+    """The prompt's block-hash chain for prefix scoring (``None``: no full block, or not a
+    generation request)."""
+    if capability not in (Capability.chat, Capability.completions):
+        return None
+    chat = capability is Capability.chat
+    return request_blocks(data, chat, block_tokens, max(max_tokens // block_tokens, 1))
 
 
 def within_targets(
@@ -80,6 +94,7 @@ async def dispatch_chain(
     capability: Capability,
     request_id: str,
     may_use: Callable[[str], bool],
+    tracer: AttemptTracer | None = None,
 ) -> tuple[ModelConfig, Attempt]:
     """Send to ``model``, else to its fallbacks in order; the model that answered, and how.
 
@@ -92,8 +107,14 @@ async def dispatch_chain(
     )
     last: Exception | None = None
     chain = _chain(upstreams, model, capability, may_use) if model.fallbacks else (model,)
+    blocks: PromptBlocks | None = None
     for config in chain:
         pool = upstreams.pools[config.name]
+        # an attribute test first: with prefix scoring off this costs the request no call
+        if blocks is None and pool.prefix_index is not None and pool.scores_prefixes:
+            blocks = prompt_blocks(
+                payload.data, capability, up.prefix_block_tokens, up.prefix_max_tokens
+            )
         delay = pool.expected_delay()
         if math.isfinite(delay) and delay > up.max_queue_delay_s:
             metrics.shed.labels(config.name).inc()
@@ -108,9 +129,12 @@ async def dispatch_chain(
             upstream_body(payload, config.upstream_model or config.name),
             payload.stream,
             request_id,
+            headers=() if payload.form is None else payload.form.headers,
         )
         try:
-            attempt = await dispatch(pool, request, upstreams.retry, metrics, affinity)
+            attempt = await dispatch(
+                pool, request, upstreams.retry, metrics, affinity, blocks, tracer
+            )
         except (UpstreamError, OverloadedError) as err:
             last = err
             continue

@@ -63,6 +63,14 @@ class GatewayMetrics:
             ["model"],
             registry=registry,
         )
+        self.constraint_refusals = Counter(
+            "switchyard_constraint_refusals",
+            "Requests refused (400) because no model meets their constraints, by the model or "
+            "router asked for and the constraint (switchyard.require.*, or tools, "
+            "response_format, messages for a feature the request uses).",
+            ["model", "constraint"],
+            registry=registry,
+        )
 
     def _add_routing_metrics(self, registry: CollectorRegistry) -> None:
         self.routed = Counter(

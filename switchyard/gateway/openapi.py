@@ -25,6 +25,10 @@ _TEXT_OR_PARTS = {
     ]
 }
 
+_TEXT_OR_TEXTS = {
+    "anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}]
+}
+
 _MESSAGE = {
     "type": "object",
     "required": ["role", "content"],
@@ -87,6 +91,41 @@ _BODIES: dict[Capability, dict[str, Any]] = {
             "encoding_format": {"enum": ["float"]},
         },
     },
+    Capability.rerank: {
+        "type": "object",
+        "required": ["model", "query", "documents"],
+        "properties": {
+            "model": _SAMPLING["model"],
+            "query": {"type": "string"},
+            "documents": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "top_n": {"type": "integer", "minimum": 0},
+            "truncate_prompt_tokens": {"type": "integer", "minimum": -1},
+        },
+    },
+    Capability.score: {
+        "type": "object",
+        "required": ["model", "text_1", "text_2"],
+        "properties": {
+            "model": _SAMPLING["model"],
+            "text_1": _TEXT_OR_TEXTS,
+            "text_2": _TEXT_OR_TEXTS,
+            "truncate_prompt_tokens": {"type": "integer", "minimum": -1},
+        },
+    },
+}
+
+# A transcription is a multipart form (OpenAI's audio API); its ``file`` is the audio.
+_TRANSCRIPTION = {
+    "type": "object",
+    "required": ["file", "model"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "model": _SAMPLING["model"],
+        "language": {"type": "string"},
+        "prompt": {"type": "string"},
+        "response_format": {"enum": ["json", "text"]},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+    },
 }
 
 REQUEST_SCHEMAS: dict[Capability, dict[str, Any]] = {
@@ -97,4 +136,10 @@ REQUEST_SCHEMAS: dict[Capability, dict[str, Any]] = {
         }
     }
     for cap, body in _BODIES.items()
+}
+REQUEST_SCHEMAS[Capability.transcriptions] = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": _TRANSCRIPTION}},
+    }
 }

@@ -13,8 +13,15 @@ from typing import Any
 import orjson
 from starlette.types import Receive
 
-from switchyard.gateway.errors import InvalidRequestError, MalformedJSONError, PayloadTooLargeError
-from switchyard.gateway.settings import Capability
+from switchyard.backends.errors import SwitchyardError
+from switchyard.backends.multipart import Form
+from switchyard.gateway.errors import (
+    InvalidRequestError,
+    MalformedJSONError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+)
+from switchyard.gateway.settings import Capability, ModelConfig
 
 # The field that carries the prompt, by capability, and the upstream path.
 PROMPT_FIELD = {
@@ -26,6 +33,10 @@ UPSTREAM_PATH = {
     Capability.chat: "/chat/completions",
     Capability.completions: "/completions",
     Capability.embeddings: "/embeddings",
+    Capability.responses: "/responses",
+    Capability.rerank: "/rerank",
+    Capability.score: "/score",
+    Capability.transcriptions: "/audio/transcriptions",
 }
 
 
@@ -38,6 +49,7 @@ class Payload:
     model: str
     stream: bool
     wants_usage: bool  # the client asked for stream_options.include_usage
+    form: Form | None = None  # a multipart body (switchyard.gateway.passthrough)
 
 
 class ClientGone(Exception):
@@ -77,7 +89,10 @@ def _too_large(size: int, limit: int) -> str:
     return f"request body of {size} bytes is over the limit of {limit} bytes"
 
 
-def parse_payload(raw: bytes, capability: Capability) -> Payload:
+def read_object(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The body as a JSON object with a ``model`` string, and whether it asks for a stream
+    (``stream`` must be a boolean if given); the gateway's 400s otherwise (every JSON route
+    reads its body this way)."""
     if not raw:
         raise MalformedJSONError("request body is empty; expected a JSON object")
     try:
@@ -89,23 +104,26 @@ def parse_payload(raw: bytes, capability: Capability) -> Payload:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a string", param="model")
+    stream = data.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequestError("'stream' must be a boolean", param="stream")
+    return data, stream is True
+
+
+def parse_payload(raw: bytes, capability: Capability) -> Payload:
+    data, stream = read_object(raw)
     field = PROMPT_FIELD[capability]
     if field not in data:
         raise InvalidRequestError(f"'{field}' is required", param=field)
     if capability is Capability.chat and not (isinstance(data[field], list) and data[field]):
         raise InvalidRequestError("'messages' must be a non-empty array", param="messages")
-    stream = data.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise InvalidRequestError("'stream' must be a boolean", param="stream")
     if stream and capability is Capability.embeddings:
         raise InvalidRequestError("embeddings cannot be streamed", param="stream")
     options = data.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequestError("'stream_options' must be an object", param="stream_options")
     wants_usage = bool(options and options.get("include_usage") is True)
-    return Payload(raw, data, model, stream, wants_usage)
+    return Payload(raw, data, data["model"], stream, wants_usage)
 
 
 def upstream_body(payload: Payload, upstream_model: str) -> bytes:
@@ -119,6 +137,8 @@ def upstream_body(payload: Payload, upstream_model: str) -> bytes:
     need_usage = payload.stream and not payload.wants_usage
     if not (rename or need_usage):
         return payload.raw
+    if payload.form is not None:  # a multipart form: only its model field changes
+        return payload.form.replaced(payload.raw, "model", upstream_model)
     if not rename and "stream_options" not in payload.data:
         # The object has a "model" member, so the new one goes in after a comma; splicing
         # costs nothing like a re-serialisation of a long prompt.
@@ -138,3 +158,13 @@ def routed_payload(payload: Payload, model: str, drop: str) -> Payload:
     data = {k: v for k, v in payload.data.items() if k != drop}
     data["model"] = model
     return Payload(orjson.dumps(data), data, model, payload.stream, payload.wants_usage)
+
+
+def unservable(name: str, model: ModelConfig | None, cap: Capability) -> SwitchyardError:
+    """The error for a request that ``model`` cannot serve: 404 when no model ``name`` is
+    configured, 400 when it does not serve ``cap``."""
+    if model is None:
+        return ModelNotFoundError(
+            f"The model '{name}' does not exist; GET /v1/models lists them", param="model"
+        )
+    return InvalidRequestError(f"model '{model.name}' does not serve {cap.value}", param="model")

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.datastructures import Headers
@@ -26,6 +26,13 @@ from starlette.types import Receive, Scope, Send
 
 from switchyard.backends.errors import OverloadedError, SwitchyardError, UpstreamError
 from switchyard.backends.pool import Attempt
+from switchyard.gateway.apis import Dialect, Translation
+from switchyard.gateway.constraints import (
+    Needs,
+    allowing,
+    check_model,
+    needs_of,
+)
 from switchyard.gateway.disconnect import DisconnectWatch
 from switchyard.gateway.errors import (
     InvalidRequestError,
@@ -38,17 +45,28 @@ from switchyard.gateway.errors import (
 from switchyard.gateway.load import dispatch_chain, within_targets
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.outcomes import OutcomeRecord, Route
-from switchyard.gateway.payload import PROMPT_FIELD, ClientGone, Payload, parse_payload, read_body
+from switchyard.gateway.passthrough import PASSTHROUGH, parse_passthrough
+from switchyard.gateway.payload import (
+    PROMPT_FIELD,
+    ClientGone,
+    Payload,
+    parse_payload,
+    read_body,
+    unservable,
+)
 from switchyard.gateway.payload import routed_payload as _routed
 from switchyard.gateway.request_metrics import ModelMetrics
 from switchyard.gateway.requestid import assign_request_id
 from switchyard.gateway.routing import RouterService
-from switchyard.gateway.routing_options import OPTIONS_FIELD, parse_options
+from switchyard.gateway.routing_options import OPTIONS_FIELD, concrete_needs, parse_options
 from switchyard.gateway.settings import Capability, ModelConfig
 from switchyard.gateway.streaming import STREAM_HEADERS, KeepAlive, UsageTap, relay
 from switchyard.gateway.tenancy.guard import Guard, Ticket
 from switchyard.gateway.tenancy.keys import KeyRecord
 from switchyard.gateway.upstreams import Upstreams
+
+if TYPE_CHECKING:  # the hook's module imports OpenTelemetry: only when tracing is on
+    from switchyard.gateway.tracing.spans import Tracing
 
 Usage = dict[str, Any] | None
 
@@ -58,7 +76,7 @@ class Call:
 
     __slots__ = (
         "_open", "answered", "asked", "extra", "metrics", "request_id", "route", "started",
-        "ticket",
+        "ticket", "translation",
     )  # fmt: skip
 
     def __init__(self, request_id: bytes) -> None:
@@ -70,6 +88,7 @@ class Call:
         self.ticket: Ticket | None = None
         self.metrics: ModelMetrics | None = None  # the model that serves it, once known
         self.extra: list[tuple[bytes, bytes]] = []  # response headers the gateway adds
+        self.translation: Translation | None = None  # another API's request (gateway.apis)
         self._open = False
 
     def open(self, metrics: ModelMetrics) -> None:
@@ -105,22 +124,33 @@ class Proxy:
         guard: Guard,
         metrics: GatewayMetrics,
         routing: RouterService | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.guard = guard
         self.metrics = metrics
         self.routing = routing
+        self.tracing = tracing  # None when tracing is off: no OpenTelemetry code runs then
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, cap: Capability) -> None:
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, cap: Capability,
+        dialect: Dialect | None = None,
+    ) -> None:  # fmt: skip
         """Raw ASGI: one proxied request. Every error is answered in OpenAI's shape (this is
-        the same mapping as ``switchyard.gateway.errors``' handler for the FastAPI routes)."""
+        the same mapping as ``switchyard.gateway.errors``' handler for the FastAPI routes),
+        or in ``dialect``'s for another API's request (``switchyard.gateway.apis``)."""
         call = Call(assign_request_id(scope))
+        span = None if self.tracing is None else self.tracing.request(scope, call.request_id)
+        if span is not None:
+            send = span.watch(send)
         try:
-            await self._handle(scope, receive, send, cap, call)
+            await self._handle(scope, receive, send, cap, call, dialect)
         except ClientGone:
             call.close()
         except Exception as exc:
             call.close()
+            if span is not None:
+                span.failed(exc)
             if call.answered:  # too late to answer with an error: uvicorn logs it
                 raise
             err = as_switchyard_error(exc)
@@ -128,43 +158,66 @@ class Proxy:
             if call.metrics is None:  # refused before dispatch: not counted yet
                 name = call.asked if call.asked in self.upstreams.models else "-"
                 self.metrics.refused(name, str(err.status))
-            body = err.to_json()
+            body = err.to_json() if dialect is None else dialect.error(err)
             head = call.headers(error_head(err, body))
             await send({"type": "http.response.start", "status": err.status, "headers": head})
             await send({"type": "http.response.body", "body": body})
+        finally:
+            if span is not None:
+                span.end(call.asked)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, send: Send, cap: Capability, call: Call
-    ) -> None:
-        headers = scope["headers"]
-        key = await self.guard.authenticate(headers)
+        self, scope: Scope, receive: Receive, send: Send, cap: Capability, call: Call,
+        dialect: Dialect | None,
+    ) -> None:  # fmt: skip
+        headers, tracing = scope["headers"], self.tracing
+        authenticating = self.guard.authenticate(headers)
+        if tracing is not None:
+            authenticating = tracing.authenticate(authenticating, self.guard.auth)
+        key = await authenticating
         raw = await read_body(receive, headers, self.upstreams.settings.server.max_body_bytes)
-        payload = parse_payload(raw, cap)
+        if dialect is None:
+            payload = (
+                parse_payload(raw, cap)
+                if cap not in PASSTHROUGH
+                else parse_passthrough(raw, headers, cap)  # rerank, score, transcriptions
+            )
+        else:  # the request as chat completions, for routing and admission
+            payload, call.translation = dialect.parse(raw)
         call.asked = payload.model
+        needs = None  # what the request needs of its model (gateway.constraints)
         if self.routing is not None and (router := self.routing.resolve(payload.model)):
-            call.route = await self._route(Headers(raw=headers), key, router.name, payload, cap)
+            needs = needs_of(payload.data, images=True)
+            deciding = self._route(Headers(raw=headers), key, router.name, payload, cap, needs)
+            call.route = await (deciding if tracing is None else tracing.route(deciding))
             payload = _routed(payload, call.route.model, OPTIONS_FIELD)
             call.extra += _route_headers(call.route)
-        elif OPTIONS_FIELD in payload.data:  # routing options mean nothing to a backend
-            payload = _routed(payload, payload.model, OPTIONS_FIELD)
+        elif (
+            OPTIONS_FIELD in payload.data
+            or "tools" in payload.data
+            or "response_format" in payload.data
+        ):
+            needs, payload = concrete_needs(payload)
         model = self.upstreams.models.get(payload.model)
+        if call.translation is not None and model is not None:
+            cap, payload = call.translation.upstream(model, payload)
         try:
-            if model is None:
-                raise ModelNotFoundError(
-                    f"The model '{payload.model}' does not exist; GET /v1/models lists them",
-                    param="model",
-                )
-            if cap not in model.capabilities:
-                raise InvalidRequestError(
-                    f"model '{model.name}' does not serve {cap.value}", param="model"
-                )
+            if model is None or cap not in model.capabilities:
+                raise unservable(payload.model, model, cap)
+            if needs is not None and call.route is None:
+                check_model(model, needs, self.metrics)
             self.guard.check_model(key, model.name)
-            call.ticket = await self.guard.admit(key, model, payload.data)
+            admitting = self.guard.admit(key, model, payload.data)
+            if tracing is not None:
+                admitting = tracing.admit(admitting, key, self.guard.auth)
+            call.ticket = await admitting
         except SwitchyardError as err:
             if call.route is not None:
                 self._outcome(call.route, call.route.model, "-", str(err.status), None, None)
             raise
-        may_use = key.allows if key is not None else _any
+        may_use: Callable[[str], bool] = key.allows if key is not None else _any
+        if needs is not None:  # fallbacks must meet the constraints too
+            may_use = allowing(may_use, needs, self.upstreams.models)
         await self._forward(receive, send, model, payload, cap, call, may_use)
 
     async def _route(
@@ -174,13 +227,15 @@ class Proxy:
         name: str,
         payload: Payload,
         capability: Capability,
+        needs: Needs | None = None,
     ) -> Route:
         """Choose the model for a request to router ``name``."""
         routing = self.routing
         assert routing is not None
-        if capability is Capability.embeddings:
+        if capability is Capability.embeddings or capability in PASSTHROUGH:
             raise InvalidRequestError(
-                f"'{payload.model}' is a routed model; embeddings need a concrete model",
+                f"'{payload.model}' is a routed model; "
+                f"{capability.value} requests need a concrete model",
                 param="model",
             )
         if key is not None and not any(map(key.allows, routing.candidates[name])):
@@ -190,7 +245,7 @@ class Proxy:
                 code="model_not_allowed",
             )
         options = parse_options(payload.data, headers)
-        allowed = routing.allowed(name, options, key.allows if key is not None else _any)
+        allowed = routing.allowed(name, options, key.allows if key is not None else _any, needs)
         prompt = payload.data[PROMPT_FIELD[capability]]
         if capability is Capability.completions and isinstance(prompt, list):
             prompt = prompt[0] if prompt else ""
@@ -247,7 +302,7 @@ class Proxy:
             try:
                 model, attempt = await dispatch_chain(
                     self.upstreams, self.metrics, model, payload, capability,
-                    call.request_id.decode(), may_use,
+                    call.request_id.decode(), may_use, self.tracing,
                 )  # fmt: skip
             finally:
                 beat = keepalive.stop() if keepalive is not None else None
@@ -258,7 +313,8 @@ class Proxy:
             self._finish(call, model, "-", str(err.status), None, None)
             if keepalive is None or not keepalive.started:
                 raise
-            await keepalive.fail(err)  # the response has started: the error goes in it
+            # the response has started: the error goes in it
+            await keepalive.fail(err, _failed_event(call, err))
             return
         except asyncio.CancelledError:
             self._finish(call, model, "-", "client_closed", None, None)
@@ -273,7 +329,8 @@ class Proxy:
             attempt.finish()
             resp = attempt.response
             self._finish(call, model, attempt.endpoint.name, str(resp.status), None, None)
-            await keepalive.fail(_refusal(resp.status, resp.body))
+            refusal = _refusal(resp.status, resp.body)
+            await keepalive.fail(refusal, _failed_event(call, refusal))
         else:
             await self._answer(send, model, attempt, call)
 
@@ -287,15 +344,19 @@ class Proxy:
         """The backend's whole answer, as it came."""
         resp = attempt.response
         attempt.finish()
-        usage = _usage_of(resp.body) if resp.status == 200 else None
+        body = resp.body
+        if call.translation is not None:
+            body, usage = call.translation.answer(resp.status, body)
+        else:
+            usage = _usage_of(body) if resp.status == 200 else None
         self._finish(call, model, attempt.endpoint.name, str(resp.status), usage, None)
         head = [
             (b"content-type", resp.content_type.encode("latin-1")),
-            (b"content-length", str(len(resp.body)).encode()),
+            (b"content-length", str(len(body)).encode()),
         ]
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": call.headers(head)})  # fmt: skip
-        await send({"type": "http.response.body", "body": resp.body})
+        await send({"type": "http.response.body", "body": body})
 
     async def _stream(
         self,
@@ -312,16 +373,23 @@ class Proxy:
         call.metrics.ttft.observe(first - call.started)
         tap = UsageTap(drop=not payload.wants_usage)
         status = "client_closed"
+        span = None if self.tracing is None else self.tracing.stream(first - call.started)
         try:
             head = None if started else call.headers(list(STREAM_HEADERS))
-            status = await relay(send, attempt, tap, head)
+            if call.translation is None:
+                status = await relay(send, attempt, tap, head)
+            else:
+                status = await call.translation.relay(send, attempt, head)
         except asyncio.CancelledError:
             attempt.response.abort()
             raise
         finally:
             attempt.finish(ok=status != "upstream_error", served=status == "200")
             ttft = first - call.route.started if call.route is not None else None
-            self._finish(call, model, attempt.endpoint.name, status, tap.usage, ttft)
+            usage = tap.usage if call.translation is None else call.translation.usage
+            self._finish(call, model, attempt.endpoint.name, status, usage, ttft)
+            if span is not None:
+                span.end(status)
 
     def _finish(
         self,
@@ -411,6 +479,11 @@ def _refusal(status: int, body: bytes) -> SwitchyardError:
     detail = body[:300].decode("utf-8", "replace").strip()
     message = f"upstream answered HTTP {status}: {detail}"
     return InvalidRequestError(message) if 400 <= status < 500 else UpstreamError(message)
+
+
+def _failed_event(call: Call, err: SwitchyardError) -> bytes | None:
+    """The error event that ends a started stream in the client's API (None: OpenAI's)."""
+    return None if call.translation is None else call.translation.failed(err)
 
 
 def _route_headers(route: Route) -> list[tuple[bytes, bytes]]:

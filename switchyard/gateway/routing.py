@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from switchyard.gateway.constraints import Needs, filter_candidates
 from switchyard.gateway.errors import InvalidRequestError
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.online.store import LocalState, SharedState
@@ -227,9 +228,14 @@ class RouterService:
             raise InvalidRequestError(f"cannot read the prompt to route it: {err}") from None
 
     def allowed(
-        self, name: str, options: RoutingOptions, may_use: Callable[[str], bool]
+        self,
+        name: str,
+        options: RoutingOptions,
+        may_use: Callable[[str], bool],
+        needs: Needs | None = None,
     ) -> frozenset[str]:
-        """The candidates this request may go to; 400 if the options leave none."""
+        """The candidates this request may go to; 400 if the options, or the model
+        constraints ``needs`` (``switchyard.gateway.constraints``), leave none."""
         candidates = self.candidates[name]
         if options.models is not None:
             unknown = [m for m in options.models if m not in candidates]
@@ -249,6 +255,8 @@ class RouterService:
             raise InvalidRequestError(
                 "no candidate model is left by the routing constraints", param="models"
             )
+        if needs is not None:
+            allowed = filter_candidates(name, allowed, needs, self.settings.model, self.metrics)
         return allowed
 
     def _price_out(self, model: str) -> float:

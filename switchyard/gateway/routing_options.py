@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from switchyard.gateway.constraints import REQUIRE, Needs, needs_of
 from switchyard.gateway.errors import InvalidRequestError
+from switchyard.gateway.payload import Payload, routed_payload
 
 OPTIONS_FIELD = "switchyard"
 _HEADERS = {
@@ -62,7 +64,7 @@ def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> Routin
         given = {}
     if not isinstance(given, dict):
         raise InvalidRequestError(f"'{OPTIONS_FIELD}' must be an object", param=OPTIONS_FIELD)
-    unknown = set(given) - set(_HEADERS)
+    unknown = set(given) - set(_HEADERS) - {REQUIRE}  # require: switchyard.gateway.constraints
     if unknown:
         raise InvalidRequestError(
             f"unknown '{OPTIONS_FIELD}' field(s): {', '.join(sorted(unknown))}",
@@ -72,3 +74,12 @@ def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> Routin
     models = raw.pop("models")
     numbers = {k: None if v is None else _number(v, k) for k, v in raw.items()}
     return RoutingOptions(models=None if models is None else _models(models), **numbers)
+
+
+def concrete_needs(payload: Payload) -> tuple[Needs | None, Payload]:
+    """What a request to a concrete model needs of it, and its payload without the routing
+    options (they mean nothing to a backend)."""
+    needs = needs_of(payload.data, images=False)
+    if OPTIONS_FIELD in payload.data:
+        payload = routed_payload(payload, payload.model, OPTIONS_FIELD)
+    return needs, payload

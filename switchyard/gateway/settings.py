@@ -16,8 +16,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from switchyard.gateway.adapter_config import (
+    AdapterConfig,
+    AdaptersConfig,
+    check_adapters,
+    fill_adapter_defaults,
+)
+from switchyard.gateway.discovery_config import DiscoveryConfig
 from switchyard.gateway.state import StateConfig
 from switchyard.gateway.tenancy.config import AuthConfig
+from switchyard.gateway.tracing.config import TracingConfig
 
 
 class SettingsError(ValueError):
@@ -32,41 +40,20 @@ class Capability(StrEnum):
     chat = "chat"
     completions = "completions"
     embeddings = "embeddings"
+    responses = "responses"  # serves POST /v1/responses itself (else translated to chat)
+    rerank = "rerank"  # POST /v1/rerank, passed through (switchyard.gateway.passthrough)
+    score = "score"  # POST /v1/score, passed through
+    transcriptions = "transcriptions"  # POST /v1/audio/transcriptions, passed through
 
 
-class DiscoveryKind(StrEnum):
-    dns = "dns"  # the A/AAAA records of a name (a headless Service), re-resolved
-    kubernetes = "kubernetes"  # a Service's EndpointSlices, watched (the "kubernetes" extra)
+class Feature(StrEnum):
+    """What a request may use beyond plain generation; listed in a model's ``capabilities``
+    and constrained on by ``switchyard.require`` (see ``switchyard.gateway.constraints``)."""
 
-
-class DiscoveryConfig(_Strict):
-    """Where a model's pods are found; every address found is an endpoint of its own."""
-
-    kind: DiscoveryKind = DiscoveryKind.dns
-    name: str = Field(
-        min_length=1,
-        pattern=r"^[A-Za-z0-9.-]+$",
-        description="DNS name (dns: e.g. the headless Service's FQDN) or the Service name "
-        "(kubernetes).",
-    )
-    port: int = Field(ge=1, le=65535, description="The pods' OpenAI API port.")
-    scheme: str = Field(default="http", pattern=r"^https?$")
-    path: str = Field(default="/v1", pattern=r"^(/[^/\s]*)*$", description="OpenAI API root.")
-    namespace: str | None = Field(
-        default=None, description="kubernetes: the Service's namespace (default: the gateway's)."
-    )
-    interval_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="dns: how often the name is resolved again; kubernetes: "
-        "wait before a broken watch is opened again.",
-    )
-    timeout_s: float = Field(default=2.0, gt=0, description="One lookup's time limit.")
-    nameserver: str | None = Field(
-        default=None,
-        pattern=r"^[0-9A-Fa-f.:\[\]]+$",
-        description="dns: ask this server (IP or [IP]:port) instead of the system resolver.",
-    )
+    tools = "tools"
+    json_mode = "json_mode"  # response_format {"type": "json_object"}
+    json_schema = "json_schema"  # response_format {"type": "json_schema"}
+    vision = "vision"  # image parts in messages
 
 
 class EndpointConfig(_Strict):
@@ -83,6 +70,12 @@ class EndpointConfig(_Strict):
     )
     max_num_seqs: int | None = Field(
         default=None, ge=1, description="Its vLLM --max-num-seqs, when /metrics does not say."
+    )
+    prefill_s_per_token: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds of prefill per prompt token there (the planner's performance "
+        "model), for prefix scoring; default upstream-wide 0.0001.",
     )
 
     @model_validator(mode="after")
@@ -109,11 +102,31 @@ class ModelConfig(_Strict):
     upstream_model: str | None = Field(
         default=None, description="Model name the endpoints serve, if not the gateway's name."
     )
-    capabilities: tuple[Capability, ...] = (Capability.chat, Capability.completions)
-    endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
+    capabilities: tuple[Capability | Feature, ...] = Field(
+        default=(Capability.chat, Capability.completions),
+        description="Endpoints served (chat, completions, embeddings, responses, rerank, score, "
+        "transcriptions) and features supported "
+        "(tools, json_mode, json_schema, vision). A list naming no feature leaves them "
+        "undeclared: such a model serves no request that needs one when routed.",
+    )
+    params_b: float | None = Field(
+        default=None, gt=0, description="Parameters in billions (a MoE model: all experts)."
+    )
+    released: str | None = Field(
+        default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description='Release month, "YYYY-MM".'
+    )
+    tags: tuple[str, ...] = Field(default=(), description="Free-form labels, e.g. eu, open.")
+    endpoints: tuple[EndpointConfig, ...] = Field(
+        default=(), description="Its replicas (required unless it is an adapter)."
+    )
+    adapter: AdapterConfig | None = Field(
+        default=None, description="A LoRA adapter of another model (served by its replicas)."
+    )
     fallbacks: tuple[str, ...] = Field(
         default=(), description="Models tried in order when no endpoint of this one answers."
     )
+
+    _adapter_defaults = model_validator(mode="before")(fill_adapter_defaults)
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (
@@ -195,6 +208,27 @@ class UpstreamConfig(_Strict):
     )
     affinity_prefix_chars: int = Field(
         default=1024, ge=1, description="Prompt characters keyed on without a system prompt."
+    )
+    prefix_scoring: bool = Field(
+        default=False,
+        description="Balancer switchyard: weigh the prefill each replica's prefix cache would "
+        "save (from an index of the prompt blocks this gateway sent it) against its expected "
+        "wait. Costs nothing for a model with one replica.",
+    )
+    prefix_index_blocks: int = Field(
+        default=65_536,
+        ge=1,
+        description="Prompt blocks the prefix index remembers, all models together; least "
+        "recently sent forgotten first (~300 bytes each).",
+    )
+    prefix_block_tokens: int = Field(
+        default=64,
+        ge=16,
+        description="Tokens per block of the prefix index (4 of vLLM's 16-token blocks: a "
+        "quarter of the hashing and lookups, matches found to within 64 tokens).",
+    )
+    prefix_max_tokens: int = Field(
+        default=8192, ge=16, description="Prompt tokens hashed per request for prefix scoring."
     )
     max_queue_delay_s: float = Field(
         default=30.0, gt=0, description="Expected wait beyond which requests are shed (429)."
@@ -315,6 +349,8 @@ class Settings(BaseSettings):
     state: StateConfig = StateConfig()
     routers: tuple[RouterConfig, ...] = ()
     routing: RoutingConfig = RoutingConfig()
+    tracing: TracingConfig = TracingConfig()
+    adapters: AdaptersConfig = AdaptersConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -349,6 +385,7 @@ class Settings(BaseSettings):
         unknown += [m for m in self.auth.model_limits if m not in names]
         if unknown:
             raise ValueError(f"auth: unknown model(s) {', '.join(sorted(set(unknown)))}")
+        check_adapters(self.models, self.adapters.on_demand_loading)
         self._check_routers(names)
         return self
 

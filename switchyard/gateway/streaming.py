@@ -162,10 +162,11 @@ class KeepAlive:
             task.cancel()
         return task
 
-    async def fail(self, err: SwitchyardError) -> None:
-        """End a started response with ``err`` as an error event."""
-        await self._send({"type": "http.response.body", "body": error_event(err),
-                          "more_body": False})  # fmt: skip
+    async def fail(self, err: SwitchyardError, event: bytes | None = None) -> None:
+        """End a started response with ``err`` as an error event (``event``: as another API
+        spells it, see ``switchyard.gateway.apis``)."""
+        body = error_event(err) if event is None else event
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def relay(

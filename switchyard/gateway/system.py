@@ -12,6 +12,7 @@ from starlette.responses import Response
 from switchyard.gateway.connections import STATS_KEY
 from switchyard.gateway.errors import ModelNotFoundError
 from switchyard.gateway.routing import RouterService
+from switchyard.gateway.settings import ModelConfig
 from switchyard.gateway.tenancy.guard import Guard
 from switchyard.gateway.upstreams import Upstreams
 
@@ -24,6 +25,16 @@ def _model_card(name: str, created: int, max_context: int) -> dict[str, object]:
         "owned_by": "switchyard",
         "max_model_len": max_context,
     }
+
+
+def _metadata(model: ModelConfig) -> dict[str, object]:
+    """What requests may constrain on (``switchyard.gateway.constraints``), where given."""
+    given = {"params_b": model.params_b, "released": model.released}
+    card: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+    card["capabilities"] = [c.value for c in model.capabilities]
+    if model.tags:
+        card["tags"] = list(model.tags)
+    return card
 
 
 def _router_card(
@@ -53,7 +64,7 @@ def system_routes(
         """The models the caller may use (all of them when auth is off), routers last."""
         key = await guard.authenticate(request.scope["headers"])
         cards = {
-            m.name: _model_card(m.name, created, m.max_context)
+            m.name: _model_card(m.name, created, m.max_context) | _metadata(m)
             for m in upstreams.models.values()
             if key is None or key.allows(m.name)
         }

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import aiohttp
 
+from switchyard.backends.adapters import AdapterLoader
 from switchyard.backends.breaker import CircuitBreaker
 from switchyard.backends.client import OpenAICompatBackend, Timeouts
 from switchyard.backends.client import create_session as create_http_session
@@ -32,15 +33,12 @@ from switchyard.backends.discovery import Discovery, DnsSource, Source, Target
 from switchyard.backends.endpoint import RetryBudget
 from switchyard.backends.engine_state import EngineSnapshot
 from switchyard.backends.pool import Endpoint, EndpointPool, RetryPolicy
+from switchyard.backends.prefix_index import PrefixIndex
 from switchyard.backends.replica import ReplicaPolicy
 from switchyard.backends.scraper import Scraper, metrics_url
-from switchyard.gateway.settings import (
-    DiscoveryConfig,
-    DiscoveryKind,
-    EndpointConfig,
-    ModelConfig,
-    Settings,
-)
+from switchyard.gateway.adapter_pools import adapter_loader, adapter_pool, adapter_pools_of
+from switchyard.gateway.discovery_config import DiscoveryConfig, DiscoveryKind
+from switchyard.gateway.settings import EndpointConfig, ModelConfig, Settings
 
 log = logging.getLogger("switchyard.gateway")
 
@@ -64,6 +62,10 @@ class Upstreams:
         self.discoveries: dict[SourceKey, Discovery] = {}
         # Failed lookups per model since start (a counter: kept across reloads).
         self.discovery_errors: dict[str, int] = {}
+        # What the gateway sent where (upstream.prefix_scoring), shared by all pools.
+        self.prefix_index: PrefixIndex | None = None
+        # On-demand LoRA loading (adapters.on_demand_loading); kept across reloads.
+        self.adapter_loader: AdapterLoader | None = None
         self._use(settings)
 
     def _use(self, settings: Settings) -> None:
@@ -76,6 +78,10 @@ class Upstreams:
         age = STALE_AFTER * up.scrape_interval_s if up.scrape_interval_s > 0 else 0.0
         self.replica_policy = ReplicaPolicy(choices=up.replica_choices, max_snapshot_age_s=age)
         self._rng = random.Random(up.seed)
+        if not up.prefix_scoring:
+            self.prefix_index = None
+        elif self.prefix_index is None or self.prefix_index.max_blocks != up.prefix_index_blocks:
+            self.prefix_index = PrefixIndex(up.prefix_index_blocks)
 
     @property
     def started(self) -> bool:
@@ -187,6 +193,8 @@ class Upstreams:
         if generation is not self.discoveries or model is None or pool is None:
             return  # a source of a config replaced since; its successor reports instead
         pool.replace(self._endpoints(model, {ep.name: ep for ep in pool.endpoints}))
+        for served in adapter_pools_of(self.models, self.pools, model_name):
+            served.replace(pool.endpoints)  # adapters are served by their base's pods
         if self.scraper is not None:
             self.scraper.set_targets(self._scrape_targets())
 
@@ -216,6 +224,7 @@ class Upstreams:
             CircuitBreaker(up.breaker_failures, up.breaker_cooldown_s),
             weight=cfg.weight,
             max_num_seqs=cfg.max_num_seqs,
+            prefill_s_per_token=cfg.prefill_s_per_token,
             retry_budget=RetryBudget(up.endpoint_retry_ratio, up.endpoint_retry_reserve),
             origin=cfg,
         )
@@ -229,6 +238,8 @@ class Upstreams:
         up = settings.upstream
         pools = {}
         for model in settings.models:
+            if model.adapter is not None:
+                continue  # built below, on their base model's endpoints
             before = old.get(model.name) if old is not None else None
             keep = {ep.name: ep for ep in before.endpoints} if before is not None else {}
             endpoints = self._endpoints(model, keep)
@@ -239,6 +250,7 @@ class Upstreams:
                 snapshots=self._snapshot,
                 policy=self.replica_policy,
                 rng=self._rng,
+                prefix_index=self.prefix_index,
             )
             log.info(
                 "model %s: %d endpoint(s) %s, %s balancer",
@@ -247,6 +259,12 @@ class Upstreams:
                 ", ".join(e.name for e in endpoints),
                 up.balancer.value,
             )
+        self.adapter_loader = adapter_loader(settings, self._session, self.adapter_loader)
+        for model in settings.models:
+            if model.adapter is not None:
+                pools[model.name] = adapter_pool(
+                    model, pools, settings, self.adapter_loader, self._snapshot, self._rng
+                )
         return pools
 
     async def close(self) -> None:

@@ -66,8 +66,16 @@ def test_bodies_that_are_not_json_objects_are_400(
         {"stream_options": 3},
         {"stream_options": {"include_usage": "x"}},
         {"seed": "x"},
-        {"n": 2},
+        {"n": 0},
+        {"n": 129},
         {"model": 5},
+        {"response_format": {"type": "xml"}},
+        {"response_format": {"type": "json_schema"}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 1}}},
+        {"logprobs": "yes"},
+        {"top_logprobs": 3},
+        {"logprobs": True, "top_logprobs": 21},
+        {"logprobs": True, "top_logprobs": -1},
         {"tools": "x"},
         {"tools": [{"type": "function"}]},
         {"tools": [{"type": "function", "function": {"name": ""}}]},
@@ -154,7 +162,7 @@ def test_odd_tool_schemas_still_give_a_tool_call(client: httpx.Client, parameter
     reply = client.post("/v1/chat/completions", json=body)
     assert reply.status_code == 200
     call = reply.json()["choices"][0]["message"]["tool_calls"][0]
-    assert isinstance(orjson.loads(call["function"]["arguments"]), dict | str | list)
+    assert isinstance(orjson.loads(call["function"]["arguments"]), dict | str | list | None)
 
 
 def test_unknown_route_is_404_and_wrong_method_is_405(client: httpx.Client) -> None:

@@ -27,9 +27,9 @@ from tests.support.prometheus import gateway_series
 
 __all__ = ["promtool"]
 
-# Series real vLLM exports that the simulator cannot: it has no prefix cache. The panel
-# reading them falls back to 0 for engines whose vllm:cache_config_info says caching is off.
-VLLM_ONLY = {"vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"}
+# Series real vLLM exports that the simulator cannot (none since the simulator caches
+# prefixes and exports vllm:prefix_cache_queries / _hits; kept for the next such series).
+VLLM_ONLY: set[str] = set()
 PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "group_left", "group_right"}
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*(?![A-Za-z0-9_:]*\s*\()")

@@ -39,12 +39,23 @@ def _dead() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-def fleet_config(urls: dict[str, str], slow: str, cache: Path, redis_url: str) -> dict[str, Any]:
-    """The routed candidates, plus "m" (one slow engine, shed when it queues), "gone" (two
-    dead endpoints: errors, retries, then a fallback) and "broken" (dead, no fallback: 5xx)."""
+def fleet_config(
+    urls: dict[str, str], slow: str, twins: list[str], cache: Path, redis_url: str
+) -> dict[str, Any]:
+    """The routed candidates, plus "m" (one slow engine, shed when it queues), "twin" (two
+    engines with prefix caching, chosen by prefix-aware scoring) and its LoRA adapter
+    "twin-sql" (loaded on demand), "gone" (two dead endpoints: errors, retries, then a
+    fallback) and "broken" (dead, no fallback: 5xx); traces go to a dead OTLP endpoint."""
     config = routed_settings(urls, cache, None, refresh_s=0.2)
     config["models"] += [
         model_entry("m", slow),
+        model_entry("twin", *twins),
+        {
+            "name": "twin-sql",
+            "price_input_per_mtok": 1.0,
+            "price_output_per_mtok": 2.0,
+            "adapter": {"base": "twin", "name": "sql-lora", "source": "/adapters/sql"},
+        },
         model_entry("gone", _dead(), _dead(), fallbacks=[CHEAPEST]),
         model_entry("broken", _dead()),
     ]
@@ -55,8 +66,16 @@ def fleet_config(urls: dict[str, str], slow: str, cache: Path, redis_url: str) -
     return config | {
         "auth": {"enabled": True, "keys": keys},
         "state": {"redis_url": redis_url, "timeout_s": 2.0},
+        "adapters": {"on_demand_loading": True},
         # Breakers probe again after 0.5 s: dead endpoints keep adding errors and retries.
-        "upstream": {"scrape_interval_s": 0.1, "max_queue_delay_s": 1.0, "breaker_cooldown_s": 0.5},
+        "upstream": {
+            "scrape_interval_s": 0.1,
+            "max_queue_delay_s": 1.0,
+            "breaker_cooldown_s": 0.5,
+            "prefix_scoring": True,
+        },
+        # traces to a collector that is not there: the export panel shows the failures
+        "tracing": {"enabled": True, "endpoint": f"{_dead()[:-3]}/v1/traces", "timeout_s": 0.5},
     }
 
 
@@ -79,6 +98,10 @@ def one_round(app: httpx.Client, tight: httpx.Client) -> dict[str, int]:
     statuses["fallback"] = _chat(app, "gone").status_code
     statuses["broken"] = _chat(app, "broken").status_code // 100 * 100
     statuses["shed"] = _chat(app, "m").status_code
+    statuses["twin"] = _chat(app, "twin").status_code
+    statuses["adapter"] = _chat(app, "twin-sql").status_code
+    require: Any = {"require": {"max_params_b": 1}}  # no model gives its size
+    statuses["unsatisfiable"] = _chat(app, "auto", switchyard=require).status_code
     statuses["limited"] = max(_chat(tight, CHEAPEST).status_code for _ in range(2))
     return statuses
 
@@ -86,7 +109,8 @@ def one_round(app: httpx.Client, tight: httpx.Client) -> dict[str, int]:
 EXPECTED = {
     "routed stream=False": 200, "routed stream=True": 200, "feedback stream=False": 200,
     "feedback stream=True": 200, "priciest": 200, "cheapest stream": 200, "fallback": 200,
-    "broken": 500, "shed": 429, "limited": 429,
+    "broken": 500, "shed": 429, "limited": 429, "twin": 200, "adapter": 200,
+    "unsatisfiable": 400,
 }  # fmt: skip
 
 
@@ -164,9 +188,16 @@ def test_every_panel_query_and_recording_rule_returns_data_from_a_real_prometheu
     app_key, tight_key = _keys(monkeypatch)
     sims = {name: simulator(name) for name, _, _ in CANDIDATES}
     slow = simulator("m", preset="slow", max_num_seqs=1)
+    twins = [
+        simulator("twin", preset="fast", max_loras=2, runtime_lora_updating=True, lora_load_s=0.01)
+        for _ in range(2)
+    ]
     urls = {name: sim.base_url for name, sim in sims.items()}
-    gw = gateway(**fleet_config(urls, slow.base_url, embedder_cache, redis_server.url))
-    engines = [urlsplit(s.server.url).netloc for s in (*sims.values(), slow)]
+    config = fleet_config(
+        urls, slow.base_url, [t.base_url for t in twins], embedder_cache, redis_server.url
+    )
+    gw = gateway(**config)
+    engines = [urlsplit(s.server.url).netloc for s in (*sims.values(), slow, *twins)]
     prom = prometheus(
         {"switchyard": [urlsplit(gw.url).netloc], "vllm": engines}, [rules.RULES_FILE]
     )

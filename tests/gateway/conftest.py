@@ -1,13 +1,15 @@
-"""Fixtures of the gateway tests: a routed gateway (the routing and online-learning tests)."""
+"""Fixtures of the gateway tests: a routed gateway (the routing and online-learning tests) and
+the admin API's stack (a gateway started from a YAML file)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.admin import Stack, admin_stack
 from tests.support.gateways import Gateway, Simulator
 from tests.support.routed import CANDIDATES, routed_settings
 
@@ -28,3 +30,12 @@ def routed(
         return gateway(**routed_settings(urls, embedder_cache, bandit, **routing))
 
     return start
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path, simulator: Callable[..., Simulator], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Stack]:
+    """A gateway started from ``tmp_path/switchyard.yaml`` (see ``admin_stack``)."""
+    with admin_stack(tmp_path, simulator, monkeypatch) as started:
+        yield started

@@ -8,7 +8,7 @@ re-reads it; every call travels over a real socket, API calls through the openai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +20,9 @@ import yaml
 from switchyard.gateway.app import create_app
 from switchyard.gateway.settings import load_settings
 from switchyard.gateway.tenancy.keys import hash_key, new_key
-from tests.support.admin import ADMIN_KEY, PROMPT, ROUTES, SECRET, Stack, admin_stack, error_of
+from tests.support.admin import ADMIN_KEY, PROMPT, ROUTES, SECRET, Stack, error_of
 from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.servers import ServerThread
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path, simulator: Callable[..., Simulator], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    """A gateway started from ``tmp_path/switchyard.yaml`` (see ``admin_stack``)."""
-    with admin_stack(tmp_path, simulator, monkeypatch) as started:
-        yield started
-
 
 # --- access ------------------------------------------------------------------------------
 

@@ -39,9 +39,10 @@ from tests.support.servers import ServerThread
 
 MAX_EXAMPLES = 25  # per operation, valid and invalid inputs together
 ROUTED = "gpt-3.5-turbo-1106"  # the router's one candidate (a model the artifact knows)
-# "m" serves chat and completions; "e" also embeddings; "auto" is the router. None keeps
-# the generated name.
+# "m" serves chat and completions; "e" also embeddings and the pass-through routes; "auto"
+# is the router. None keeps the generated name.
 MODELS = (None, "m", "e", "auto")
+PASSED = ["rerank", "score", "transcriptions"]
 USER_KEY, ADMIN_KEY = new_key(), "admin-" + "f" * 24
 ENV = {"SWITCHYARD_KEY_SECRET": "fuzz-secret", "SWITCHYARD_ADMIN_KEY": ADMIN_KEY,
        "FUZZ_USER_KEY": USER_KEY}  # fmt: skip
@@ -52,7 +53,7 @@ def _config(endpoints: dict[str, str], cache: Path | None, auth: bool) -> dict[s
     return {
         "models": [
             model_entry("m", endpoints["m"]),
-            model_entry("e", endpoints["e"], capabilities=[*chat, "embeddings"]),
+            model_entry("e", endpoints["e"], capabilities=[*chat, "embeddings", *PASSED]),
             model_entry(ROUTED, endpoints[ROUTED]),
         ],
         "routers": [

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from switchyard.gateway.settings import DiscoveryKind, SettingsError, build_settings
+from switchyard.gateway.discovery_config import DiscoveryKind
+from switchyard.gateway.settings import SettingsError, build_settings
 
 
 def settings_with(endpoint: dict[str, Any]) -> Any:

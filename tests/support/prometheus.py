@@ -15,9 +15,13 @@ import httpx
 import yaml
 from prometheus_client import CollectorRegistry
 
+from switchyard.gateway.adapter_metrics import AdapterCollector
+from switchyard.gateway.apis import api_requests
 from switchyard.gateway.discovery_metrics import DiscoveryCollector
 from switchyard.gateway.metrics import GatewayMetrics
+from switchyard.gateway.prefix_metrics import PrefixIndexCollector
 from switchyard.gateway.settings import Settings, build_settings
+from switchyard.gateway.tracing.metrics import TraceExportMetrics
 from switchyard.gateway.upstreams import Upstreams
 from tests.support.servers import free_port
 
@@ -29,7 +33,12 @@ def gateway_series() -> set[str]:
     metrics = GatewayMetrics(CollectorRegistry())
     metrics.watch_breakers(dict)
     metrics.watch_bandits(dict)
-    metrics.registry.register(DiscoveryCollector(Upstreams(_one_model_settings())))
+    upstreams = Upstreams(_one_model_settings())
+    metrics.registry.register(DiscoveryCollector(upstreams))
+    metrics.registry.register(PrefixIndexCollector(upstreams))
+    metrics.registry.register(AdapterCollector(upstreams))
+    api_requests(metrics.registry)  # switchyard.gateway.apis: the Responses and Messages APIs
+    TraceExportMetrics(metrics.registry)  # with tracing on
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {
         family.name + suffix

@@ -7,10 +7,11 @@ Used by the demo, the tests and the benchmarks in place of a GPU running vLLM::
     serve(config, port=8001)             # or run it under uvicorn directly
 
 Modules: ``config`` (PerfModel, presets, Faults, SimulatorConfig), ``engine`` (the batching
-scheduler), ``text`` (deterministic output, token counting), ``tools`` (forced tool calls),
-``protocol`` (request validation), ``responses`` (response bodies), ``generation`` (the
-completion endpoints), ``embeddings``, ``metrics`` (vLLM's Prometheus names), ``app`` (the
-ASGI app), ``server`` (uvicorn).
+scheduler), ``prefix_cache`` (vLLM's automatic prefix caching), ``lora`` (LoRA adapters: slots,
+runtime load/unload, ``vllm:lora_requests_info``), ``text`` (deterministic
+output, token counting), ``tools`` (forced tool calls), ``protocol`` (request validation),
+``responses`` (response bodies), ``generation`` (the completion endpoints), ``embeddings``,
+``metrics`` (vLLM's Prometheus names), ``app`` (the ASGI app), ``server`` (uvicorn).
 """
 
 from switchyard.backends.simulator.app import SimulatorApp, create_simulator_app

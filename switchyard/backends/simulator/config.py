@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
+from switchyard.backends.simulator.lora import LoraConfig
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -158,6 +160,10 @@ class SimulatorConfig:
     seed: int = 0
     serves_embeddings: bool = False
     embedding_dim: int = 384
+    # vLLM V1's automatic prefix caching (on by default there too): --enable-prefix-caching.
+    prefix_caching: bool = True
+    # --enable-lora with its --max-loras slots (simulator.lora); None: no adapters.
+    lora: LoraConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -168,7 +174,8 @@ class SimulatorConfig:
 
 _PERF_FIELDS = frozenset(f.name for f in fields(PerfModel))
 _FAULT_FIELDS = frozenset(f.name for f in fields(Faults))
-_OWN_FIELDS = frozenset({"serves_embeddings", "embedding_dim"})
+_OWN_FIELDS = frozenset({"serves_embeddings", "embedding_dim", "prefix_caching"})
+_LORA_FIELDS = frozenset({"max_loras", "lora_load_s", "lora_modules", "runtime_lora_updating"})
 
 
 def build_config(
@@ -177,11 +184,13 @@ def build_config(
     """The config the CLI (and test fixtures) build: a preset, then overrides on top.
 
     ``overrides`` may name any ``PerfModel`` field (e.g. ``max_num_seqs``, ``decode_base_s``),
-    any ``Faults`` field (e.g. ``error_rate``), ``serves_embeddings`` or ``embedding_dim``;
+    any ``Faults`` field (e.g. ``error_rate``), ``serves_embeddings``, ``embedding_dim`` or
+    ``prefix_caching``, or the LoRA settings ``max_loras`` (turns adapters on),
+    ``lora_load_s``, ``lora_modules`` (name -> path) and ``runtime_lora_updating``;
     ``None`` means "not given". Unknown names or bad values raise ``ValueError``.
     """
     given = {name: value for name, value in overrides.items() if value is not None}
-    unknown = sorted(set(given) - _PERF_FIELDS - _FAULT_FIELDS - _OWN_FIELDS)
+    unknown = sorted(set(given) - _PERF_FIELDS - _FAULT_FIELDS - _OWN_FIELDS - _LORA_FIELDS)
     if unknown:
         raise ValueError(f"unknown simulator settings: {unknown}")
     perf = replace(perf_preset(preset), **{k: v for k, v in given.items() if k in _PERF_FIELDS})
@@ -193,4 +202,19 @@ def build_config(
         seed=seed,
         serves_embeddings=bool(given.get("serves_embeddings", False)),
         embedding_dim=given.get("embedding_dim", 384),
+        prefix_caching=bool(given.get("prefix_caching", True)),
+        lora=_lora_config(given),
+    )
+
+
+def _lora_config(given: dict[str, Any]) -> LoraConfig | None:
+    if "max_loras" not in given:
+        if set(given) & _LORA_FIELDS:
+            raise ValueError("LoRA settings need max_loras (vLLM's --max-loras)")
+        return None
+    return LoraConfig(
+        max_loras=given["max_loras"],
+        load_s=given.get("lora_load_s", 0.0),
+        modules=MappingProxyType(dict(given.get("lora_modules", {}))),
+        runtime_updating=bool(given.get("runtime_lora_updating", False)),
     )

@@ -1,10 +1,11 @@
 """A continuous-batching scheduler on asyncio, timed by a ``PerfModel``, like vLLM's engine.
 
 Each step admits waiting sequences (FIFO) while fewer than ``max_num_seqs`` run; the newly
-admitted pay their prefill inside that step; the step then lasts ``decode_base_s +
-decode_s_per_seq * running`` and ends with one token for every running sequence. So latency
-grows with load, and beyond ``max_num_seqs`` requests queue, which is what the gateway's
-least-loaded routing has to notice.
+admitted pay their prefill inside that step — only for the prompt tokens not found in the
+prefix cache (``prefix_cache.PrefixCache``, when the server caches prefixes); the step then
+lasts ``decode_base_s + decode_s_per_seq * running`` and ends with one token for every
+running sequence. So latency grows with load, and beyond ``max_num_seqs`` requests queue,
+which is what the gateway's least-loaded routing has to notice.
 
 The engine only counts tokens; the handler knows their text. Tokens reach a streaming handler
 through the sequence's queue (token index, then ``None`` when finished or cancelled); a
@@ -15,17 +16,22 @@ exists only while there is work: it is started by ``submit`` and ends when the e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from switchyard.backends.simulator.config import PerfModel
+from switchyard.backends.simulator.lora import AdapterSlots
 from switchyard.backends.simulator.metrics import SimulatorMetrics
+from switchyard.backends.simulator.prefix_cache import PrefixCache
 
 
 class Sequence:
     """One request inside the engine."""
 
     __slots__ = (
+        "adapter",
         "arrival",
+        "blocks",
         "cancelled",
         "finish_reason",
         "finished",
@@ -37,8 +43,18 @@ class Sequence:
         "tokens",
     )
 
-    def __init__(self, prompt_tokens: int, target: int, finish_reason: str, stream: bool) -> None:
+    def __init__(
+        self,
+        prompt_tokens: int,
+        target: int,
+        finish_reason: str,
+        stream: bool,
+        blocks: tuple[int, ...] = (),
+        adapter: str | None = None,
+    ) -> None:
+        self.adapter = adapter  # the LoRA adapter it names, if any (simulator.lora)
         self.prompt_tokens = prompt_tokens
+        self.blocks = blocks  # the prompt's block hashes, for the prefix cache
         self.stream = stream
         self.target = max(target, 1)
         self.finish_reason = finish_reason
@@ -54,9 +70,17 @@ class Sequence:
 class Engine:
     """The running batch and the waiting queue of one simulated server."""
 
-    def __init__(self, perf: PerfModel, metrics: SimulatorMetrics) -> None:
+    def __init__(
+        self,
+        perf: PerfModel,
+        metrics: SimulatorMetrics,
+        prefix_cache: PrefixCache | None = None,
+        adapters: AdapterSlots | None = None,
+    ) -> None:
         self._perf = perf
+        self.adapters = adapters  # LoRA slots (--enable-lora), else None
         self._metrics = metrics
+        self.prefix_cache = prefix_cache
         # dicts as ordered sets: FIFO order for the waiting queue, O(1) removal on cancel.
         self._running: dict[Sequence, None] = {}
         self._waiting: dict[Sequence, None] = {}
@@ -80,15 +104,27 @@ class Engine:
         return min(self._kv_tokens / self._perf.kv_cache_tokens, 1.0)
 
     @property
+    def prefix_caching(self) -> bool:
+        return self.prefix_cache is not None
+
+    @property
     def busy(self) -> bool:
         """Whether the step loop is running (it stops as soon as there is no work)."""
         return self._task is not None
 
     def submit(
-        self, prompt_tokens: int, completion_tokens: int, finish_reason: str, stream: bool = True
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        finish_reason: str,
+        stream: bool = True,
+        blocks: tuple[int, ...] = (),
+        adapter: str | None = None,
     ) -> Sequence:
-        """Queue a request that will produce ``completion_tokens`` tokens; call from the loop."""
-        seq = Sequence(prompt_tokens, completion_tokens, finish_reason, stream)
+        """Queue a request that will produce ``completion_tokens`` tokens (``blocks``: its
+        prompt's block hashes, see ``prefix_blocks``; ``adapter``: the LoRA adapter it
+        names); call from the loop."""
+        seq = Sequence(prompt_tokens, completion_tokens, finish_reason, stream, blocks, adapter)
         self._waiting[seq] = None
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -120,8 +156,10 @@ class Engine:
             while self._running or self._waiting:
                 prefill_tokens = self._admit()
                 perf = self._perf
+                swaps = self.adapters.take_stall() if self.adapters is not None else 0.0
                 await asyncio.sleep(
-                    perf.prefill_s_per_token * prefill_tokens
+                    swaps
+                    + perf.prefill_s_per_token * prefill_tokens
                     + perf.decode_base_s
                     + perf.decode_s_per_seq * len(self._running)
                 )
@@ -130,18 +168,33 @@ class Engine:
             self._task = None
 
     def _admit(self) -> int:
-        """Move waiting sequences into the batch while there is room; their prompt tokens."""
+        """Move waiting sequences into the batch while there is room; the prompt tokens
+        they need computed (those not in the prefix cache)."""
         room = self._perf.max_num_seqs - len(self._running)
-        prefill = 0
-        while room > 0 and self._waiting:
-            seq = next(iter(self._waiting))
+        prompt = cached = 0
+        cache, metrics = self.prefix_cache, self._metrics
+        admitted = (
+            self._waiting if self.adapters is None
+            else self.adapters.admissible(self._waiting, self._running, room)
+        )  # fmt: skip
+        for seq in list(itertools.islice(admitted, max(room, 0))):
             del self._waiting[seq]
             self._running[seq] = None
-            prefill += seq.prompt_tokens
-            room -= 1
-        self._kv_tokens += prefill
-        self._metrics.prompt_tokens += prefill
-        return prefill
+            prompt += seq.prompt_tokens
+            if cache is not None:
+                cached += cache.admit(seq.blocks, seq.prompt_tokens)
+        self._kv_tokens += prompt
+        metrics.prompt_tokens += prompt
+        if cache is not None:
+            metrics.prefix_cache_queries += prompt
+            metrics.prefix_cache_hits += cached
+        return prompt - cached
+
+    def adapter_names(self) -> tuple[list[str], list[str]]:
+        """The distinct adapters of the running and of the waiting requests (the gauge)."""
+        running = {s.adapter: None for s in self._running if s.adapter is not None}
+        waiting = {s.adapter: None for s in self._waiting if s.adapter is not None}
+        return list(running), list(waiting)
 
     def _deliver(self, now: float) -> None:
         """The end of a step: one token for every running sequence."""

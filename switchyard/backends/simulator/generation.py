@@ -15,6 +15,7 @@ import random
 import time
 import uuid
 
+from switchyard.backends.prefix_blocks import request_blocks
 from switchyard.backends.simulator.asgi import (
     SSE_START,
     Receive,
@@ -25,6 +26,7 @@ from switchyard.backends.simulator.asgi import (
     send_error,
     wait_for_disconnect,
 )
+from switchyard.backends.simulator.choices import make_reply
 from switchyard.backends.simulator.config import Faults, SimulatorConfig
 from switchyard.backends.simulator.engine import Engine, Sequence
 from switchyard.backends.simulator.metrics import SimulatorMetrics
@@ -35,9 +37,8 @@ from switchyard.backends.simulator.protocol import (
     parse_completion,
     parse_json_object,
 )
-from switchyard.backends.simulator.responses import Answer, ChunkWriter, chat_body, completion_body
+from switchyard.backends.simulator.responses import ChunkWriter, Reply, chat_body, completion_body
 from switchyard.backends.simulator.text import ContextLengthError, TextModel, check_context
-from switchyard.backends.simulator.tools import make_tool_call
 
 
 def injected_error(status: int) -> ApiError:
@@ -66,6 +67,8 @@ class GenerationHandler:
         self._max_model_len = config.perf.max_model_len
         self._faults: Faults = config.faults
         self._engine: Engine | None = None if config.perf.is_zero else engine
+        self._adapters = engine.adapters  # LoRA adapters a request may name, if enabled
+        self._caches_prefixes = self._engine is not None and engine.prefix_caching
         self._metrics = metrics
         self._text = TextModel(config.seed, config.perf.max_model_len)
         self._fault_rng = random.Random(config.seed)
@@ -85,7 +88,14 @@ class GenerationHandler:
     def _parse(self, raw: bytes, chat: bool) -> GenerationRequest:
         body = parse_json_object(raw)
         request = parse_chat(body) if chat else parse_completion(body)
-        if request.model is not None and request.model != self._model:
+        if self._caches_prefixes:
+            blocks = request_blocks(body, chat, max_blocks=None)
+            request.blocks = blocks.hashes if blocks is not None else ()
+        if (
+            request.model is not None
+            and request.model != self._model
+            and not (self._adapters is not None and request.model in self._adapters.registered)
+        ):
             raise ApiError(
                 404,
                 f"The model `{request.model}` does not exist.",
@@ -98,14 +108,15 @@ class GenerationHandler:
             raise ApiError(400, str(exc), param="messages" if chat else "prompt") from None
         return request
 
-    def _answer(self, request: GenerationRequest) -> Answer:
-        if request.tool_function is not None:
-            rng = self._text.rng(request.prompt, request.seed)
-            return Answer.from_tool_call(make_tool_call(request.tool_function, rng))
-        completion = self._text.complete(
-            request.prompt, request.prompt_tokens, request.max_tokens, request.seed
-        )
-        return Answer.from_text(completion)
+    def _adapter_of(self, request: GenerationRequest) -> str | None:
+        return None if request.model == self._model else request.model
+
+    def _served(self, request: GenerationRequest) -> str:
+        """The model a response names: the adapter when the request named one, as vLLM."""
+        return request.model if request.model is not None else self._model
+
+    def _answer(self, request: GenerationRequest) -> Reply:
+        return make_reply(self._text, request)
 
     def _new_id(self, chat: bool) -> str:
         return f"{'chatcmpl' if chat else 'cmpl'}-{self._id_stem}{next(self._ids):08x}"
@@ -115,7 +126,7 @@ class GenerationHandler:
         receive: Receive,
         send: Send,
         request: GenerationRequest,
-        answer: Answer,
+        answer: Reply,
         started: float,
     ) -> None:
         """The path with faults or latency: a task notices the client leaving meanwhile."""
@@ -147,7 +158,7 @@ class GenerationHandler:
         finally:
             gone.cancel()
 
-    def _record_instant(self, request: GenerationRequest, answer: Answer, started: float) -> None:
+    def _record_instant(self, request: GenerationRequest, answer: Reply, started: float) -> None:
         self._metrics.record_instant(
             request.prompt_tokens,
             answer.completion_tokens,
@@ -161,11 +172,16 @@ class GenerationHandler:
         gone: asyncio.Future[None],
         send: Send,
         request: GenerationRequest,
-        answer: Answer,
+        answer: Reply,
         drop_after: int | None,
     ) -> None:
         seq = engine.submit(
-            request.prompt_tokens, answer.completion_tokens, answer.finish_reason, request.stream
+            request.prompt_tokens,
+            answer.steps,  # the n choices decode side by side
+            answer.finish_reason,
+            request.stream,
+            request.blocks,
+            self._adapter_of(request),
         )
         gone.add_done_callback(lambda _: engine.cancel(seq))
         try:
@@ -179,20 +195,20 @@ class GenerationHandler:
             engine.cancel(seq)  # no-op when finished; frees the slot on drop or error
 
     async def _write_now(
-        self, send: Send, request: GenerationRequest, answer: Answer, drop_after: int | None
+        self, send: Send, request: GenerationRequest, answer: Reply, drop_after: int | None
     ) -> None:
         """The whole answer at once: one JSON body, or every chunk of the stream in a row."""
         rid, created = self._new_id(request.chat), int(time.time())
         if not request.stream:
             build = chat_body if request.chat else completion_body
             await send_bytes(
-                send, 200, build(rid, created, self._model, answer, request.prompt_tokens)
+                send, 200, build(rid, created, self._served(request), answer, request.prompt_tokens)
             )
             return
-        writer = ChunkWriter(rid, created, self._model, request.chat)
+        writer = ChunkWriter(rid, created, self._served(request), request.chat)
         await send(SSE_START)
         sent = await self._send_first(send, writer, answer)
-        for index in range(len(answer.pieces)):
+        for index in range(answer.steps):
             _maybe_drop(sent, drop_after)
             await send_chunk(send, writer.piece(answer, index))
             sent += 1
@@ -204,12 +220,12 @@ class GenerationHandler:
         seq: Sequence,
         send: Send,
         request: GenerationRequest,
-        answer: Answer,
+        answer: Reply,
         drop_after: int | None,
     ) -> None:
         """Stream tokens as the engine produces them (headers first, like vLLM)."""
         writer = ChunkWriter(
-            self._new_id(request.chat), int(time.time()), self._model, request.chat
+            self._new_id(request.chat), int(time.time()), self._served(request), request.chat
         )
         await send(SSE_START)
         sent = -1  # the role chunk goes out with the first token, as vLLM does
@@ -225,7 +241,7 @@ class GenerationHandler:
         await self._send_tail(send, writer, request, answer)
 
     @staticmethod
-    async def _send_first(send: Send, writer: ChunkWriter, answer: Answer) -> int:
+    async def _send_first(send: Send, writer: ChunkWriter, answer: Reply) -> int:
         first = writer.first(answer)
         if first is None:
             return 0
@@ -234,9 +250,9 @@ class GenerationHandler:
 
     @staticmethod
     async def _send_tail(
-        send: Send, writer: ChunkWriter, request: GenerationRequest, answer: Answer
+        send: Send, writer: ChunkWriter, request: GenerationRequest, answer: Reply
     ) -> None:
-        await send_chunk(send, writer.final(answer.finish_reason))
+        await send_chunk(send, writer.final(answer))
         if request.include_usage:
             await send_chunk(send, writer.usage(request.prompt_tokens, answer.completion_tokens))
         await end_stream(send)

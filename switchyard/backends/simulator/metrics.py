@@ -5,8 +5,10 @@ The gateway scrapes these exactly as it would scrape a real vLLM, so names, type
 and turned into metric families only at scrape time (a custom collector): prometheus_client's
 own Counter/Histogram take a lock per call, and the zero-latency benchmark path must stay cheap.
 Gauges are read from the engine at scrape time. ``vllm:cache_config_info`` carries the KV
-pool as vLLM does (``num_gpu_blocks`` of ``block_size`` tokens, no ``model_name`` label), and
-``vllm:num_preemptions`` stays 0: the simulated engine never evicts a running sequence.
+pool as vLLM does (``num_gpu_blocks`` of ``block_size`` tokens, no ``model_name`` label, and
+``enable_prefix_caching``), and ``vllm:num_preemptions`` stays 0: the simulated engine never
+evicts a running sequence. ``vllm:prefix_cache_queries`` / ``vllm:prefix_cache_hits`` count
+prompt tokens looked up in the prefix cache and found there, as vLLM V1's counters do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from switchyard.backends.metric_values import Histogram
+from switchyard.backends.prefix_blocks import BLOCK_TOKENS
 from switchyard.backends.simulator.config import PerfModel
 
 # vLLM's bucket boundaries (vllm/engine/metrics.py), so dashboards built for vLLM still fit.
@@ -38,7 +41,7 @@ _GAUGES = (
     ("vllm:num_requests_waiting", "Requests waiting to be admitted."),
     ("vllm:kv_cache_usage_perc", "KV-cache usage; 1 means 100 percent."),
 )
-BLOCK_SIZE = 16  # vLLM's default --block-size on GPUs
+BLOCK_SIZE = BLOCK_TOKENS
 
 
 class LoadSource(Protocol):
@@ -56,6 +59,9 @@ class LoadSource(Protocol):
     @property
     def perf(self) -> PerfModel: ...
 
+    @property
+    def prefix_caching(self) -> bool: ...
+
 
 class SimulatorMetrics:
     """The counters and histograms of one simulated server."""
@@ -63,6 +69,8 @@ class SimulatorMetrics:
     def __init__(self) -> None:
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.prefix_cache_queries = 0  # prompt tokens looked up in the prefix cache
+        self.prefix_cache_hits = 0  # of those, the tokens found there
         self.success = dict.fromkeys(FINISHED_REASONS, 0)
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
@@ -120,7 +128,7 @@ class SimulatorCollector(Collector):
         labels = {
             "block_size": str(BLOCK_SIZE),
             "cache_dtype": "auto",
-            "enable_prefix_caching": "False",
+            "enable_prefix_caching": str(self._load.prefix_caching),
             "gpu_memory_utilization": "0.9",
             "num_gpu_blocks": str(perf.kv_cache_tokens // BLOCK_SIZE),
         }
@@ -149,13 +157,25 @@ class SimulatorCollector(Collector):
             "Cumulative number of preemption from the engine.",
             labels=["model_name"],
         )
+        queries = CounterMetricFamily(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            labels=["model_name"],
+        )
+        hits = CounterMetricFamily(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            labels=["model_name"],
+        )
         if with_values:
+            queries.add_metric(self._labels, m.prefix_cache_queries)
+            hits.add_metric(self._labels, m.prefix_cache_hits)
             preemptions.add_metric(self._labels, 0)
             prompt.add_metric(self._labels, m.prompt_tokens)
             generation.add_metric(self._labels, m.generation_tokens)
             for reason, count in m.success.items():
                 success.add_metric([*self._labels, reason], count)
-        yield from (prompt, generation, success, preemptions)
+        yield from (prompt, generation, success, preemptions, queries, hits)
 
     def _histograms(self, with_values: bool) -> Iterator[Metric]:
         m = self._metrics

@@ -2,7 +2,8 @@
 
 The gateway's fuzz tests push arbitrary bodies through to the simulator, so every check here
 is explicit (type, range) and every failure is a 4xx in OpenAI's error shape, never a crash.
-Fields the simulator does not model (temperature, top_p, stop, logprobs, ...) are ignored.
+``n``, ``response_format`` and ``logprobs``/``top_logprobs`` are honoured as vLLM honours
+them; fields the simulator does not model (temperature, top_p, stop, ...) are ignored.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from typing import Any
 
 import orjson
 
+from switchyard.backends.simulator.logprobs import MAX_TOP_LOGPROBS
+from switchyard.backends.simulator.structured import (
+    FormatError,
+    ResponseFormat,
+    parse_response_format,
+)
 from switchyard.backends.simulator.text import MESSAGE_OVERHEAD_TOKENS, count_text_tokens
 from switchyard.backends.simulator.tools import forced_function
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _TOOL_CHOICE_WORDS = frozenset({"none", "auto", "required"})
+MAX_N = 128  # choices per request: more is refused rather than built
 
 
 class ApiError(Exception):
@@ -58,6 +66,10 @@ class GenerationRequest:
     include_usage: bool
     seed: int | None
     tool_function: dict[str, Any] | None  # the function a forced tool call must call
+    n: int = 1  # choices
+    response_format: ResponseFormat | None = None  # JSON mode; None: plain text
+    logprobs: int | None = None  # entries in each token's top list; None: no logprobs
+    blocks: tuple[int, ...] = ()  # the prompt's block hashes (prefix cache), when it caches
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -79,13 +91,29 @@ def parse_chat(body: dict[str, Any]) -> GenerationRequest:
     max_tokens = _optional_int(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = _optional_int(body, "max_tokens", 1)
-    return _request(body, True, prompt, prompt_tokens, max_tokens, function)
+    request = _request(body, True, prompt, prompt_tokens, max_tokens, function)
+    top = _optional_int(body, "top_logprobs", 0)
+    if top is not None and top > MAX_TOP_LOGPROBS:
+        raise ApiError(
+            400, f"top_logprobs must be at most {MAX_TOP_LOGPROBS}", param="top_logprobs"
+        )
+    if _optional_bool(body, "logprobs"):
+        request.logprobs = top or 0
+    elif top:  # vLLM's rule: top_logprobs needs logprobs
+        raise ApiError(400, "when using top_logprobs, logprobs must be set to true",
+                       param="top_logprobs")  # fmt: skip
+    return request
 
 
 def parse_completion(body: dict[str, Any]) -> GenerationRequest:
     prompt, prompt_tokens = _completion_prompt(body.get("prompt"))
     max_tokens = _optional_int(body, "max_tokens", 1)
-    return _request(body, False, prompt, prompt_tokens, max_tokens, None)
+    request = _request(body, False, prompt, prompt_tokens, max_tokens, None)
+    listed = _optional_int(body, "logprobs", 0)
+    if listed is not None and listed > MAX_TOP_LOGPROBS:
+        raise ApiError(400, f"logprobs must be at most {MAX_TOP_LOGPROBS}", param="logprobs")
+    request.logprobs = None if listed is None else max(listed, 1)  # the sampled token, at least
+    return request
 
 
 def _request(
@@ -99,9 +127,13 @@ def _request(
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "model must be a string", param="model")
-    n = _optional_int(body, "n", 1)
-    if n not in (None, 1):
-        raise ApiError(400, "the simulator supports only n=1", param="n")
+    n = _optional_int(body, "n", 1) or 1
+    if n > MAX_N:
+        raise ApiError(400, f"n must be at most {MAX_N}", param="n")
+    try:
+        response_format = parse_response_format(body.get("response_format"))
+    except FormatError as err:
+        raise ApiError(400, str(err), param="response_format") from None
     stream = _optional_bool(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -117,6 +149,8 @@ def _request(
         include_usage=include_usage,
         seed=_optional_int(body, "seed", None),
         tool_function=function,
+        n=n,
+        response_format=response_format,
     )
 
 

@@ -71,22 +71,32 @@ class TextModel:
         self._seed = seed
         self._max_model_len = max_model_len
         self._cache_size = cache_size
-        self._cache: dict[tuple[int | None, str, int | None, int], Completion] = {}
+        self._cache: dict[tuple[int | None, str, int | None, int, str], Completion] = {}
 
-    def rng(self, prompt: str, request_seed: int | None) -> random.Random:
-        """The random source every deterministic choice for this request is drawn from."""
-        return random.Random(f"{self._seed}:{request_seed}:{prompt}")
+    def rng(self, prompt: str, request_seed: int | None, salt: str = "") -> random.Random:
+        """The random source every deterministic choice for this request is drawn from
+        (``salt`` names another one: a further choice of ``n``, the log-probabilities)."""
+        return random.Random(f"{self._seed}:{request_seed}:{prompt}{salt}")
+
+    def room(self, prompt_tokens: int) -> int:
+        """Output tokens that still fit in the context after the prompt."""
+        return max(self._max_model_len - prompt_tokens, 0)
 
     def complete(
-        self, prompt: str, prompt_tokens: int, max_tokens: int | None, request_seed: int | None
+        self,
+        prompt: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        request_seed: int | None,
+        salt: str = "",
     ) -> Completion:
         """``max_tokens`` words if given (finish "length"), else 16..64 words (finish "stop");
         always capped by the room left in the context."""
-        key = (request_seed, prompt, max_tokens, prompt_tokens)
+        key = (request_seed, prompt, max_tokens, prompt_tokens, salt)
         found = self._cache.get(key)
         if found is not None:
             return found
-        completion = self._make(prompt, prompt_tokens, max_tokens, request_seed)
+        completion = self._make(prompt, prompt_tokens, max_tokens, request_seed, salt)
         if len(prompt) <= _MAX_CACHED_PROMPT_CHARS:  # keeps the cache's memory bounded too
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()  # crude but O(1) per request and bounded; hits dominate
@@ -94,13 +104,17 @@ class TextModel:
         return completion
 
     def _make(
-        self, prompt: str, prompt_tokens: int, max_tokens: int | None, request_seed: int | None
+        self,
+        prompt: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        request_seed: int | None,
+        salt: str,
     ) -> Completion:
-        rng = self.rng(prompt, request_seed)
+        rng = self.rng(prompt, request_seed, salt)
         natural = rng.randint(MIN_NATURAL_TOKENS, MAX_NATURAL_TOKENS)
         wanted = natural if max_tokens is None else max_tokens
-        room = max(self._max_model_len - prompt_tokens, 0)
-        count = min(wanted, room)
+        count = min(wanted, self.room(prompt_tokens))
         finish = "stop" if max_tokens is None and count == natural else "length"
         words = rng.choices(WORDS, k=count)
         tokens = tuple(word if i == 0 else " " + word for i, word in enumerate(words))

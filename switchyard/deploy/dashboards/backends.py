@@ -1,6 +1,6 @@
 """Backends board: the vLLM engines (queue depth, running batch, KV-cache, prefix cache,
 preemptions, throughput, engine latency) and the gateway's view of them (circuit breakers,
-upstream errors, retries, the pods discovery finds).
+upstream errors, retries, the pods discovery finds, its prefix index).
 
 Engine series carry vLLM's ``model_name`` label and the scrape's ``instance``. The chart's
 PodMonitor adds no pool (GPU type) label, and each pool of the chart serves one model on one
@@ -9,6 +9,12 @@ GPU product, so throughput "per GPU type" is shown per served model and replica.
 
 from __future__ import annotations
 
+from switchyard.deploy.dashboards.adapters import adapter_loads
+from switchyard.deploy.dashboards.prefix import (
+    prefix_index_evictions,
+    prefix_index_fill,
+    prefix_index_memory,
+)
 from switchyard.deploy.dashboards.style import (
     Dashboard,
     Panel,
@@ -254,6 +260,8 @@ def board() -> Dashboard:
         waiting(), running(), kv_cache(), prefix_cache(), preemptions(), throughput(),
         finished(), engine_latency(), unhealthy_endpoints(), upstream_errors(), retries(),
         discovered_endpoints(), discovery_errors(), engines_up(), breakers(),
+        prefix_index_fill(), prefix_index_memory(), prefix_index_evictions(),
+        adapter_loads(),
     ]  # fmt: skip
     return dashboard(
         "backends",

@@ -3,6 +3,7 @@ traffic goes. Reads the recording rules of switchyard/deploy/rules.py wherever o
 
 from __future__ import annotations
 
+from switchyard.deploy.dashboards.apis import api_requests
 from switchyard.deploy.dashboards.style import (
     Dashboard,
     Panel,
@@ -12,6 +13,7 @@ from switchyard.deploy.dashboards.style import (
     target,
     timeseries,
 )
+from switchyard.deploy.dashboards.tracing import trace_export
 
 PERCENTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
 RED_ABOVE_1PCT = ((None, "green"), (0.01, "orange"), (0.05, "red"))
@@ -250,7 +252,7 @@ def board() -> Dashboard:
         in_flight(), requests_by_model(), requests_by_status(), errors_by_model(),
         ttft_slo_misses(), latency(), ttft(), spend_by_model(), spend_per_1k_by_model(),
         traffic_share(), priciest_share_over_time(), tokens(), connections(),
-        connections_rejected(),
+        connections_rejected(), api_requests(), trace_export(),
     ]  # fmt: skip
     return dashboard(
         "overview",

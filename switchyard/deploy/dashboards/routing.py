@@ -191,6 +191,23 @@ def fallbacks() -> Panel:
     )
 
 
+def constraint_refusals() -> Panel:
+    return timeseries(
+        "Refused by model constraints",
+        "Requests per second refused 400 because no model meets their constraints "
+        "(switchyard.require, or tools / response_format / images the request uses), by "
+        "requested model or router and constraint (5m).",
+        [
+            target(
+                "sum by (model, constraint) (rate(switchyard_constraint_refusals_total[5m]))",
+                "{{model}}: {{constraint}}",
+            )
+        ],
+        "reqps",
+        w=24,
+    )
+
+
 def expected_delay() -> Panel:
     buckets = "sum by (model, le) (rate(switchyard_expected_delay_seconds_bucket[5m]))"
     return timeseries(
@@ -211,7 +228,7 @@ def board() -> Dashboard:
         decisions_by_model(), decision_share(), decision_latency(),
         realised_quality(), regret(), feedback_coverage(),
         score_distribution(), bandit_observations(), bandit_learning(), batching(),
-        shed(), fallbacks(), expected_delay(),
+        shed(), fallbacks(), expected_delay(), constraint_refusals(),
     ]  # fmt: skip
     return dashboard(
         "routing",

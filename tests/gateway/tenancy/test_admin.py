@@ -7,25 +7,14 @@ re-reads it; every call travels over a real socket, API calls through the openai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
-from tests.support.admin import ADMIN_KEY, PROMPT, Stack, admin_stack, error_of
+from tests.support.admin import ADMIN_KEY, PROMPT, Stack, error_of
 from tests.support.gateways import Gateway, Simulator, model_entry
-
-
-@pytest.fixture
-def stack(
-    tmp_path: Path, simulator: Callable[..., Simulator], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    """A gateway started from ``tmp_path/switchyard.yaml`` (see ``admin_stack``)."""
-    with admin_stack(tmp_path, simulator, monkeypatch) as started:
-        yield started
-
 
 # --- keys --------------------------------------------------------------------------------
 
