@@ -12,8 +12,7 @@ from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard.backends.simulator import build_config
-from tests.gateway.test_load_aware import wait_for
-from tests.support.gateways import Simulator
+from tests.support.gateways import Simulator, wait_for
 from tests.support.hold import held_streams
 
 RUNTIME = {"max_loras": 2, "runtime_lora_updating": True}

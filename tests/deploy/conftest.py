@@ -1,5 +1,5 @@
-"""The deploy tests' fixture: a real Prometheus server (tests/support/prometheus.py), skipped
-locally when the ``prometheus`` binary is missing (CI installs it, so there it fails)."""
+"""The deploy tests' fixtures: a real Prometheus server (tests/support/prometheus.py) and the
+``promtool`` binary, skipped locally when missing (CI installs them, so there they fail)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.prometheus import PrometheusServer
-from tests.support.requirements import PROMETHEUS, require_program
+from tests.support.requirements import PROMETHEUS, PROMTOOL, require_program
 
 
 @pytest.fixture
@@ -29,3 +29,9 @@ def prometheus(
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    """The ``promtool`` binary (Debian package ``prometheus``; CI installs it)."""
+    return require_program(PROMTOOL)

@@ -20,12 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from switchyard.deploy import rules
 from switchyard.deploy.dashboards.build import BOARDS, DASHBOARDS_DIR, main, queries, render
 from switchyard.deploy.dashboards.style import DATASOURCE, GRID_COLUMNS, Dashboard, Panel
-from tests.deploy.test_rules import promtool
 from tests.helm.chart import find, objects, scenario
 from tests.support.gateways import Simulator
 from tests.support.prometheus import gateway_series
-
-__all__ = ["promtool"]
 
 # Series real vLLM exports that the simulator cannot (none since the simulator caches
 # prefixes and exports vllm:prefix_cache_queries / _hits; kept for the next such series).

@@ -8,22 +8,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from switchyard.deploy import rules
 from switchyard.gateway.request_metrics import LATENCY_BUCKETS
 from tests.helm.chart import objects, one, scenario
 from tests.support.prometheus import gateway_series
-from tests.support.requirements import PROMTOOL, require_program
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    """The ``promtool`` binary (Debian package ``prometheus``; CI installs it)."""
-    return require_program(PROMTOOL)
 
 
 def _rules() -> list[dict[str, Any]]:

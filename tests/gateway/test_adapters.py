@@ -15,8 +15,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.gateway.test_load_aware import scraped, wait_for
-from tests.support.gateways import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry, scraped, wait_for
 
 ADAPTERS = [f"ad{i}" for i in range(6)]
 MODULES = {name: f"/adapters/{name}" for name in ADAPTERS}

@@ -17,9 +17,8 @@ import pytest
 from switchyard.backends.simulator import build_config, create_simulator_app
 from switchyard.gateway.settings import build_settings
 from switchyard.gateway.upstreams import Upstreams
-from tests.gateway.test_load_aware import queue_of, served, wait_for
 from tests.support.dnsmasq import DOMAIN, Dnsmasq
-from tests.support.gateways import Gateway
+from tests.support.gateways import Gateway, queue_of, served, wait_for
 from tests.support.hold import held_streams
 from tests.support.servers import ServerThread, free_port
 

@@ -11,38 +11,20 @@ from typing import Any
 
 import pytest
 
-from switchyard.backends.engine_state import EngineSnapshot
-from tests.support.gateways import Gateway, Simulator, model_entry
+from tests.support.gateways import (
+    Gateway,
+    Simulator,
+    model_entry,
+    queue_of,
+    scraped,
+    served,
+    wait_for,
+)
 from tests.support.hold import held_streams
 from tests.support.servers import free_port
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2}
 SCRAPE: dict[str, Any] = {"scrape_interval_s": 0.1, "seed": 3}
-
-
-def scraped(gw: Gateway, url: str) -> EngineSnapshot | None:
-    """The gateway's latest fresh snapshot of the endpoint at ``url``."""
-    scraper = gw.server.app.state.upstreams.scraper
-    return None if scraper is None else scraper.snapshot(url)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        time.sleep(0.02)
-
-
-def queue_of(gw: Gateway, url: str, waiting: int) -> Callable[[], bool]:
-    def seen() -> bool:
-        snap = scraped(gw, url)
-        return snap is not None and snap.waiting >= waiting
-
-    return seen
-
-
-def served(gw: Gateway, model: str, endpoint: str) -> float:
-    return gw.metric("switchyard_requests_total", model=model, endpoint=endpoint, status="200")
 
 
 def test_a_replica_whose_engine_queues_gets_no_new_requests(

@@ -10,8 +10,7 @@ from typing import Any
 
 from openai import OpenAI
 
-from tests.gateway.test_load_aware import queue_of, wait_for
-from tests.support.gateways import Gateway, Simulator, model_entry
+from tests.support.gateways import Gateway, Simulator, model_entry, queue_of, wait_for
 from tests.support.hold import held_streams
 
 SYSTEM = "You are Switchyard's support assistant. Answer briefly and cite the manual. " * 12

@@ -4,6 +4,8 @@ entry as its config file spells it."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from switchyard.backends.engine_state import EngineSnapshot
 from tests.support.servers import ServerThread
 
 
@@ -70,3 +73,32 @@ def model_entry(name: str, *urls: str, **extra: Any) -> dict[str, Any]:
         "endpoints": [{"url": u} for u in urls],
         **extra,
     }
+
+
+def scraped(gw: Gateway, url: str) -> EngineSnapshot | None:
+    """The gateway's latest fresh snapshot of the endpoint at ``url``."""
+    scraper = gw.server.app.state.upstreams.scraper
+    return None if scraper is None else scraper.snapshot(url)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Polls ``condition`` every 20 ms; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
+        time.sleep(0.02)
+
+
+def queue_of(gw: Gateway, url: str, waiting: int) -> Callable[[], bool]:
+    """Whether the gateway has seen at least ``waiting`` requests queued at ``url``."""
+
+    def seen() -> bool:
+        snap = scraped(gw, url)
+        return snap is not None and snap.waiting >= waiting
+
+    return seen
+
+
+def served(gw: Gateway, model: str, endpoint: str) -> float:
+    """Requests of ``model`` that ``endpoint`` answered with 200, by the gateway's count."""
+    return gw.metric("switchyard_requests_total", model=model, endpoint=endpoint, status="200")
