@@ -38,8 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchkit import LOOPBACK, chat_body, gateway_argv, log, simulator_argv, stop_group, wait_ready
-from replica_bench_load import free_port, start_process
+from benchkit import (
+    LOOPBACK,
+    chat_body,
+    free_port,
+    gateway_argv,
+    log,
+    simulator_argv,
+    stop_group,
+    wait_ready,
+)
+from replica_bench_load import start_process
 from routerkit import LoadProbe, machine_info, write_results
 
 BENCH_DIR = Path(__file__).resolve().parent

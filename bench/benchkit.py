@@ -41,6 +41,22 @@ DASH = "\u2013"  # en dash, as in the shared harness's "median [min to max]" cel
 # ---------------------------------------------------------------- processes
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A free loopback port that this process has not handed out before: the kernel may offer
+    a port again before the server it was given to has bound it, and two servers of one fleet
+    would then clash."""
+    while True:
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
 def port_open(port: int) -> bool:
     """Whether something listens on 127.0.0.1:port."""
     with socket.socket() as s:

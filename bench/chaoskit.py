@@ -23,6 +23,7 @@ from typing import Any
 
 import benchkit as bk
 import yaml
+from benchkit import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
@@ -43,12 +44,6 @@ EXPLAINS = {
     "redis_kill": {"503:state_store_unavailable"},
     "gateway_kill": {"conn_refused", "conn_broken", "stream_cut", "timeout"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(ready: Any, what: str, timeout: float = 60.0) -> None:

@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchkit import RESULTS, SWITCHYARD, simulator_argv, stop_group
+from benchkit import RESULTS, SWITCHYARD, free_port, simulator_argv, stop_group
 from discovery_bench import Dns
-from limits_bench import free_port
 from routed_bench import Client, launch
 from routerkit import LoadProbe, machine_info
 from scrape_bench import report, run

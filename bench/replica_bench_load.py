@@ -37,7 +37,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchkit import LOOPBACK, chat_body, gateway_argv, log, simulator_argv, stop_group, wait_ready
+from benchkit import (
+    LOOPBACK,
+    chat_body,
+    free_port,
+    gateway_argv,
+    log,
+    simulator_argv,
+    stop_group,
+    wait_ready,
+)
 from routerkit import LoadProbe, machine_info, write_results
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -74,12 +82,6 @@ def capacity_rps(replicas: tuple[tuple[str, int], ...] = REPLICAS) -> float:
         perf = PRESETS[preset]
         tokens_per_s += seqs / (perf.decode_base_s + perf.decode_s_per_seq * seqs)
     return tokens_per_s / statistics.fmean(TOKENS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 def start_process(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:

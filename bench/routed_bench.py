@@ -53,13 +53,14 @@ from benchkit import (
     busy_pct,
     cell,
     cpu_ticks,
+    free_port,
     mmm,
     simulator_argv,
     source_digest,
     start_pinned,
     stop_group,
 )
-from limits_bench import free_port, pct
+from limits_bench import pct
 from routerkit import LoadProbe, exact_prompt, load_questions, loadavg_text, machine_info
 
 from switchyard.cli.demo import DEMO_MODELS

@@ -25,8 +25,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchkit import RESULTS, SWITCHYARD, cell, mmm, simulator_argv, source_digest, stop_group
-from limits_bench import free_port, pct
+from benchkit import (
+    RESULTS,
+    SWITCHYARD,
+    cell,
+    free_port,
+    mmm,
+    simulator_argv,
+    source_digest,
+    stop_group,
+)
+from limits_bench import pct
 from routed_bench import Client, launch
 from routerkit import LoadProbe, loadavg_text, machine_info
 
