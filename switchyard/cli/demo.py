@@ -5,6 +5,7 @@ the fleet of a placement plan instead, each simulator at its configuration's mod
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -154,14 +155,33 @@ def plan_simulators(plan_dir: Path, work: Path) -> Iterator[list[tuple[dict[str,
             port = _free_port()
             cmd = [sys.executable, "-m", "switchyard", "simulate", "--model", entry["model"],
                    "--port", str(port), "--preset", "zero", "--seed", str(seed),
-                   "--perf-file", str(perf_file)]  # fmt: skip
-            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+                   "--perf-file", str(perf_file), *_lora_flags(entry)]  # fmt: skip
+            env = _lora_env(entry)
+            procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env))
             started.append((entry, port))
         for proc, (_, port) in zip(procs, started, strict=True):
             _wait_for(port, proc)
         yield started
     finally:
         _stop_all(procs)
+
+
+def _lora_flags(entry: dict[str, Any]) -> list[str]:
+    """``switchyard simulate`` flags for a planned pool's LoRA adapters (none without)."""
+    lora = entry.get("lora")
+    if not lora:
+        return []
+    flags = ["--max-loras", str(lora["max_loras"])]
+    for name, path in lora["lora_modules"].items():
+        flags += ["--lora-modules", f"{name}={path}"]
+    return flags
+
+
+def _lora_env(entry: dict[str, Any]) -> dict[str, str] | None:
+    """The environment with vLLM's runtime-loading switch, for pools loaded on demand."""
+    if not (entry.get("lora") or {}).get("runtime_lora_updating"):
+        return None
+    return {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -174,7 +194,15 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def plan_settings(host: str, port: int, started: list[tuple[dict[str, Any], int]]) -> Settings:
+def plan_settings(
+    host: str,
+    port: int,
+    started: list[tuple[dict[str, Any], int]],
+    gateway: dict[str, Any] | None = None,
+) -> Settings:
+    """The demo gateway's settings; ``gateway``: the plan's additions (its LoRA adapters as
+    models, on-demand loading), from ``simulators.yaml``."""
+    extra = dict(gateway or {})
     models: dict[str, dict[str, Any]] = {}
     for entry, sim_port in started:
         model = models.setdefault(entry["model"], {
@@ -184,12 +212,14 @@ def plan_settings(host: str, port: int, started: list[tuple[dict[str, Any], int]
         # The plan's traffic share of each pool becomes its endpoint's weight.
         url = f"http://127.0.0.1:{sim_port}/v1"
         model["endpoints"].append({"url": url, "weight": entry["weight"]})
-    return build_settings({"server": {"host": host, "port": port}, "models": list(models.values())})
+    listed = list(models.values()) + list(extra.pop("models", []))
+    return build_settings({"server": {"host": host, "port": port}, "models": listed, **extra})
 
 
 def run_plan_demo(host: str, port: int, plan_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as work, plan_simulators(plan_dir, Path(work)) as started:
-        settings = plan_settings(host, port, started)
+        fleet = yaml.safe_load((plan_dir / "simulators.yaml").read_text())
+        settings = plan_settings(host, port, started, fleet.get("gateway"))
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         models = sorted({entry["model"] for entry, _ in started})
         print(f"\nSwitchyard demo of plan {plan_dir}: gateway on http://{shown}:{port}, "

@@ -7,7 +7,8 @@ Files written by :func:`write_plan` into the output folder:
   expected utilisation and latency (``switchyard launch`` reads ``plan.json``);
 - ``vllm-commands.sh``: one ``vllm serve`` line per configuration, every value explicit;
 - ``helm-values.yaml``: ``vllm: pools:`` for the chart (and ``demo.enabled: false``);
-- ``gateway-endpoints.yaml``: endpoint weights matching the traffic shares;
+- ``gateway-endpoints.yaml``: endpoint weights matching the traffic shares, and the LoRA
+  adapters as models of their base model (``adapter: {base, name, source}``, priced);
 - ``simulators.yaml``: one simulated server per configuration at the perf model's speed
   (``switchyard demo --plan DIR``).
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from switchyard.deploy.lora import RUNTIME_UPDATING_ENV, lora_args, lora_slots
 from switchyard.deploy.perf.simulator import to_perf_model
 from switchyard.deploy.perf.specs import ServingConfig
 from switchyard.deploy.plan import Plan, PlannedConfig
@@ -51,8 +53,17 @@ def vllm_args(cfg: ServingConfig) -> list[str]:
     return args
 
 
-def vllm_command(cfg: ServingConfig, port: int = VLLM_PORT) -> list[str]:
-    return ["vllm", "serve", cfg.model.hf_repo, *vllm_args(cfg), "--port", str(port)]
+def vllm_command(
+    cfg: ServingConfig, port: int = VLLM_PORT, extra: list[str] | None = None
+) -> list[str]:
+    """``extra``: flags after the planned ones (a pool's LoRA flags)."""
+    args = [*vllm_args(cfg), *(extra or []), "--port", str(port)]
+    return ["vllm", "serve", cfg.model.hf_repo, *args]
+
+
+def pool_lora_args(c: PlannedConfig, plan: Plan) -> list[str]:
+    """A planned pool's LoRA flags: for its model's adapters (none without)."""
+    return lora_args(c.demand.adapters, plan.workload.lora)
 
 
 def _model_share(c: PlannedConfig) -> float:
@@ -61,7 +72,7 @@ def _model_share(c: PlannedConfig) -> float:
     return sum(c.served_rates) / total if total > 0 else 0.0
 
 
-def _config_json(c: PlannedConfig) -> dict[str, Any]:
+def _config_json(c: PlannedConfig, plan: Plan) -> dict[str, Any]:
     cfg = c.cfg
     expected = c.expected_points()
     buckets = [
@@ -86,7 +97,8 @@ def _config_json(c: PlannedConfig) -> dict[str, Any]:
         "max_model_len": cfg.max_model_len, "max_num_seqs": cfg.max_num_seqs,
         "gpu_memory_utilization": cfg.gpu_memory_utilization,
         "traffic_share": round(_model_share(c), 6), "utilisation": round(c.utilisation, 4),
-        "buckets": buckets, "vllm_command": vllm_command(cfg),
+        "buckets": buckets,
+        "vllm_command": vllm_command(cfg, extra=pool_lora_args(c, plan)),
     }  # fmt: skip
 
 
@@ -102,7 +114,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "headroom": plan.workload.headroom, "gpus_by_type": plan.gpus_by_type(),
         "models": {d.model: {"rate": d.rate, "ttft_s": d.targets.ttft_s, "tpot_s": d.targets.tpot_s}
                    for d in plan.workload.models},
-        "configs": [_config_json(c) for c in plan.configs],
+        "adapters": {d.model: {a.name: a.share for a in d.adapters}
+                     for d in plan.workload.models if d.adapters},
+        "configs": [_config_json(c, plan) for c in plan.configs],
     }  # fmt: skip
 
 
@@ -151,13 +165,42 @@ def helm_values(plan: Plan, selectors: dict[str, dict[str, str]]) -> dict[str, A
             "servedModelName": c.cfg.model.name,
             "replicas": c.replicas,
             "weight": weights[c.cfg.name],
-            "args": vllm_args(c.cfg),
+            "args": vllm_args(c.cfg) + pool_lora_args(c, plan),
             "resources": {"limits": {c.cfg.gpu.k8s_resource: c.cfg.gpus}},
             "nodeSelector": selectors.get(c.cfg.gpu.name, {}),
+            **_runtime_lora_env(c, plan),
         }
         for c in plan.configs
     ]
-    return {"demo": {"enabled": False}, "vllm": {"pools": pools}}
+    values: dict[str, Any] = {"demo": {"enabled": False}, "vllm": {"pools": pools}}
+    adapters = adapter_models(plan)
+    if adapters:
+        values["gateway"] = {"models": adapters}
+        if plan.workload.lora.on_demand_loading:
+            values["gateway"]["config"] = {"adapters": {"on_demand_loading": True}}
+    return values
+
+
+def _runtime_lora_env(c: PlannedConfig, plan: Plan) -> dict[str, Any]:
+    """The env that lets the gateway load adapters at run time, for pools serving adapters."""
+    if not (c.demand.adapters and plan.workload.lora.on_demand_loading):
+        return {}
+    return {"env": [{"name": RUNTIME_UPDATING_ENV, "value": "True"}]}
+
+
+def adapter_models(plan: Plan) -> list[dict[str, Any]]:
+    """The gateway's models for the LoRA adapters, each on its base model's replicas and
+    priced as its base model (they share its pools, so its fleet's cost per token)."""
+    models = []
+    for demand in plan.workload.models:
+        pools = [c for c in plan.configs if c.demand.model == demand.model]
+        price = round(_price_per_mtok(pools[0], plan), 6) if pools else 0.0
+        for a in demand.adapters:
+            models.append({
+                "name": a.name, "price_input_per_mtok": price, "price_output_per_mtok": price,
+                "adapter": {"base": demand.model, "name": a.lora_name, "source": a.source},
+            })  # fmt: skip
+    return models
 
 
 def endpoint_weights(plan: Plan) -> dict[str, float]:
@@ -178,7 +221,13 @@ def gateway_endpoints(plan: Plan) -> dict[str, Any]:
     for c in plan.configs:
         url = f"http://vllm-{c.cfg.name}:{VLLM_PORT}/v1"
         models.setdefault(c.cfg.model.name, []).append({"url": url, "weight": weights[c.cfg.name]})
-    return {"models": [{"name": m, "endpoints": eps} for m, eps in models.items()]}
+    doc: dict[str, Any] = {
+        "models": [{"name": m, "endpoints": eps} for m, eps in models.items()]
+        + adapter_models(plan)
+    }
+    if plan.workload.lora.on_demand_loading and any(d.adapters for d in plan.workload.models):
+        doc["adapters"] = {"on_demand_loading": True}
+    return doc
 
 
 def _price_per_mtok(c: PlannedConfig, plan: Plan) -> float:
@@ -203,8 +252,29 @@ def simulator_fleet(plan: Plan) -> dict[str, Any]:
             "config": c.cfg.name, "model": c.cfg.model.name, "replicas": c.replicas,
             "weight": weights[c.cfg.name], "price_per_mtok": price,
             "perf": {k: getattr(perf, k) for k in perf.__dataclass_fields__},
+            **_simulator_lora(c, plan),
         })  # fmt: skip
-    return {"simulators": sims}
+    fleet: dict[str, Any] = {"simulators": sims}
+    adapters = adapter_models(plan)
+    if adapters:  # merged into the demo gateway's config
+        fleet["gateway"] = {"models": adapters}
+        if plan.workload.lora.on_demand_loading:
+            fleet["gateway"]["adapters"] = {"on_demand_loading": True}
+    return fleet
+
+
+def _simulator_lora(c: PlannedConfig, plan: Plan) -> dict[str, Any]:
+    """The simulator's LoRA settings (``build_config``'s names) for a pool with adapters."""
+    adapters, settings = c.demand.adapters, plan.workload.lora
+    if not adapters:
+        return {}
+    static = not settings.on_demand_loading
+    return {"lora": {
+        # One simulator stands for all the pool's replicas, so it holds all their slots.
+        "max_loras": lora_slots(adapters, settings) * c.replicas,
+        "lora_modules": {a.lora_name: a.source for a in adapters} if static else {},
+        "runtime_lora_updating": not static,
+    }}  # fmt: skip
 
 
 def _mean_sizes(c: PlannedConfig) -> tuple[int, int]:
@@ -235,7 +305,9 @@ def write_plan(plan: Plan, out: Path, selectors: dict[str, dict[str, str]]) -> l
         "plan.md": plan_markdown(plan),
     }
     if plan.feasible:
-        commands = [shlex.join(vllm_command(c.cfg)) for c in plan.configs]
+        commands = [
+            shlex.join(vllm_command(c.cfg, extra=pool_lora_args(c, plan))) for c in plan.configs
+        ]
         files["vllm-commands.sh"] = "#!/bin/sh\n" + HEADER + "\n".join(commands) + "\n"
         files["helm-values.yaml"] = _yaml(helm_values(plan, selectors))
         files["gateway-endpoints.yaml"] = _yaml(gateway_endpoints(plan))

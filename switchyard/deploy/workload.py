@@ -13,6 +13,7 @@ Read from YAML (``switchyard/data/workloads/chat.yaml`` is an example)::
         rate: 20                              # requests per second
         min_replicas: 2
         buckets: [{input: 512, output: 256, weight: 0.7}, {input: 4096, output: 512, weight: 0.3}]
+        adapters: [{name: sql-expert, share: 0.3}]  # LoRA adapters: see deploy/lora.py
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from switchyard.deploy.lora import Adapter, LoraSettings, parse_adapters, parse_lora
 from switchyard.deploy.perf.capacity import LatencyTargets
 
 
@@ -53,6 +55,7 @@ class ModelDemand:
     targets: LatencyTargets
     min_replicas: int = 1
     max_model_len: int | None = None
+    adapters: tuple[Adapter, ...] = ()  # share the model's pools; their requests are in rate
 
     def bucket_rates(self) -> tuple[float, ...]:
         total = sum(b.weight for b in self.buckets)
@@ -92,6 +95,7 @@ class Workload:
     search: SearchSpace = field(default_factory=SearchSpace)
     time_limit_s: float = 30.0
     mip_rel_gap: float = 1e-4
+    lora: LoraSettings = field(default_factory=LoraSettings)
 
 
 def _targets(raw: Any, default: LatencyTargets | None, where: str) -> LatencyTargets:
@@ -135,6 +139,7 @@ def _demand(raw: dict[str, Any], default: LatencyTargets | None, i: int) -> Mode
         targets=_targets(raw.get("targets"), default, where),
         min_replicas=int(raw.get("min_replicas", 1)),
         max_model_len=None if max_len is None else int(max_len),
+        adapters=parse_adapters(raw.get("adapters"), f"{where}.adapters"),
     )
 
 
@@ -165,6 +170,10 @@ def parse_workload(doc: dict[str, Any]) -> Workload:
     names = [d.model for d in models]
     if len(set(names)) != len(names):
         raise WorkloadError(f"models: each model may appear once, got {names}")
+    adapters = [a.name for d in models for a in d.adapters]
+    clash = sorted({n for n in adapters if n in names or adapters.count(n) > 1})
+    if clash:
+        raise WorkloadError(f"adapters: names must differ from models and each other: {clash}")
     return Workload(
         models=models,
         gpus=gpus,
@@ -174,6 +183,7 @@ def parse_workload(doc: dict[str, Any]) -> Workload:
         search=_search(doc.get("search") or {}),
         time_limit_s=float(doc.get("time_limit_s", 30.0)),
         mip_rel_gap=float(doc.get("mip_rel_gap", 1e-4)),
+        lora=parse_lora(doc.get("lora")),
     )
 
 

@@ -42,6 +42,7 @@ def test_the_four_scenarios_of_the_issue_exist() -> None:
         "ha",
         "moe-fleet",
         "kubernetes-discovery",
+        "lora-adapters",
     }
 
 
@@ -90,7 +91,10 @@ def _env_it_needs(config: dict[str, Any]) -> set[str]:
     """The environment variables the config names (from the Secret in a cluster)."""
     auth = config.get("auth", {})
     names = {
-        ep["api_key_env"] for m in config["models"] for ep in m["endpoints"] if "api_key_env" in ep
+        ep["api_key_env"]
+        for m in config["models"]
+        for ep in m.get("endpoints", [])
+        if "api_key_env" in ep
     }
     names |= {k["key_env"] for k in auth.get("keys", []) if "key_env" in k}
     if auth.get("enabled"):
@@ -107,7 +111,7 @@ def test_gateway_settings_accept_the_rendered_config(
         monkeypatch.setenv(var, "test-value")
     settings = build_settings(with_local_artifacts(config))
     assert settings.server.host == "0.0.0.0"
-    assert all(m.endpoints for m in settings.models)
+    assert all(m.endpoints or m.adapter for m in settings.models)
 
 
 def test_minimal_scenario_renders_under_400_lines() -> None:

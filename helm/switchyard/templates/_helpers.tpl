@@ -99,6 +99,22 @@ demo's routed model over its models. */}}
 {{- .servedModelName | default .model }}
 {{- end }}
 
+{{/* Whether a pool serves LoRA adapters ("true" or ""): --enable-lora among its args. */}}
+{{- define "switchyard.poolServesLora" -}}
+{{- if has "--enable-lora" (.args | default list) }}true{{ end }}
+{{- end }}
+
+{{/* Where a pool's adapter sources come from: its own `adapters`, else vllm.adapters; ""
+when the pool serves no adapters or no source is set. (dict "ctx" $ "pool" pool) */}}
+{{- define "switchyard.adapterSource" -}}
+{{- if include "switchyard.poolServesLora" .pool }}
+{{- $src := .pool.adapters | default .ctx.Values.vllm.adapters | default dict }}
+{{- if or $src.existingClaim $src.hostPath $src.init }}
+{{- toYaml $src }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Value of a vllm serve flag in a pool's args ("" if absent); (dict "pool" p "flag" f). */}}
 {{- define "switchyard.poolArg" -}}
 {{- $flag := .flag }}
@@ -173,12 +189,15 @@ pool-served models they do not list, priced with gateway.selfHostedPrices. */}}
 {{- $listed := list }}
 {{- range include "switchyard.listedModels" . | fromYamlArray }}
 {{- $m := deepCopy . }}
+{{- /* A LoRA adapter (adapter: {base, name, source}) runs on its base model's replicas. */}}
+{{- if not .adapter }}
 {{- $pooled := include "switchyard.poolEndpoints" (dict "ctx" $ "model" .name) | fromYamlArray }}
 {{- $eps := concat (.endpoints | default list) $pooled }}
 {{- if not $eps }}
 {{- fail (printf "gateway.models: %q has no endpoints and no vllm pool serves it (servedModelName)" .name) }}
 {{- end }}
 {{- $_ := set $m "endpoints" $eps }}
+{{- end }}
 {{- $models = append $models $m }}
 {{- $listed = append $listed .name }}
 {{- end }}
@@ -253,6 +272,7 @@ pool-served models they do not list, priced with gateway.selfHostedPrices. */}}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- include "switchyard.validateAdapters" . }}
 {{- $replicas := int $v.gateway.replicas }}
 {{- if $v.gateway.autoscaling.enabled }}{{ $replicas = int $v.gateway.autoscaling.maxReplicas }}{{ end }}
 {{- $shared := or $v.redis.enabled $v.redis.external.url $v.redis.external.urlSecret.name }}
@@ -264,5 +284,47 @@ pool-served models they do not list, priced with gateway.selfHostedPrices. */}}
 {{- end }}
 {{- if and ($v.gateway.config.auth | default (dict)).enabled (not $v.gateway.apiKeys.existingSecret) }}
 {{- fail "gateway.config.auth.enabled needs gateway.apiKeys.existingSecret: a Secret holding SWITCHYARD_KEY_SECRET and the keys' key_env variables" }}
+{{- end }}
+{{- end }}
+
+{{/* LoRA adapters: one source per adapter volume; an adapter model's base is a served model. */}}
+{{- define "switchyard.validateAdapters" -}}
+{{- $v := .Values }}
+{{- $sources := list (dict "where" "vllm.adapters" "src" $v.vllm.adapters) }}
+{{- range $i, $p := $v.vllm.pools }}
+{{- with $p.adapters }}{{ $sources = append $sources (dict "where" (printf "vllm.pools[%d].adapters" $i) "src" .) }}{{ end }}
+{{- end }}
+{{- range $sources }}
+{{- $src := .src | default dict }}
+{{- $n := 0 }}
+{{- range $key := list "existingClaim" "hostPath" "init" }}{{ if index $src $key }}{{ $n = add1 $n }}{{ end }}{{ end }}
+{{- if gt $n 1 }}
+{{- fail (printf "%s: set one of existingClaim, hostPath or init (an emptyDir it fills), not several" .where) }}
+{{- end }}
+{{- if and $src.init (not (get $src.init "image")) }}
+{{- fail (printf "%s.init: needs an image (and a command that writes the adapters under mountPath)" .where) }}
+{{- end }}
+{{- end }}
+{{- range $i, $p := $v.vllm.pools }}
+{{- $src := $p.adapters | default $v.vllm.adapters | default dict }}
+{{- $mount := printf "%s/" (trimSuffix "/" ($src.mountPath | default "/adapters")) }}
+{{- if and (include "switchyard.poolServesLora" $p) (not (include "switchyard.adapterSource" (dict "ctx" $ "pool" $p))) }}
+{{- $inModules := false }}
+{{- range $p.args }}
+{{- $arg := toString . }}
+{{- if hasPrefix "--" $arg }}{{ $inModules = eq $arg "--lora-modules" }}
+{{- else if and $inModules (hasPrefix $mount (last (splitList "=" $arg))) }}
+{{- fail (printf "vllm.pools[%d].args: --lora-modules %s is under %s, but no adapter source is mounted there: set vllm.adapters (or the pool's adapters) existingClaim, hostPath or init" $i $arg $mount) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $served := list }}
+{{- range include "switchyard.pools" . | fromYamlArray }}{{ $served = append $served (include "switchyard.servedModel" .) }}{{ end }}
+{{- range $v.gateway.models }}{{ if not .adapter }}{{ $served = append $served .name }}{{ end }}{{ end }}
+{{- range $i, $m := $v.gateway.models }}
+{{- if and $m.adapter (not (has ($m.adapter.base | default "") $served)) }}
+{{- fail (printf "gateway.models[%d].adapter.base: %q is not a model of a vllm pool (servedModelName) or of gateway.models" $i ($m.adapter.base | default "")) }}
+{{- end }}
 {{- end }}
 {{- end }}
