@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from switchyard.backends.errors import UpstreamError
 from switchyard.backends.pool import EndpointPool
-from switchyard.gateway.request_metrics import ModelMetrics, RequestMetrics
+from switchyard.gateway.request_metrics import ModelMetrics, RequestMetrics, SpendMetrics
 from switchyard.gateway.state import StoreHealth
 
 if TYPE_CHECKING:
@@ -115,12 +115,8 @@ class GatewayMetrics:
         )
 
     def _add_tenancy_metrics(self, registry: CollectorRegistry) -> None:
-        self.spend = Counter(
-            "switchyard_spend_usd",
-            "Spend in USD by API key name and tenant.",
-            ["key", "tenant"],
-            registry=registry,
-        )
+        self.spend = SpendMetrics()  # on the request path: plain numbers, see request_metrics
+        registry.register(self.spend)
         self.limited = Counter(
             "switchyard_rate_limited",
             "Requests refused by a rate limit or budget, by key name and limit.",

@@ -107,6 +107,26 @@ class RequestMetrics(Collector):
                        [(m.name, m.cost) for m in models])  # fmt: skip
 
 
+class SpendMetrics(Collector):
+    """``switchyard_spend_usd{key, tenant}``: spend by API key name and tenant, a plain number
+    per pair added on the event loop's thread (one call per request with a key)."""
+
+    def __init__(self) -> None:
+        self._usd: dict[tuple[str, str], float] = {}
+
+    def add(self, key: str, tenant: str, usd: float) -> None:
+        self._usd[key, tenant] = self._usd.get((key, tenant), 0.0) + usd
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "switchyard_spend_usd", "Spend in USD by API key name and tenant.",
+            labels=["key", "tenant"],
+        )  # fmt: skip
+        for (key, tenant), usd in list(self._usd.items()):
+            family.add_metric([key, tenant], usd)
+        yield family
+
+
 def _gauge(name: str, doc: str, values: list[tuple[str, float]]) -> Metric:
     family = GaugeMetricFamily(name, doc, labels=["model"])
     for model, value in values:

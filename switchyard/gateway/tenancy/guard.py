@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
-
 from switchyard.backends.errors import RateLimitError
 from switchyard.gateway.errors import (
     AuthenticationError,
@@ -82,7 +80,6 @@ class Guard:
         self._static = static_records(auth.keys, self._secret)
         self._tenants = {t.name: t for t in auth.tenants}
         self._cache: dict[str, tuple[KeyRecord | None, float]] = {}
-        self._spend_children: dict[tuple[str, str], Counter] = {}
         self._plans: dict[tuple[str, str], _Plan] = {}
 
     # --- who is calling -------------------------------------------------------------
@@ -240,22 +237,14 @@ class Guard:
         )
 
     # --- settlement ------------------------------------------------------------------
-    def _spent(self, key: KeyRecord) -> Counter:
-        """The spend counter of ``key`` (its ``labels()`` child, looked up once)."""
-        child = self._spend_children.get((key.name, key.tenant))
-        if child is None:
-            child = self.metrics.spend.labels(key.name, key.tenant)
-            if len(self._spend_children) > 10_000:  # bounded, as the key cache is
-                self._spend_children.clear()
-            self._spend_children[key.name, key.tenant] = child
-        return child
-
     def settle(self, ticket: Ticket | None, tokens: int, cost_usd: float) -> None:
         """Correct token buckets to real usage and add real spend, in the background."""
         if ticket is None:
             return
         if ticket.key is not None and cost_usd:
-            self._spent(ticket.key).inc(cost_usd)
+            self.metrics.spend.add(ticket.key.name, ticket.key.tenant, cost_usd)
+        if not ticket.token_buckets and not ticket.budgets:  # rpm only: nothing to settle
+            return
         corrections = [(b, tokens - b.cost) for b in ticket.token_buckets if tokens != b.cost]
         spend = [(b, cost_usd) for b in ticket.budgets] if cost_usd else []
         if corrections or spend:

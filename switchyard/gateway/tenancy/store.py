@@ -58,15 +58,16 @@ class Verdict:
 def gcra(tat: float, now: float, bucket: Bucket) -> tuple[float, float]:
     """(new TAT, seconds until admissible; 0 means admit now)."""
     interval = bucket.period_s / bucket.limit
-    new_tat = max(tat, now) + bucket.cost * interval
+    new_tat = (tat if tat > now else now) + bucket.cost * interval
     wait = new_tat - bucket.period_s - now
-    return new_tat, max(wait, 0.0)
+    return new_tat, wait if wait > 0.0 else 0.0  # conditionals, not max(): the request path
 
 
 def bucket_state(new_tat: float, now: float, bucket: Bucket) -> BucketState:
     interval = bucket.period_s / bucket.limit
-    ahead = max(new_tat - now, 0.0)
-    return BucketState(max((bucket.period_s - ahead) / interval, 0.0), ahead)
+    ahead = new_tat - now if new_tat > now else 0.0
+    left = (bucket.period_s - ahead) / interval
+    return BucketState(left if left > 0.0 else 0.0, ahead)
 
 
 class TenancyStore(Protocol):

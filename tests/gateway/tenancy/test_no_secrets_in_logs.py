@@ -219,6 +219,6 @@ def test_the_check_catches_a_planted_key(
     logging.getLogger("switchyard.tenancy").debug("ok", extra={"token": planted})
     assert set(leak_check.leaks(gw)) == {"logs"}
     leak_check.caplog.clear()
-    gw.server.app.state.metrics.spend.labels(planted, "t").inc()
+    gw.server.app.state.metrics.spend.add(planted, "t", 1.0)
     leak_check.answer(f'{{"error": {{"message": "invalid API key {planted}"}}}}')
     assert set(leak_check.leaks(gw)) == {"metrics", "answers"}
