@@ -24,14 +24,19 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from switchyard.deploy.adapter_rules import adapter_alerts
-
-Rule = dict[str, Any]
-Group = dict[str, Any]
+from switchyard.deploy.feature_rules import (
+    api_translation_alerts,
+    cache_alerts,
+    constraint_alerts,
+    tracing_alerts,
+)
+from switchyard.deploy.rule_kit import Group, Rule
+from switchyard.deploy.rule_kit import alert as _alert
+from switchyard.deploy.rule_kit import record as _record
 
 RULES_FILE = Path(__file__).parents[2] / "helm" / "switchyard" / "rules" / "switchyard-rules.yaml"
 HEADER = (
@@ -58,23 +63,6 @@ class RulesConfig:
     min_request_rate: float = 0.05
     monthly_budget_usd: int = 10_000
     vllm_job: str = 'job=~".*vllm.*"'
-
-
-def _record(name: str, expr: str, **labels: str) -> Rule:
-    rule: Rule = {"record": name, "expr": expr}
-    if labels:
-        rule["labels"] = labels
-    return rule
-
-
-def _alert(name: str, expr: str, for_: str, severity: str, summary: str, text: str) -> Rule:
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": for_,
-        "labels": {"severity": severity},
-        "annotations": {"summary": summary, "description": text},
-    }
 
 
 def _error_ratio(by: str, window: str) -> str:
@@ -363,65 +351,6 @@ def prefix_index_alerts() -> Group:
     return {"name": "switchyard.alerts.prefix_index", "rules": rules}
 
 
-def constraint_alerts() -> Group:
-    """Requests no model can serve under their constraints, for a quarter of an hour."""
-    rules = [
-        _alert(
-            "SwitchyardConstraintRefusals",
-            "sum by (model, constraint) (rate(switchyard_constraint_refusals_total[15m])) > 0.05",
-            "15m",
-            "warning",
-            "Requests for {{ $labels.model }} are refused: no model meets {{ $labels.constraint }}",
-            "{{ $value | humanize }} requests/s get a 400 constraints_unsatisfiable. Clients ask "
-            "for models the config does not offer, or a model's metadata (capabilities, "
-            "params_b, max_context, released, tags) is missing: a model without a field does "
-            "not satisfy a constraint on it. The error messages name each model and what it "
-            "fails.",
-        ),
-    ]
-    return {"name": "switchyard.alerts.constraints", "rules": rules}
-
-
-def api_translation_alerts() -> Group:
-    """Clients of the Responses or Messages API whose requests the gateway cannot translate."""
-    refused = 'sum by (api) (rate(switchyard_api_requests_total{outcome="refused"}[15m]))'
-    total = "sum by (api) (rate(switchyard_api_requests_total[15m]))"
-    rules = [
-        _alert(
-            "SwitchyardApiTranslationRefusals",
-            f"{refused}\n/ ({total} > 0.05)\n> 0.2",
-            "15m",
-            "warning",
-            "A fifth of {{ $labels.api }} API requests cannot be translated to chat completions",
-            "{{ $value | humanizePercentage }} of the requests to the {{ $labels.api }} API are "
-            "refused 400: they use what chat completions cannot express (previous_response_id, "
-            "built-in tools, server tools, input items other than messages and function "
-            "calls), which Switchyard does not serve. A client integration relies on it; the "
-            "error messages name the field.",
-        ),
-    ]
-    return {"name": "switchyard.alerts.api_translation", "rules": rules}
-
-
-def tracing_alerts() -> Group:
-    """Trace export failing for a while: spans are lost (requests are not)."""
-    rules = [
-        _alert(
-            "SwitchyardTraceExportFailing",
-            "sum by (job, instance) (rate(switchyard_trace_export_failures_total[10m])) > 0",
-            "15m",
-            "warning",
-            "Gateway {{ $labels.instance }} cannot export its traces",
-            "Trace export batches keep failing: the OTLP endpoint in "
-            "tracing.endpoint refuses them, times out or cannot be reached, so their spans "
-            "are lost. Requests are not affected. Check the collector, the endpoint and "
-            "protocol (http/protobuf: the full /v1/traces URL; grpc: port 4317) and "
-            "tracing.headers; the gateway log has the exporter's error.",
-        ),
-    ]
-    return {"name": "switchyard.alerts.tracing", "rules": rules}
-
-
 def fleet_alerts() -> Group:
     """Gateway replicas serving different configs after a reload (one did not follow)."""
     rules = [
@@ -456,6 +385,7 @@ def rule_groups(config: RulesConfig | None = None) -> list[Group]:
         prefix_index_alerts(),
         adapter_alerts(),
         tracing_alerts(),
+        cache_alerts(),
         cost_alerts(),
     ]
 

@@ -21,6 +21,7 @@ from switchyard.gateway.admin import admin_routes
 from switchyard.gateway.apis import Dialect, api_requests
 from switchyard.gateway.apis.messages import MessagesDialect
 from switchyard.gateway.apis.responses import ResponsesDialect
+from switchyard.gateway.cache.hook import open_cache
 from switchyard.gateway.discovery_metrics import DiscoveryCollector
 from switchyard.gateway.errors import install_error_handlers
 from switchyard.gateway.feedback import feedback_routes
@@ -128,7 +129,9 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.state.tracing = tracing
-    app.proxy = Proxy(upstreams, guard, metrics, routing, tracing.hook if tracing else None)
+    cache = open_cache(settings.cache, state, registry)  # None when off
+    app.state.cache = cache
+    app.proxy = Proxy(upstreams, guard, metrics, routing, tracing.hook if tracing else None, cache)
     requests = api_requests(registry)
     app.dialects = {d.path: d for d in (ResponsesDialect(requests), MessagesDialect(requests))}
     app.include_router(proxy_routes(app.proxy, app.dialects.values()))
@@ -164,6 +167,8 @@ def _lifespan(
                 await fleet.close()
             await guard.drain()
             await store.close()
+            if (cache := getattr(app.state, "cache", None)) is not None:
+                await cache.close()
             await upstreams.close()
             if routing is not None:
                 await routing.close()

@@ -43,6 +43,14 @@ class Route:
     owner: Owner | None = None  # None when auth is off
     arms: str | None = None  # the bandit statistics the decision used (per tenant or not)
 
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers that tell the client what was decided."""
+        return [
+            (b"x-switchyard-model", self.model.encode()),
+            (b"x-switchyard-router", self.router.encode()),
+            (b"x-switchyard-decision-id", self.decision_id.encode()),
+        ]
+
 
 @dataclass(slots=True)
 class OutcomeRecord:

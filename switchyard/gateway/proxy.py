@@ -66,6 +66,7 @@ from switchyard.gateway.tenancy.keys import KeyRecord
 from switchyard.gateway.upstreams import Upstreams
 
 if TYPE_CHECKING:  # the hook's module imports OpenTelemetry: only when tracing is on
+    from switchyard.gateway.cache.hook import ResponseCache
     from switchyard.gateway.tracing.spans import Tracing
 
 Usage = dict[str, Any] | None
@@ -125,7 +126,9 @@ class Proxy:
         metrics: GatewayMetrics,
         routing: RouterService | None = None,
         tracing: Tracing | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
+        self.cache = cache  # None when the response cache is off
         self.upstreams = upstreams
         self.guard = guard
         self.metrics = metrics
@@ -185,13 +188,17 @@ class Proxy:
         else:  # the request as chat completions, for routing and admission
             payload, call.translation = dialect.parse(raw)
         call.asked = payload.model
+        if self.cache is not None and dialect is None:  # None: answered from the cache
+            if (sending := await self.cache.serve(headers, payload, cap, key, call, send)) is None:
+                return
+            send = sending
         needs = None  # what the request needs of its model (gateway.constraints)
         if self.routing is not None and (router := self.routing.resolve(payload.model)):
             needs = needs_of(payload.data, images=True)
             deciding = self._route(Headers(raw=headers), key, router.name, payload, cap, needs)
             call.route = await (deciding if tracing is None else tracing.route(deciding))
             payload = _routed(payload, call.route.model, OPTIONS_FIELD)
-            call.extra += _route_headers(call.route)
+            call.extra += call.route.headers()
         elif (
             OPTIONS_FIELD in payload.data
             or "tools" in payload.data
@@ -484,14 +491,6 @@ def _refusal(status: int, body: bytes) -> SwitchyardError:
 def _failed_event(call: Call, err: SwitchyardError) -> bytes | None:
     """The error event that ends a started stream in the client's API (None: OpenAI's)."""
     return None if call.translation is None else call.translation.failed(err)
-
-
-def _route_headers(route: Route) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"x-switchyard-model", route.model.encode()),
-        (b"x-switchyard-router", route.router.encode()),
-        (b"x-switchyard-decision-id", route.decision_id.encode()),
-    ]
 
 
 def _any(model: str) -> bool:

@@ -13,6 +13,7 @@ from switchyard.gateway.errors import InvalidRequestError
 from switchyard.gateway.payload import Payload, routed_payload
 
 OPTIONS_FIELD = "switchyard"
+CACHE = "cache"  # switchyard.gateway.cache; require: switchyard.gateway.constraints
 _HEADERS = {
     "cost_weight": "x-switchyard-cost-weight",
     "models": "x-switchyard-models",
@@ -64,7 +65,7 @@ def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> Routin
         given = {}
     if not isinstance(given, dict):
         raise InvalidRequestError(f"'{OPTIONS_FIELD}' must be an object", param=OPTIONS_FIELD)
-    unknown = set(given) - set(_HEADERS) - {REQUIRE}  # require: switchyard.gateway.constraints
+    unknown = set(given) - set(_HEADERS) - {REQUIRE, CACHE}
     if unknown:
         raise InvalidRequestError(
             f"unknown '{OPTIONS_FIELD}' field(s): {', '.join(sorted(unknown))}",

@@ -22,6 +22,7 @@ from switchyard.gateway.adapter_config import (
     check_adapters,
     fill_adapter_defaults,
 )
+from switchyard.gateway.cache.config import CacheConfig
 from switchyard.gateway.discovery_config import DiscoveryConfig
 from switchyard.gateway.state import StateConfig
 from switchyard.gateway.tenancy.config import AuthConfig
@@ -350,6 +351,7 @@ class Settings(BaseSettings):
     routers: tuple[RouterConfig, ...] = ()
     routing: RoutingConfig = RoutingConfig()
     tracing: TracingConfig = TracingConfig()
+    cache: CacheConfig = CacheConfig()
     adapters: AdaptersConfig = AdaptersConfig()
 
     @classmethod

@@ -76,6 +76,7 @@ def fleet_config(
         },
         # traces to a collector that is not there: the export panel shows the failures
         "tracing": {"enabled": True, "endpoint": f"{_dead()[:-3]}/v1/traces", "timeout_s": 0.5},
+        "cache": {"enabled": True},  # one opted-in request repeated: hits from round two
     }
 
 
@@ -103,6 +104,8 @@ def one_round(app: httpx.Client, tight: httpx.Client) -> dict[str, int]:
     require: Any = {"require": {"max_params_b": 1}}  # no model gives its size
     statuses["unsatisfiable"] = _chat(app, "auto", switchyard=require).status_code
     statuses["limited"] = max(_chat(tight, CHEAPEST).status_code for _ in range(2))
+    cached: Any = {"cache": True}
+    statuses["cached"] = _chat(app, CHEAPEST, temperature=0, switchyard=cached).status_code
     return statuses
 
 
@@ -110,7 +113,7 @@ EXPECTED = {
     "routed stream=False": 200, "routed stream=True": 200, "feedback stream=False": 200,
     "feedback stream=True": 200, "priciest": 200, "cheapest stream": 200, "fallback": 200,
     "broken": 500, "shed": 429, "limited": 429, "twin": 200, "adapter": 200,
-    "unsatisfiable": 400,
+    "unsatisfiable": 400, "cached": 200,
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from switchyard.gateway.adapter_metrics import AdapterCollector
 from switchyard.gateway.apis import api_requests
+from switchyard.gateway.cache.hook import CacheMetrics
 from switchyard.gateway.discovery_metrics import DiscoveryCollector
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.prefix_metrics import PrefixIndexCollector
@@ -39,6 +40,7 @@ def gateway_series() -> set[str]:
     metrics.registry.register(AdapterCollector(upstreams))
     api_requests(metrics.registry)  # switchyard.gateway.apis: the Responses and Messages APIs
     TraceExportMetrics(metrics.registry)  # with tracing on
+    CacheMetrics(metrics.registry)  # with the response cache on
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {
         family.name + suffix
