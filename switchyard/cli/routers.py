@@ -47,16 +47,42 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+PricesOpt = Annotated[
+    Path | None,
+    typer.Option(help="YAML/JSON {model: {input_per_mtok, output_per_mtok}} (USD)."),
+]
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(help="Instead of --cost-weight: calibrate λ to this USD per 1k requests."),
+]
+StrongShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Instead of --cost-weight: calibrate λ so the strongest model takes "
+        "at most this share of calls (0-1)."
+    ),
+]
+LabelFreeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--label-free",
+        help="Train on quality estimated from the models' outputs (Smoothie), not on "
+        "labels: --data gives RouterBench CSVs or outputs JSONL (see the README).",
+    ),
+]
+NeighborsOpt = Annotated[
+    int,
+    typer.Option(min=0, help="--label-free: prompts per Smoothie neighbourhood (0: one per task)."),
+]
+
+
 def train(
     router: Annotated[
         str, typer.Option("--router", help="Router name: default, knn, mlp, mf, routerdc, ...")
     ],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Directory to write the trained router.")],
-    prices: Annotated[
-        Path | None,
-        typer.Option(help="YAML/JSON {model: {input_per_mtok, output_per_mtok}} (USD)."),
-    ] = None,
+    prices: PricesOpt = None,
     split: Annotated[
         str, typer.Option(help="Train on rows of this split when the data has splits; 'all'.")
     ] = "train",
@@ -66,31 +92,10 @@ def train(
     cost_weight: Annotated[
         float, typer.Option(help="Default cost weight λ stored with the router.")
     ] = 0.0,
-    budget_per_1k: Annotated[
-        float | None,
-        typer.Option(help="Instead of --cost-weight: calibrate λ to this USD per 1k requests."),
-    ] = None,
-    strong_share: Annotated[
-        float | None,
-        typer.Option(
-            help="Instead of --cost-weight: calibrate λ so the strongest model takes "
-            "at most this share of calls (0-1)."
-        ),
-    ] = None,
-    label_free: Annotated[
-        bool,
-        typer.Option(
-            "--label-free",
-            help="Train on quality estimated from the models' outputs (Smoothie), not on "
-            "labels: --data gives RouterBench CSVs or outputs JSONL (see the README).",
-        ),
-    ] = False,
-    neighbors: Annotated[
-        int,
-        typer.Option(
-            min=0, help="--label-free: prompts per Smoothie neighbourhood (0: one per task)."
-        ),
-    ] = 3,
+    budget_per_1k: BudgetOpt = None,
+    strong_share: StrongShareOpt = None,
+    label_free: LabelFreeOpt = False,
+    neighbors: NeighborsOpt = 3,
     cache_dir: CacheOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:

@@ -74,6 +74,15 @@ def demo(
     run_demo(host, port, cache_dir)
 
 
+MaxLorasOpt = Annotated[
+    int | None, typer.Option(min=1, help="Serve LoRA adapters with this many GPU slots.")
+]
+LoraModulesOpt = Annotated[
+    list[str] | None, typer.Option(help="An adapter registered at start: name=path.")
+]
+LoraLoadOpt = Annotated[float, typer.Option(min=0, help="Seconds to swap an adapter into a slot.")]
+
+
 def simulate(
     model: Annotated[str, typer.Option(help="Model name the simulator serves.")],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
@@ -104,15 +113,9 @@ def simulate(
     perf_file: Annotated[
         Path | None, typer.Option(help="YAML mapping of PerfModel fields overriding the preset's.")
     ] = None,
-    max_loras: Annotated[
-        int | None, typer.Option(min=1, help="Serve LoRA adapters with this many GPU slots.")
-    ] = None,
-    lora_modules: Annotated[
-        list[str] | None, typer.Option(help="An adapter registered at start: name=path.")
-    ] = None,
-    lora_load_s: Annotated[
-        float, typer.Option(min=0, help="Seconds to swap an adapter into a slot.")
-    ] = 0.0,
+    max_loras: MaxLorasOpt = None,
+    lora_modules: LoraModulesOpt = None,
+    lora_load_s: LoraLoadOpt = 0.0,
 ) -> None:
     """Run a vLLM-compatible simulated server: OpenAI endpoints, vLLM /metrics, a latency
     model, and fault injection (also at run time: POST /sim/faults)."""

@@ -173,14 +173,11 @@ def replay(
     ``predictor`` is a RoutingPipeline (its cost weight is the default ``lam``) or a tuple
     ``(quality_pred, cost_pred, X)``; rows with a missing quality or cost are dropped.
     ``progress`` is called with the number of steps done after each seed's bandit loop chunk."""
-    if data.cost is None:
-        raise ValueError("replay needs the realized cost of every model (the data has none)")
+    realized = _realized_cost(data, seeds)
     lam = _cost_weight(predictor, lam)
-    if not seeds:
-        raise ValueError("replay needs at least one seed")
     q_pred, c_pred, X = _predictions(data, predictor, progress is not None)
-    keep = _complete_rows(data.quality, data.cost, q_pred, c_pred)
-    quality, cost, X = data.quality[keep], data.cost[keep], X[keep]
+    keep = _complete_rows(data.quality, realized, q_pred, c_pred)
+    quality, cost, X = data.quality[keep], realized[keep], X[keep]
     q_pred, c_pred = q_pred[keep], c_pred[keep]
     n, m = quality.shape
     offline_pick = choose(q_pred, c_pred, lam)
@@ -219,6 +216,15 @@ def replay(
         dropped_rows=int((~keep).sum()),
         bandit_params=params,
     )
+
+
+def _realized_cost(data: RoutingDataset, seeds: Sequence[int]) -> FloatArray:
+    """The data's realized cost; a clear error when replay cannot run on these inputs."""
+    if data.cost is None:
+        raise ValueError("replay needs the realized cost of every model (the data has none)")
+    if not seeds:
+        raise ValueError("replay needs at least one seed")
+    return data.cost
 
 
 def _drifted(
