@@ -8,6 +8,7 @@ remembered (first score wins) so that repeating it gives the same answer.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -50,6 +51,33 @@ class Route:
             (b"x-switchyard-router", self.router.encode()),
             (b"x-switchyard-decision-id", self.decision_id.encode()),
         ]
+
+    def record(
+        self,
+        served: str,
+        endpoint: str,
+        status: str,
+        spent: tuple[int, int, float] | None,
+        ttft: float | None,
+    ) -> OutcomeRecord:
+        """The outcome of this decision once its response is done; ``served`` is the model
+        that answered, ``spent`` (prompt tokens, completion tokens, USD) when usage is known."""
+        prompt, completion, cost = spent if spent is not None else (0, 0, None)
+        return OutcomeRecord(
+            decision_id=self.decision_id,
+            router=self.router,
+            candidates={m: {"quality": q, "cost": self.cost[m]} for m, q in self.quality.items()},
+            model=served,
+            endpoint=endpoint,
+            status=status,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            latency_s=time.perf_counter() - self.started,
+            ttft_s=ttft,
+            cost_weight=self.cost_weight,
+            time=time.time(),
+        )
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from switchyard.gateway.errors import (
 )
 from switchyard.gateway.load import dispatch_chain, within_targets
 from switchyard.gateway.metrics import GatewayMetrics
-from switchyard.gateway.outcomes import OutcomeRecord, Route
+from switchyard.gateway.outcomes import Route
 from switchyard.gateway.passthrough import PASSTHROUGH, parse_passthrough
 from switchyard.gateway.payload import (
     PROMPT_FIELD,
@@ -450,27 +450,7 @@ class Proxy:
         """The routed request is done: its outcome record goes into the log. ``served`` is
         the model that answered (a fallback of the chosen one, if that could not)."""
         assert self.routing is not None
-        prompt, completion, cost = spent if spent is not None else (0, 0, None)
-        self.routing.finish(
-            route,
-            OutcomeRecord(
-                decision_id=route.decision_id,
-                router=route.router,
-                candidates={
-                    m: {"quality": q, "cost": route.cost[m]} for m, q in route.quality.items()
-                },
-                model=served,
-                endpoint=endpoint,
-                status=status,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cost_usd=cost,
-                latency_s=time.perf_counter() - route.started,
-                ttft_s=ttft,
-                cost_weight=route.cost_weight,
-                time=time.time(),
-            ),
-        )
+        self.routing.finish(route, route.record(served, endpoint, status, spent, ttft))
 
 
 def _usage_of(body: bytes) -> Usage:
