@@ -125,15 +125,16 @@ class AdapterLoader:
         flight = self._flights.get(key)
         if flight is None:
             flight = asyncio.get_running_loop().create_task(
-                self._load(model, endpoint.name, route, snapshot)
+                self._load(model, endpoint, route, snapshot)
             )
             self._flights[key] = flight
             flight.add_done_callback(_forget_when_done(self._flights, key))
         await asyncio.shield(flight)
 
     async def _load(
-        self, model: str, endpoint: str, route: AdapterRoute, snapshot: EngineSnapshot | None
+        self, model: str, replica: Endpoint, route: AdapterRoute, snapshot: EngineSnapshot | None
     ) -> None:
+        endpoint = replica.name
         known = self._known.setdefault(endpoint, OrderedDict())
         slots = self.max_loaded or _slots(snapshot, route.costs.default_slots)
         active = snapshot.lora.active if snapshot is not None and snapshot.lora else frozenset()
@@ -144,11 +145,11 @@ class AdapterLoader:
                 break  # all busy: vLLM keeps registering beyond its slots (its CPU cache)
             del known[victim]
             self._used.pop((endpoint, victim), None)
-            await self._post(endpoint, "unload_lora_adapter", {"lora_name": victim})
+            await self._post(replica, "unload_lora_adapter", {"lora_name": victim})
             self._count(model, "unloaded")
         body = {"lora_name": route.adapter, "lora_path": route.source}
         try:
-            status, text = await self._post(endpoint, "load_lora_adapter", body)
+            status, text = await self._post(replica, "load_lora_adapter", body)
         except (aiohttp.ClientError, OSError, TimeoutError) as err:
             status, text = 0, f"{type(err).__name__}: {err}"
         if status != 200 and not (status == 400 and "already been loaded" in text):
@@ -166,9 +167,12 @@ class AdapterLoader:
         used = self._used.get((endpoint, adapter))
         return used is not None and self._clock() - used <= self.protect_s
 
-    async def _post(self, endpoint: str, path: str, body: dict[str, str]) -> tuple[int, str]:
-        url = f"{endpoint}/{path}"
-        async with self._session.post(url, json=body, timeout=self._timeout) as resp:
+    async def _post(self, replica: Endpoint, path: str, body: dict[str, str]) -> tuple[int, str]:
+        """POST to the replica's /v1 ``path`` with its API key, as its requests carry."""
+        url = f"{replica.name}/{path}"
+        headers = replica.backend.auth
+        async with self._session.post(url, json=body, headers=headers,
+                                      timeout=self._timeout) as resp:  # fmt: skip
             return resp.status, await resp.text()
 
     def _count(self, model: str, outcome: str) -> None:

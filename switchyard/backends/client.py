@@ -100,8 +100,11 @@ class OpenAICompatBackend:
         self.timeouts = timeouts
         self._session = session
         self._headers = {"content-type": "application/json"}
+        # What the replica's other /v1 calls (adapter loading) send: its key, if it has one.
+        self.auth: dict[str, str] = {}
         if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+            self.auth = {"authorization": f"Bearer {api_key}"}
+            self._headers |= self.auth
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """POST the request; return once the head (and a stream's first chunk) arrived.

@@ -81,6 +81,14 @@ LoraModulesOpt = Annotated[
     list[str] | None, typer.Option(help="An adapter registered at start: name=path.")
 ]
 LoraLoadOpt = Annotated[float, typer.Option(min=0, help="Seconds to swap an adapter into a slot.")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="VLLM_API_KEY",
+        help="Require 'Authorization: Bearer KEY' on /v1 paths, as vLLM's --api-key does.",
+        show_default=False,
+    ),
+]
 
 
 def simulate(
@@ -116,6 +124,7 @@ def simulate(
     max_loras: MaxLorasOpt = None,
     lora_modules: LoraModulesOpt = None,
     lora_load_s: LoraLoadOpt = 0.0,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Run a vLLM-compatible simulated server: OpenAI endpoints, vLLM /metrics, a latency
     model, and fault injection (also at run time: POST /sim/faults)."""
@@ -129,6 +138,7 @@ def simulate(
         "hang_rate": hang_rate,
         "serves_embeddings": embeddings,
         "prefix_caching": prefix_caching,
+        "api_key": api_key,
     }
     if max_num_seqs is not None:
         overrides["max_num_seqs"] = max_num_seqs

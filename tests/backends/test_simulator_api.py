@@ -246,3 +246,22 @@ def test_health_is_200_with_empty_body(server: ServerThread) -> None:
     reply = httpx.get(f"{server.url}/health")
     assert reply.status_code == 200
     assert reply.content == b""
+
+
+def test_with_an_api_key_v1_paths_need_it_and_health_and_metrics_stay_open() -> None:
+    """As vLLM's --api-key: 401 {"error": "Unauthorized"} on /v1 without the bearer key."""
+    app = create_simulator_app(build_config(MODEL, "zero", api_key="k1"))
+    server = ServerThread(app, None, lifespan="off").start()
+    try:
+        url = server.url
+        body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 2}
+        refused = httpx.post(f"{url}/v1/chat/completions", json=body)
+        assert (refused.status_code, refused.json()) == (401, {"error": "Unauthorized"})
+        wrong = httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer k2"})
+        assert wrong.status_code == 401
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="k1", max_retries=0)
+        assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2).id
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/metrics").status_code == 200
+    finally:
+        server.stop()

@@ -160,3 +160,21 @@ def test_an_adapter_of_an_unknown_base_with_endpoints_or_without_a_source_is_ref
     sourceless = {**adapter_entry("sql"), "adapter": {"base": "base", "name": "sql-lora"}}
     with pytest.raises(ValueError, match="needed for on-demand loading"):
         gateway([base, sourceless], adapters={"on_demand_loading": True})
+
+
+def test_adapter_loads_carry_the_replicas_api_key(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A replica started with vLLM's --api-key refuses an unauthenticated load with 401: the
+    gateway's load call sends the endpoint's key, as its requests do."""
+    monkeypatch.setenv("SIM_KEY", "sim-secret")
+    sim = simulator("base", preset="fast", max_loras=2, runtime_lora_updating=True,
+                    api_key="sim-secret")  # fmt: skip
+    base = model_entry("base", sim.base_url)
+    base["endpoints"][0]["api_key_env"] = "SIM_KEY"
+    gw = gateway([base, adapter_entry("sql")], adapters={"on_demand_loading": True})
+    client = OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    assert ask(client, "sql") == "sql-lora"  # the replica answers under the adapter's name
+    assert loads([sim]) == 1
+    assert gw.metric("switchyard_adapter_loads_total", model="sql", outcome="loaded") == 1

@@ -9,6 +9,9 @@ the chat engine, as vLLM), ``POST /v1/embeddings`` (when the config serves embed
 with LoRA on, vLLM's ``POST /v1/load_lora_adapter`` and ``/v1/unload_lora_adapter``
 (``simulator.lora``).
 Every error is a JSON body in OpenAI's shape; only the injected error fault answers 500.
+With ``api_key`` set, a ``/v1`` request without ``Authorization: Bearer <key>`` gets vLLM's
+own refusal, 401 ``{"error": "Unauthorized"}``; ``/health`` and ``/metrics`` stay open, as
+there.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from switchyard.backends.simulator.traces import ReceivedTraces
 Handler = Callable[[Receive, Send, bytes], Awaitable[None]]
 _METRICS_TYPE = (b"content-type", CONTENT_TYPE_LATEST.encode())
 _TEXT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+_UNAUTHORIZED = b'{"error":"Unauthorized"}'
 
 
 class SimulatorApp:
@@ -81,6 +85,7 @@ class SimulatorApp:
         )
         self._models_body = _models_body(config)
         self.traces = ReceivedTraces()
+        self._auth = None if config.api_key is None else b"Bearer " + config.api_key.encode()
         self._routes: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": self._chat},
             "/v1/completions": {"POST": self._completions},
@@ -114,6 +119,9 @@ class SimulatorApp:
             if methods is None:
                 raise ApiError(404, f"no route {scope['path']}", code="not_found")
             handler = methods.get(scope["method"])
+            if self._auth is not None and not self._authorized(scope):
+                await send_bytes(send, 401, _UNAUTHORIZED)
+                return
             if handler is None:
                 raise ApiError(
                     405, f"method {scope['method']} not allowed", code="method_not_allowed"
@@ -127,6 +135,12 @@ class SimulatorApp:
             await send_error(send, error)
         except ClientGone:
             return
+
+    def _authorized(self, scope: Scope) -> bool:
+        """vLLM's --api-key check: only /v1 paths need the key."""
+        if not scope["path"].startswith("/v1"):
+            return True
+        return any(n == b"authorization" and v == self._auth for n, v in scope["headers"])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

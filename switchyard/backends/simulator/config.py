@@ -164,6 +164,8 @@ class SimulatorConfig:
     prefix_caching: bool = True
     # --enable-lora with its --max-loras slots (simulator.lora); None: no adapters.
     lora: LoraConfig | None = None
+    # vLLM's --api-key: every /v1 path needs "Authorization: Bearer <key>"; None: open.
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -174,7 +176,7 @@ class SimulatorConfig:
 
 _PERF_FIELDS = frozenset(f.name for f in fields(PerfModel))
 _FAULT_FIELDS = frozenset(f.name for f in fields(Faults))
-_OWN_FIELDS = frozenset({"serves_embeddings", "embedding_dim", "prefix_caching"})
+_OWN_FIELDS = frozenset({"serves_embeddings", "embedding_dim", "prefix_caching", "api_key"})
 _LORA_FIELDS = frozenset({"max_loras", "lora_load_s", "lora_modules", "runtime_lora_updating"})
 
 
@@ -184,8 +186,8 @@ def build_config(
     """The config the CLI (and test fixtures) build: a preset, then overrides on top.
 
     ``overrides`` may name any ``PerfModel`` field (e.g. ``max_num_seqs``, ``decode_base_s``),
-    any ``Faults`` field (e.g. ``error_rate``), ``serves_embeddings``, ``embedding_dim`` or
-    ``prefix_caching``, or the LoRA settings ``max_loras`` (turns adapters on),
+    any ``Faults`` field (e.g. ``error_rate``), ``serves_embeddings``, ``embedding_dim``,
+    ``prefix_caching`` or ``api_key``, or the LoRA settings ``max_loras`` (turns adapters on),
     ``lora_load_s``, ``lora_modules`` (name -> path) and ``runtime_lora_updating``;
     ``None`` means "not given". Unknown names or bad values raise ``ValueError``.
     """
@@ -204,6 +206,7 @@ def build_config(
         embedding_dim=given.get("embedding_dim", 384),
         prefix_caching=bool(given.get("prefix_caching", True)),
         lora=_lora_config(given),
+        api_key=given.get("api_key") or None,
     )
 
 
