@@ -1,10 +1,12 @@
 """Endpoint pools: the replicas of one model, the choice of one for the next request, and
 ``dispatch`` — one request tried on up to N endpoints before the first byte.
 
-Three balancers (``EndpointPool(balancer=...)``): ``switchyard`` (``switchyard.backends.replica``:
+Four balancers (``EndpointPool(balancer=...)``): ``switchyard`` (``switchyard.backends.replica``:
 expected delay from the latest fresh engine snapshot plus this gateway's own counts and
 each endpoint's learned time per request, power of d choices, optional prefix affinity,
 weights, and with a ``PrefixIndex`` the prefill each replica's prefix cache would save),
+``slo`` (``switchyard.backends.slo``: the replica likeliest to meet a TTFT target, from the
+same inputs and the uncached prefill; sheds with 429 when none is likely to),
 ``least_in_flight`` and ``round_robin``.
 The endpoint set may change under discovery (``replace``) and may be empty for a while (a
 model whose pods are not found yet): ``pick`` then finds none.
@@ -45,6 +47,13 @@ from switchyard.backends.replica import (
     choose_replica,
 )
 from switchyard.backends.replica import expected_delay as view_delay
+from switchyard.backends.slo import (
+    DEFAULT_SLO,
+    SloChoice,
+    SloPolicy,
+    SloShedError,
+    choose_for_slo,
+)
 
 __all__ = [
     "BALANCERS",
@@ -62,7 +71,10 @@ log = logging.getLogger("switchyard.backends")
 
 # Worth trying elsewhere: the request never started, or the backend refused it.
 RETRYABLE = (UpstreamConnectError, UpstreamStatusError)
-BALANCERS = ("switchyard", "least_in_flight", "round_robin")
+BALANCERS = ("switchyard", "least_in_flight", "round_robin", "slo")
+# The slo balancer scores at most this many replicas per pick, chosen at random (power of d
+# choices): the pick's cost stops growing with the pool (docs/BENCHMARKS.md section 27).
+SLO_SAMPLE = 8
 Snapshots = Callable[[str], EngineSnapshot | None]
 
 
@@ -85,6 +97,7 @@ class EndpointPool:
         clock: Callable[[], float] = time.monotonic,
         prefix_index: PrefixIndex | None = None,
         adapter: AdapterRoute | None = None,
+        slo: SloPolicy = DEFAULT_SLO,
     ) -> None:
         if balancer not in BALANCERS:
             raise ValueError(f"balancer must be one of {BALANCERS}, got {balancer!r}")
@@ -96,8 +109,12 @@ class EndpointPool:
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self._turn = itertools.count()
-        # Shared by the gateway's pools (one memory bound); only the switchyard balancer.
-        self.prefix_index = prefix_index if balancer == "switchyard" else None
+        # Shared by the gateway's pools (one memory bound); switchyard and slo balancers.
+        self.prefix_index = prefix_index if balancer in ("switchyard", "slo") else None
+        self.slo = slo
+        self.slo_shed = 0  # requests the slo balancer refused (switchyard_slo_shed_total)
+        # Per endpoint name, the mean predicted prefill of the requests sent there (EWMA).
+        self._slo_prefill: dict[str, float] = {}
         # A LoRA adapter's pool (switchyard.backends.adapters): the base model's endpoints.
         self.adapter = adapter
 
@@ -126,6 +143,8 @@ class EndpointPool:
         ]
         if not any(ok):
             return None
+        if self.balancer == "slo" and self.adapter is None:  # one replica may shed, too
+            return self._slo_pick(ok, retry, prefix)
         if len(self.endpoints) == 1:  # no choice to make (affinity has one home, too)
             return self.endpoints[0]
         if self.balancer == "round_robin":
@@ -159,6 +178,64 @@ class EndpointPool:
             self._remember(index, prefix, views[choice.index])
         return self.endpoints[choice.index]
 
+    def _slo_pick(self, ok: Sequence[bool], retry: bool, prefix: PromptBlocks | None) -> Endpoint:
+        """``switchyard.backends.slo``: the replica likeliest to meet the TTFT target; raises
+        ``SloShedError`` for a first attempt that none is likely to start in time. Beyond
+        ``SLO_SAMPLE`` replicas it scores a random sample of them (power of d choices) and
+        all of them only before shedding."""
+        at = [i for i, good in enumerate(ok) if good]
+        if len(at) > SLO_SAMPLE:
+            choice = self._slo_choice(sorted(self._rng.sample(at, SLO_SAMPLE)), prefix)
+            if choice[1].shed:
+                choice = self._slo_choice(at, prefix)
+        else:
+            choice = self._slo_choice(at, prefix)
+        index, best = choice
+        if best.shed and not retry:
+            self.slo_shed += 1
+            wait = best.prediction.ttft_s
+            raise SloShedError(
+                f"model {self.model!r} is overloaded: no replica is likely to start this "
+                f"request within {self.slo.ttft_s:g}s (best expected {wait:.1f}s); retry later",
+                wait - self.slo.ttft_s,
+            )
+        endpoint = self.endpoints[index]
+        if self.prefix_index is not None and prefix is not None:
+            self._remember(self.prefix_index, prefix, self.views(at=[index])[0])
+            name, before = endpoint.name, self._slo_prefill.get(endpoint.name)
+            now = best.prediction.prefill_s
+            self._slo_prefill[name] = now if before is None else before + (now - before) / 16
+        return endpoint
+
+    def _slo_choice(self, at: Sequence[int], prefix: PromptBlocks | None) -> tuple[int, SloChoice]:
+        """``choose_for_slo`` over the endpoints at ``at``: (endpoint index, choice)."""
+        chosen = [self.endpoints[i] for i in at]
+        prefill = queued = None
+        if self.prefix_index is not None and prefix is not None:
+            matched = self.prefix_index.matched(prefix.hashes)
+            prefill = self._prefill_s(matched, prefix, chosen)
+            queued = [self._slo_prefill.get(ep.name, 0.0) for ep in chosen]
+        choice = choose_for_slo(
+            self.views(at=at), now=self._clock(), slo=self.slo,
+            policy=self.policy, prefill_s=prefill, queued_prefill_s=queued,
+        )  # fmt: skip
+        assert choice is not None, "pick checked that an endpoint may take it"
+        return at[choice.index], choice
+
+    def _prefill_s(
+        self, matched: dict[str, int], prefix: PromptBlocks, endpoints: Sequence[Endpoint] = ()
+    ) -> list[float]:
+        """Per endpoint (``endpoints``, or all), seconds to prefill the prompt's part not in
+        its cache (``matched``: blocks the index expects there)."""
+        tokens, default_rate = prefix.prompt_tokens, self.policy.default_prefill_s_per_token
+        out = []
+        for ep in endpoints or self.endpoints:
+            # vLLM always computes a prompt's last token, cached or not.
+            cached = min(matched.get(ep.name, 0) * prefix.block_tokens, max(tokens - 1, 0))
+            rate = ep.prefill_s_per_token
+            out.append((tokens - cached) * (default_rate if rate is None else rate))
+        return out
+
     def _remember(self, index: PrefixIndex, prefix: PromptBlocks, view: EndpointView) -> None:
         """The prompt's blocks go to ``view``'s cache, as big as its KV pool."""
         snapshot = view.snapshot
@@ -173,25 +250,20 @@ class EndpointPool:
         matched = index.matched(prefix.hashes)
         if not matched:
             return None
-        tokens, default_rate = prefix.prompt_tokens, self.policy.default_prefill_s_per_token
-        prefill, warm = [], []
-        for i, ep in enumerate(self.endpoints):
-            blocks = matched.get(ep.name, 0)
-            # vLLM always computes a prompt's last token, cached or not.
-            cached = min(blocks * prefix.block_tokens, max(tokens - 1, 0))
-            rate = ep.prefill_s_per_token
-            prefill.append((tokens - cached) * (default_rate if rate is None else rate))
-            if blocks and ok[i]:
-                warm.append(i)
-        return PrefixCosts(prefill, warm) if warm else None
+        warm = [i for i, ep in enumerate(self.endpoints) if ok[i] and matched.get(ep.name, 0)]
+        return PrefixCosts(self._prefill_s(matched, prefix), warm) if warm else None
 
     def snapshot(self, endpoint: Endpoint) -> EngineSnapshot | None:
         return self._snapshots(endpoint.name)
 
-    def views(self, ok: Sequence[bool] | None = None) -> list[EndpointView]:
-        """What replica choice sees of each endpoint now (``ok``: may it be chosen)."""
+    def views(
+        self, ok: Sequence[bool] | None = None, at: Sequence[int] | None = None
+    ) -> list[EndpointView]:
+        """What replica choice sees of each endpoint now (``ok``: may it be chosen; ``at``:
+        only the endpoints at these indexes)."""
         out = []
-        for i, ep in enumerate(self.endpoints):
+        chosen = enumerate(self.endpoints) if at is None else ((i, self.endpoints[i]) for i in at)
+        for i, ep in chosen:
             snapshot = self._snapshots(ep.name)
             out.append(
                 EndpointView(

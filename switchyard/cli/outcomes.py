@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -23,6 +23,21 @@ outcomes_app = typer.Typer(
     help="Outcome records of routed requests.", no_args_is_help=True, add_completion=False
 )
 CHUNK = 1000
+KindOpt = Annotated[
+    str,
+    typer.Option(
+        help="outcome, feedback, shadow or all (feedback and shadow entries exist in Redis "
+        "only; a gateway's records carry their shadow outputs themselves)."
+    ),
+]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="records: the entries as stored; outputs: one line per shadowed decision, every "
+        "model's answer to its prompt, for `switchyard train --label-free`.",
+    ),
+]
 
 
 def stream_entries(
@@ -103,17 +118,19 @@ def export(
     admin_key_env: Annotated[
         str, typer.Option(help="Environment variable holding the admin key.")
     ] = "SWITCHYARD_ADMIN_KEY",
-    kind: Annotated[
-        str, typer.Option(help="outcome, feedback or all (feedback entries exist in Redis only).")
-    ] = "all",
+    kind: KindOpt = "all",
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many entries.")] = None,
+    fmt: FormatOpt = "records",
 ) -> None:
     """Write outcome records as JSON lines: decision id, router, candidates with predicted
-    quality and cost, chosen model, endpoint, tokens, cost, latency, TTFT, status."""
+    quality and cost, chosen model, endpoint, tokens, cost, latency, TTFT, status; with
+    ``--format outputs``, the shadow outputs (shadow mode) in the outputs JSONL format."""
     from switchyard.gateway.settings import SettingsError, load_settings
 
-    if kind not in ("outcome", "feedback", "all"):
-        raise fail("--kind must be outcome, feedback or all")
+    if kind not in ("outcome", "feedback", "shadow", "all"):
+        raise fail("--kind must be outcome, feedback, shadow or all")
+    if fmt not in ("records", "outputs"):
+        raise fail("--format must be records or outputs")
     mode = "auto"
     if config is not None and redis_url is None:
         try:
@@ -131,7 +148,31 @@ def export(
         entries = gateway_entries(gateway, admin_key, limit)
     else:
         raise fail("give --redis-url, a --config with state.redis_url, or --gateway")
-    _write(entries, out)
+    _write(entries if fmt == "records" else outputs_rows(entries), out)
+
+
+def outputs_rows(entries: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Shadowed decisions in the outputs JSONL format that ``switchyard train --label-free``
+    reads (``switchyard.routers.datasets.outputs``): a Redis stream's ``shadow`` entries, or
+    a gateway's records that carry outputs; each decision once, the task its router's name."""
+    seen: set[str] = set()
+    for entry in entries:
+        outputs, decision = entry.get("outputs"), str(entry.get("decision_id"))
+        if not outputs or entry.get("prompt") is None or entry.get("kind") == "feedback":
+            continue
+        if decision in seen:  # written twice after a failed flush (redis_state.py)
+            continue
+        seen.add(decision)
+        costs = {m: o["cost_usd"] for m, o in outputs.items() if o.get("cost_usd") is not None}
+        tokens = {m: o["usage"]["completion_tokens"] for m, o in outputs.items() if o.get("usage")}
+        yield {
+            "id": decision,
+            "task": entry.get("router"),
+            "prompt": entry["prompt"],
+            "outputs": {m: o.get("text") for m, o in outputs.items()},
+            "costs": costs,
+            "output_tokens": tokens,
+        }
 
 
 def _write(entries: Iterator[dict[str, Any]], out: Path) -> None:

@@ -74,28 +74,42 @@ NeighborsOpt = Annotated[
     int,
     typer.Option(min=0, help="--label-free: prompts per Smoothie neighbourhood (0: one per task)."),
 ]
+CascadeOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--cascade",
+        help="Train a cascade router over these models, cheapest first (repeat the option); "
+        "--data gives model outputs with labels (RouterBench CSVs).",
+    ),
+]
+
+
+RouterNameOpt = Annotated[
+    str, typer.Option("--router", help="Router name: default, knn, mlp, mf, routerdc, ...")
+]
+TrainOutOpt = Annotated[Path, typer.Option("--out", help="Directory to write the trained router.")]
+SplitOpt = Annotated[
+    str, typer.Option(help="Train on rows of this split when the data has splits; 'all'.")
+]
+ParamOpt = Annotated[
+    list[str], typer.Option("--param", help="Hyperparameter KEY=VALUE (JSON value).")
+]
+CostWeightOpt = Annotated[float, typer.Option(help="Default cost weight λ stored with the router.")]
 
 
 def train(
-    router: Annotated[
-        str, typer.Option("--router", help="Router name: default, knn, mlp, mf, routerdc, ...")
-    ],
+    router: RouterNameOpt,
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the trained router.")],
+    out: TrainOutOpt,
     prices: PricesOpt = None,
-    split: Annotated[
-        str, typer.Option(help="Train on rows of this split when the data has splits; 'all'.")
-    ] = "train",
-    param: Annotated[
-        list[str], typer.Option("--param", help="Hyperparameter KEY=VALUE (JSON value).")
-    ] = [],  # noqa: B006 - typer needs a literal default
-    cost_weight: Annotated[
-        float, typer.Option(help="Default cost weight λ stored with the router.")
-    ] = 0.0,
+    split: SplitOpt = "train",
+    param: ParamOpt = [],  # noqa: B006 - typer needs a literal default
+    cost_weight: CostWeightOpt = 0.0,
     budget_per_1k: BudgetOpt = None,
     strong_share: StrongShareOpt = None,
     label_free: LabelFreeOpt = False,
     neighbors: NeighborsOpt = 3,
+    cascade: CascadeOpt = [],  # noqa: B006 - typer needs a literal default
     cache_dir: CacheOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -106,6 +120,8 @@ def train(
     from switchyard.routers.models import make_router
     from switchyard.routers.pipeline import RoutingPipeline
 
+    if cascade:  # a cascade router (switchyard.routers.cascade)
+        return _cascade(cascade, data, data_dir, out, router, split, prices, cost_weight, cache_dir)
     embedder = load_embedder(cache_dir) if label_free else None
     if embedder is not None:
         dataset = _label_free_data(data, data_dir, split, neighbors, embedder, cache_dir)
@@ -134,6 +150,56 @@ def train(
     )  # fmt: skip
     pipe.save(out, _train_metadata(command, data, router, split))
     typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
+
+
+def _cascade(
+    stages: list[str],
+    data: list[str],
+    data_dir: Path | None,
+    out: Path,
+    router: str,
+    split: str,
+    prices: Path | None,
+    cost_weight: float,
+    cache_dir: Path | None,
+) -> None:
+    """``--cascade``: a cascade router over ``stages`` (cheapest first) on labelled model
+    outputs: the stage router, the verifiers, the thresholds; saved to ``out``."""
+    from switchyard.routers.cascade.training import train_cascade as fit
+    from switchyard.routers.datasets.outputs import load_outputs
+
+    if len(stages) < 2 or len(set(stages)) != len(stages):
+        raise fail("--cascade needs two or more distinct models, cheapest first")
+    line = _command_line(router=router, data=data, cascade=stages, out=out,
+                         cost_weight=cost_weight or None)  # fmt: skip
+    metadata = _train_metadata(line, data, router, split)
+    try:
+        outputs = load_outputs(data, data_dir)
+        if split != "all" and outputs.data.splits and split in outputs.data.splits:
+            outputs = outputs.where(split=split)
+        missing = [s for s in stages if s not in outputs.data.models]
+        if missing:
+            raise ValueError(f"the data has no outputs of {', '.join(missing)}")
+        typer.echo(f"training a cascade {' -> '.join(stages)} on {len(outputs)} prompts")
+        trained = fit(
+            outputs, stages, load_embedder(cache_dir), router=router, prices=_price_map(prices),
+            cost_weight=cost_weight, max_escalations=len(stages) - 1, cache=cache_dir,
+            progress=True,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError) as err:
+        raise fail(str(err)) from None
+    cascade = trained.cascade
+    trained.pipeline.save(out, metadata)
+    cascade.metadata.update(metadata)
+    cascade.save(out)
+    typer.echo(
+        f"skip below {_thresholds(cascade.skip_below)}, accept at {_thresholds(cascade.accept_at)}"
+    )
+    typer.echo(f"saved to {out}")
+
+
+def _thresholds(values: list[float]) -> str:
+    return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _label_free_data(

@@ -1,11 +1,20 @@
 """Alerts on the failure modes of optional features: requests refused by model constraints,
-Responses/Messages requests that cannot be translated, trace export, the response cache."""
+Responses/Messages requests that cannot be translated, trace export, the response cache,
+requests the slo balancer sheds, cascade routers serving answers they doubted."""
 
 from __future__ import annotations
 
 from switchyard.deploy.rule_kit import Group, alert
 
-__all__ = ["api_translation_alerts", "cache_alerts", "constraint_alerts", "tracing_alerts"]
+__all__ = [
+    "api_translation_alerts",
+    "cache_alerts",
+    "cascade_alerts",
+    "constraint_alerts",
+    "shadow_alerts",
+    "slo_alerts",
+    "tracing_alerts",
+]
 
 
 def constraint_alerts() -> Group:
@@ -78,3 +87,60 @@ def cache_alerts() -> Group:
         "every repeat reaches an engine. Check Redis; the op label says reads or writes.",
     )  # fmt: skip
     return {"name": "switchyard.alerts.cache", "rules": [rule]}
+
+
+def slo_alerts() -> Group:
+    """The slo balancer refusing a share of a model's requests for a quarter of an hour."""
+    shed = "sum by (model) (rate(switchyard_slo_shed_total[15m]))"
+    total = "sum by (model) (rate(switchyard_requests_total[15m]))"
+    rule = alert(
+        "SwitchyardSloShedding", f"{shed}\n/ ({total} > 0.05)\n> 0.05", "15m", "warning",
+        "{{ $labels.model }} sheds requests it cannot start within its TTFT target",
+        "{{ $value | humanizePercentage }} of the requests to {{ $labels.model }} are refused "
+        "429 model_overloaded by the slo balancer: no replica was likely to start them within "
+        "upstream.slo.ttft_s. The model needs more replicas (or a fallback model); a short "
+        "burst sheds briefly by design, a quarter of an hour does not.",
+    )  # fmt: skip
+    return {"name": "switchyard.alerts.slo", "rules": [rule]}
+
+
+def shadow_alerts() -> Group:
+    """Shadow mode: its calls failing, or its budget spent (training data, not requests)."""
+    failed = 'sum by (model) (rate(switchyard_shadow_calls_total{status!="200"}[15m]))'
+    total = "sum by (model) (rate(switchyard_shadow_calls_total[15m]))"
+    failing = alert(
+        "SwitchyardShadowCallsFailing", f"{failed}\n/ ({total} > 0)\n> 0.5", "15m", "warning",
+        "Most shadow calls to {{ $labels.model }} fail",
+        "{{ $value | humanizePercentage }} of the shadow calls to {{ $labels.model }} get an "
+        "error or no answer (the status label of switchyard_shadow_calls_total says which): "
+        "its outputs are missing from the label-free training data. Users are not affected. "
+        "Check the model's endpoints, or leave it out of shadow.candidates.",
+    )  # fmt: skip
+    budget = 'sum by (job, instance) (rate(switchyard_shadow_dropped_total{reason="budget"}[10m]))'
+    exhausted = alert(
+        "SwitchyardShadowBudgetExhausted", f"{budget} > 0", "30m", "warning",
+        "Gateway {{ $labels.instance }} has spent its shadow budget",
+        "Shadow calls are dropped because shadow.budget_usd_per_hour is spent: label-free "
+        "training data is gathered more slowly than shadow.sample asks. Raise the budget, "
+        "lower shadow.sample or shadow.max_tokens, or shadow to cheaper candidates.",
+    )  # fmt: skip
+    return {"name": "switchyard.alerts.shadow", "rules": [failing, exhausted]}
+
+
+def cascade_alerts() -> Group:
+    """Cascade routers serving doubted answers: escalations wanted and not made."""
+    stopped = "sum by (router) (rate(switchyard_cascade_stops_total[15m]))"
+    doubted = (
+        "sum by (router) (rate(switchyard_cascade_escalations_total[15m]))\n"
+        "+ sum by (router) (rate(switchyard_cascade_stops_total[15m]))"
+    )
+    rule = alert(
+        "SwitchyardCascadeStopsHigh", f"{stopped}\n/ ({doubted} > 0)\n> 0.5", "15m", "warning",
+        "Cascade {{ $labels.router }} serves answers its verifier doubted",
+        "{{ $value | humanizePercentage }} of the escalations cascade {{ $labels.router }} "
+        "wanted were not made (the reason label of switchyard_cascade_stops_total says why: "
+        "latency_budget, max_escalations or stage_failed), so those requests got the cheaper "
+        "answer it doubted. Raise cascade.latency_budget_ms or max_escalations, or check the "
+        "stronger stage's endpoints.",
+    )  # fmt: skip
+    return {"name": "switchyard.alerts.cascade", "rules": [rule]}

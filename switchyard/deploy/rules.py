@@ -31,7 +31,10 @@ from switchyard.deploy.adapter_rules import adapter_alerts
 from switchyard.deploy.feature_rules import (
     api_translation_alerts,
     cache_alerts,
+    cascade_alerts,
     constraint_alerts,
+    shadow_alerts,
+    slo_alerts,
     tracing_alerts,
 )
 from switchyard.deploy.rule_kit import Group, Rule
@@ -386,6 +389,9 @@ def rule_groups(config: RulesConfig | None = None) -> list[Group]:
         adapter_alerts(),
         tracing_alerts(),
         cache_alerts(),
+        slo_alerts(),
+        shadow_alerts(),
+        cascade_alerts(),
         cost_alerts(),
     ]
 

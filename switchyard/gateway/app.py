@@ -35,6 +35,8 @@ from switchyard.gateway.reload import ConfigReloader
 from switchyard.gateway.requestid import RequestIdMiddleware
 from switchyard.gateway.routing import RouterService
 from switchyard.gateway.settings import Capability, Settings, load_settings
+from switchyard.gateway.shadow import open_shadow
+from switchyard.gateway.slo_metrics import SloCollector
 from switchyard.gateway.system import system_routes
 from switchyard.gateway.tenancy.guard import Guard
 from switchyard.gateway.tenancy.store import TenancyStore, open_store
@@ -101,6 +103,7 @@ def create_app(
     registry.register(DiscoveryCollector(upstreams))
     registry.register(PrefixIndexCollector(upstreams))
     registry.register(AdapterCollector(upstreams))
+    registry.register(SloCollector(lambda: upstreams.pools))
     state = settings.state
     store = open_store(state.redis_url, state.key_prefix, state.timeout_s, state.mode)
     guard = Guard(settings.auth, store, metrics)
@@ -129,9 +132,12 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.state.tracing = tracing
-    cache = open_cache(settings.cache, state, registry)  # None when off
+    cache = open_cache(settings.cache, state, registry, routing)  # None when off
     app.state.cache = cache
-    app.proxy = Proxy(upstreams, guard, metrics, routing, tracing.hook if tracing else None, cache)
+    shadow = open_shadow(settings, upstreams, routing, registry)  # None when off
+    app.state.shadow = shadow
+    hook = tracing.hook if tracing else None
+    app.proxy = Proxy(upstreams, guard, metrics, routing, hook, cache, shadow)
     requests = api_requests(registry)
     app.dialects = {d.path: d for d in (ResponsesDialect(requests), MessagesDialect(requests))}
     app.include_router(proxy_routes(app.proxy, app.dialects.values()))
@@ -169,6 +175,8 @@ def _lifespan(
             await store.close()
             if (cache := getattr(app.state, "cache", None)) is not None:
                 await cache.close()
+            if (shadow := getattr(app.state, "shadow", None)) is not None:
+                await shadow.close()  # shadow calls still under way: before the pools go
             await upstreams.close()
             if routing is not None:
                 await routing.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from switchyard.gateway.errors import InvalidRequestError
@@ -43,6 +43,7 @@ class Route:
     context: tuple[float, ...] | None = None  # the bandit's context, when the router has one
     owner: Owner | None = None  # None when auth is off
     arms: str | None = None  # the bandit statistics the decision used (per tenant or not)
+    embedding: Any = None  # the prompt's, for a semantic cache lookup (gateway.cache.hook)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The response headers that tell the client what was decided."""
@@ -95,6 +96,12 @@ class OutcomeRecord:
     ttft_s: float | None
     cost_weight: float
     time: float = 0.0  # Unix time when the response was done
+    # Shadowed decisions only (switchyard.gateway.shadow): the prompt, and each model's answer
+    # to it ({"text", "status", "usage", "cost_usd", "shadow"}), attached once shadow calls end.
+    prompt: Any = None
+    outputs: dict[str, dict[str, Any]] | None = None
+    # Cascade routers only (switchyard.gateway.cascade): every stage run, cheapest first.
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from switchyard.backends.errors import OverloadedError, SwitchyardError, UpstreamError
 from switchyard.backends.pool import Attempt
 from switchyard.gateway.apis import Dialect, Translation
+from switchyard.gateway.cascade import Cascades
 from switchyard.gateway.constraints import (
     Needs,
     allowing,
@@ -67,6 +68,7 @@ from switchyard.gateway.upstreams import Upstreams
 
 if TYPE_CHECKING:  # the hook's module imports OpenTelemetry: only when tracing is on
     from switchyard.gateway.cache.hook import ResponseCache
+    from switchyard.gateway.shadow import Shadow
     from switchyard.gateway.tracing.spans import Tracing
 
 Usage = dict[str, Any] | None
@@ -127,6 +129,7 @@ class Proxy:
         routing: RouterService | None = None,
         tracing: Tracing | None = None,
         cache: ResponseCache | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.cache = cache  # None when the response cache is off
         self.upstreams = upstreams
@@ -134,6 +137,8 @@ class Proxy:
         self.metrics = metrics
         self.routing = routing
         self.tracing = tracing  # None when tracing is off: no OpenTelemetry code runs then
+        self.shadow = shadow  # None when shadow mode is off (gateway.shadow)
+        self.cascades = Cascades(self)  # kind: cascade routers
 
     async def serve(
         self, scope: Scope, receive: Receive, send: Send, cap: Capability,
@@ -179,14 +184,12 @@ class Proxy:
             authenticating = tracing.authenticate(authenticating, self.guard.auth)
         key = await authenticating
         raw = await read_body(receive, headers, self.upstreams.settings.server.max_body_bytes)
-        if dialect is None:
-            payload = (
-                parse_payload(raw, cap)
-                if cap not in PASSTHROUGH
-                else parse_passthrough(raw, headers, cap)  # rerank, score, transcriptions
-            )
-        else:  # the request as chat completions, for routing and admission
+        if dialect is not None:  # the request as chat completions, for routing and admission
             payload, call.translation = dialect.parse(raw)
+        elif cap in PASSTHROUGH:  # rerank, score, transcriptions
+            payload = parse_passthrough(raw, headers, cap)
+        else:
+            payload = parse_payload(raw, cap)
         call.asked = payload.model
         if self.cache is not None and dialect is None:  # None: answered from the cache
             if (sending := await self.cache.serve(headers, payload, cap, key, call, send)) is None:
@@ -199,10 +202,10 @@ class Proxy:
             call.route = await (deciding if tracing is None else tracing.route(deciding))
             payload = _routed(payload, call.route.model, OPTIONS_FIELD)
             call.extra += call.route.headers()
+            if self.cache is not None and await self.cache.routed(send, payload, call):
+                return  # a semantic hit: the chosen model's answer to a similar prompt
         elif (
-            OPTIONS_FIELD in payload.data
-            or "tools" in payload.data
-            or "response_format" in payload.data
+            OPTIONS_FIELD in (data := payload.data) or "tools" in data or "response_format" in data
         ):
             needs, payload = concrete_needs(payload)
         model = self.upstreams.models.get(payload.model)
@@ -225,6 +228,10 @@ class Proxy:
         may_use: Callable[[str], bool] = key.allows if key is not None else _any
         if needs is not None:  # fallbacks must meet the constraints too
             may_use = allowing(may_use, needs, self.upstreams.models)
+        if call.route is not None and await self.cascades.serve(
+            receive, send, model, payload, cap, call, may_use
+        ):
+            return  # a cascade router's non-streamed request: its stages ran (gateway.cascade)
         await self._forward(receive, send, model, payload, cap, call, may_use)
 
     async def _route(
@@ -284,6 +291,8 @@ class Proxy:
         if model.name not in self.upstreams.pools:  # removed by a config reload a moment ago
             raise ModelNotFoundError(f"The model '{model.name}' is no longer served", param="model")
         call.open(self.metrics.model(model.name))
+        if self.shadow is not None and call.route is not None and call.translation is None:
+            send = self.shadow.watch(call.route, payload, capability, send)  # gateway.shadow
         watch = DisconnectWatch(receive)
         try:
             await self._exchange(send, model, payload, capability, call, may_use)

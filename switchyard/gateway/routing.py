@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from switchyard.gateway.cascade_rule import first_stage, load_cascade, reloaded_cascade
 from switchyard.gateway.constraints import Needs, filter_candidates
 from switchyard.gateway.errors import InvalidRequestError
 from switchyard.gateway.metrics import GatewayMetrics
@@ -47,6 +48,7 @@ class _Loaded:
     candidates: tuple[str, ...]
     cost_weight: float
     fingerprint: str = ""  # of the artifact's files when loaded (a reload compares it)
+    cascade: Any = None  # kind cascade: its CascadeModel (switchyard.gateway.cascade)
 
 
 @dataclass(slots=True)
@@ -64,6 +66,7 @@ class _Chosen:
     decision: Decision
     quality: dict[str, float]  # the offline router's, before the bandit's correction
     context: tuple[float, ...] | None  # the bandit's context, when the router has one
+    vector: Any = None  # the prompt's embedding: a row of the batch's matrix (a view)
 
 
 @dataclass(slots=True)
@@ -154,7 +157,8 @@ class RouterService:
         online = "with a bandit" if router.bandit.enabled else "offline only"
         log.info("router %s: %s over %s, %s", router.name, router.artifact,
                  ", ".join(candidates), online)  # fmt: skip
-        return _Loaded(router, pipe, candidates, lam, found)
+        cascade = load_cascade(router, self._embedder) if router.kind == "cascade" else None
+        return _Loaded(router, pipe, candidates, lam, found, cascade)
 
     def _add_bandit(self, learner: Learner, loaded: _Loaded) -> None:
         embedder, config = self._embedder, loaded.config
@@ -191,7 +195,9 @@ class RouterService:
             else:
                 pipe = old.pipeline
                 lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
-                out[name] = _Loaded(router, pipe, new.candidates(router), lam, old.fingerprint)
+                cascade = reloaded_cascade(router, old.config, old.cascade, self._embedder)
+                out[name] = replace(old, config=router, candidates=new.candidates(router),
+                                    cost_weight=lam, cascade=cascade)  # fmt: skip
         return out
 
     async def commit(self, prepared: Prepared) -> None:
@@ -218,8 +224,24 @@ class RouterService:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def cascade(self, name: str) -> Any:
+        """Router ``name``'s CascadeModel (``kind: cascade``), else None."""
+        loaded = self._routers.get(name)
+        return None if loaded is None else loaded.cascade
+
     def resolve(self, name: str) -> RouterConfig | None:
         return self.settings.router(name)
+
+    async def embed(self, text: str) -> Any:
+        """The prompt embedding of ``text`` (float32, L2-normalised), on the worker thread:
+        the response cache's semantic lookup for a request to a concrete model."""
+        return await self.on_worker(self._embed_one, text)
+
+    def _embed_one(self, text: str) -> Any:
+        import numpy as np
+
+        assert self._embed is not None, "start() first"
+        return np.asarray(self._embed([text]), dtype=np.float32)[0]
 
     def prompt_of(self, value: Any) -> str:
         try:
@@ -316,6 +338,7 @@ class RouterService:
             context=chosen.context,
             owner=owner,
             arms=arms,
+            embedding=chosen.vector,
         )
         self.outcomes.pending(route)
         return route
@@ -368,6 +391,8 @@ class RouterService:
                 offline = dict(zip(models, map(float, pred.quality[k]), strict=True))
                 z = None if contexts is None else tuple(map(float, contexts[k]))
                 out[i] = self._choose(jobs[i], quality[k : k + 1], pred.cost[k : k + 1], offline, z)
+                if isinstance(chosen := out[i], _Chosen):
+                    chosen.vector = X[i]  # a view: free unless the response cache reads it
         return out
 
     def _adjust(self, jobs: Sequence[_Job], X: Any, quality: Any) -> tuple[Any, Any]:
@@ -416,6 +441,8 @@ class RouterService:
             return InvalidRequestError(str(err), param="models")
         except ValueError as err:
             return InvalidRequestError(str(err), param="cost_weight")
+        if job.router.cascade is not None:  # its pre-generation rule picks the first stage
+            return _Chosen(first_stage(job.router.cascade, decision[0], offline), offline, context)
         return _Chosen(decision[0], offline, context)
 
     # -- outcomes and feedback -------------------------------------------------------------

@@ -23,7 +23,10 @@ from switchyard.gateway.adapter_config import (
     fill_adapter_defaults,
 )
 from switchyard.gateway.cache.config import CacheConfig
+from switchyard.gateway.cascade_config import CascadeConfig, RouterKind, check_cascade
 from switchyard.gateway.discovery_config import DiscoveryConfig
+from switchyard.gateway.shadow_config import ShadowConfig
+from switchyard.gateway.slo_config import SloConfig
 from switchyard.gateway.state import StateConfig
 from switchyard.gateway.tenancy.config import AuthConfig
 from switchyard.gateway.tracing.config import TracingConfig
@@ -174,6 +177,7 @@ class Balancer(StrEnum):
     switchyard = "switchyard"  # expected delay from engine metrics, power of two choices
     least_in_flight = "least_in_flight"
     round_robin = "round_robin"
+    slo = "slo"  # the replica likeliest to meet upstream.slo.ttft_s; sheds early (429)
 
 
 class UpstreamConfig(_Strict):
@@ -240,6 +244,7 @@ class UpstreamConfig(_Strict):
         description="While a stream waits for its first token, send an SSE comment this often "
         "so idle timeouts of load balancers do not cut it (0: never).",
     )
+    slo: SloConfig = Field(default_factory=SloConfig, description="Balancer slo's targets.")
     seed: int | None = Field(default=None, description="Seeds replica sampling (tests).")
 
 
@@ -289,6 +294,8 @@ class RouterConfig(_Strict):
         default=0.1, ge=0, description="Quality points given up per second of expected wait."
     )
     bandit: BanditConfig = BanditConfig()
+    kind: RouterKind = Field(default=RouterKind.router, description="router or cascade.")
+    cascade: CascadeConfig | None = None  # kind cascade: how it escalates (defaults if unset)
 
     def artifact_models(self) -> list[str]:
         """The models named in the artifact's router.json (ValueError if unreadable)."""
@@ -353,6 +360,7 @@ class Settings(BaseSettings):
     tracing: TracingConfig = TracingConfig()
     cache: CacheConfig = CacheConfig()
     adapters: AdaptersConfig = AdaptersConfig()
+    shadow: ShadowConfig = ShadowConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -402,7 +410,8 @@ class Settings(BaseSettings):
             raise ValueError("routers: at most one router may be the default")
         for i, router in enumerate(self.routers):
             try:
-                self.candidates(router)
+                found = self.candidates(router)
+                check_cascade(router.kind, router.cascade, router.artifact, found)
             except ValueError as err:
                 raise ValueError(f"routers.{i}: {err}") from None
 

@@ -251,6 +251,7 @@ class Upstreams:
                 policy=self.replica_policy,
                 rng=self._rng,
                 prefix_index=self.prefix_index,
+                slo=up.slo.policy(),
             )
             log.info(
                 "model %s: %d endpoint(s) %s, %s balancer",

@@ -8,6 +8,7 @@ instead of silently blanking a panel."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,13 +27,15 @@ from tests.support.gateways import Gateway, Simulator, model_entry
 from tests.support.hold import held_streams
 from tests.support.prometheus import PrometheusServer
 from tests.support.redis import RedisServer
-from tests.support.routed import CANDIDATES, routed_settings
+from tests.support.routed import CANDIDATES, constant_cascade, routed_settings
 from tests.support.servers import free_port
 
 PRICIEST = "gpt-4-1106-preview"
 CHEAPEST = "mistralai/mistral-7b-chat"
 MESSAGES = [{"role": "user", "content": "Name three prime numbers."}]
 DATA_TIMEOUT_S = 30.0
+SEMANTIC = "List three prime numbers."
+ROUNDS = itertools.count(1)
 
 
 def _dead() -> str:
@@ -40,13 +43,19 @@ def _dead() -> str:
 
 
 def fleet_config(
-    urls: dict[str, str], slow: str, twins: list[str], cache: Path, redis_url: str
+    urls: dict[str, str], slow: str, twins: list[str], cache: Path, redis_url: str, tmp: Path
 ) -> dict[str, Any]:
-    """The routed candidates, plus "m" (one slow engine, shed when it queues), "twin" (two
-    engines with prefix caching, chosen by prefix-aware scoring) and its LoRA adapter
-    "twin-sql" (loaded on demand), "gone" (two dead endpoints: errors, retries, then a
-    fallback) and "broken" (dead, no fallback: 5xx); traces go to a dead OTLP endpoint."""
+    """The routed candidates (and "careful", a cascade over three of them), plus "m" (one
+    slow engine, shed when it queues), "twin" (two engines with prefix caching, chosen by
+    prefix-aware scoring) and its LoRA adapter "twin-sql" (loaded on demand), "gone" (two
+    dead endpoints: errors, retries, then a fallback) and "broken" (dead, no fallback: 5xx);
+    traces go to a dead OTLP endpoint."""
     config = routed_settings(urls, cache, None, refresh_s=0.2)
+    # "careful": a cascade over three candidates whose verifier rejects every answer: one
+    # escalation, then a stop at max_escalations (the cascade panels' two counters)
+    stages = [name for name, _, _ in CANDIDATES[:2]] + [PRICIEST]
+    artifact = constant_cascade(tmp, stages, skip_below=-1e9, accept_at=1e9)
+    config["routers"].append({"name": "careful", "artifact": str(artifact), "kind": "cascade"})
     config["models"] += [
         model_entry("m", slow),
         model_entry("twin", *twins),
@@ -77,6 +86,8 @@ def fleet_config(
         # traces to a collector that is not there: the export panel shows the failures
         "tracing": {"enabled": True, "endpoint": f"{_dead()[:-3]}/v1/traces", "timeout_s": 0.5},
         "cache": {"enabled": True},  # one opted-in request repeated: hits from round two
+        # every routed request shadowed to the other candidates (calls, spend, drops)
+        "shadow": {"enabled": True, "sample": 1.0, "max_rate_per_s": 100},
     }
 
 
@@ -106,6 +117,14 @@ def one_round(app: httpx.Client, tight: httpx.Client) -> dict[str, int]:
     statuses["limited"] = max(_chat(tight, CHEAPEST).status_code for _ in range(2))
     cached: Any = {"cache": True}
     statuses["cached"] = _chat(app, CHEAPEST, temperature=0, switchyard=cached).status_code
+    statuses["cascade"] = _chat(app, "careful").status_code
+    # A prompt stored once, then each round the same words with new trailing spaces: never an
+    # exact hit (another body), always a semantic one (the same embedding).
+    near: Any = {"cache": "semantic"}
+    for kind, text in (("stored", SEMANTIC), ("near", SEMANTIC + " " * next(ROUNDS))):
+        asked = [{"role": "user", "content": text}]
+        reply = _chat(app, CHEAPEST, temperature=0, switchyard=near, messages=asked)
+        statuses[f"semantic {kind}"] = reply.status_code
     return statuses
 
 
@@ -113,7 +132,8 @@ EXPECTED = {
     "routed stream=False": 200, "routed stream=True": 200, "feedback stream=False": 200,
     "feedback stream=True": 200, "priciest": 200, "cheapest stream": 200, "fallback": 200,
     "broken": 500, "shed": 429, "limited": 429, "twin": 200, "adapter": 200,
-    "unsatisfiable": 400, "cached": 200,
+    "unsatisfiable": 400, "cached": 200, "cascade": 200,
+    "semantic stored": 200, "semantic near": 200,
 }  # fmt: skip
 
 
@@ -187,6 +207,7 @@ def test_every_panel_query_and_recording_rule_returns_data_from_a_real_prometheu
     redis_server: RedisServer,
     embedder_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     app_key, tight_key = _keys(monkeypatch)
     sims = {name: simulator(name) for name, _, _ in CANDIDATES}
@@ -197,7 +218,12 @@ def test_every_panel_query_and_recording_rule_returns_data_from_a_real_prometheu
     ]
     urls = {name: sim.base_url for name, sim in sims.items()}
     config = fleet_config(
-        urls, slow.base_url, [t.base_url for t in twins], embedder_cache, redis_server.url
+        urls,
+        slow.base_url,
+        [t.base_url for t in twins],
+        embedder_cache,
+        redis_server.url,
+        tmp_path,
     )
     gw = gateway(**config)
     engines = [urlsplit(s.server.url).netloc for s in (*sims.values(), slow, *twins)]

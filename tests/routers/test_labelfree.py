@@ -127,10 +127,13 @@ def test_smoothie_rejects_bad_hyperparameters_and_use_before_fit() -> None:
 def test_the_estimate_correlates_with_true_quality_on_a_routerbench_slice(
     onnx_embedder: object, tmp_path: Path
 ) -> None:
-    """120 ARC-Challenge training prompts × 11 models: the estimate, fitted on the answers
-    alone, ranks the models as their true accuracy does and beats chance per prompt."""
+    """200 ARC-Challenge training prompts × 11 models: the estimate, fitted on the answers
+    alone, ranks the models as their true accuracy does and beats chance per prompt. (The
+    first 120 prompts, which passed on other machines, gave 0.77 on an AVX2-only CPU, whose
+    int8 kernels round differently: too few prompts to rank 11 models steadily; 200 give
+    0.95 there.)"""
     outputs = load_outputs([reference_data("routing", "routerbench", "arc_challenge_train.csv")])
-    outputs = outputs.subset(np.arange(120))
+    outputs = outputs.subset(np.arange(200))
     estimated, _ = estimate_quality(outputs, onnx_embedder, cache=tmp_path)  # type: ignore[arg-type]
     truth = outputs.data.quality
     assert spearman(estimated.quality, truth) > 0.3

@@ -18,10 +18,13 @@ from prometheus_client import CollectorRegistry
 from switchyard.gateway.adapter_metrics import AdapterCollector
 from switchyard.gateway.apis import api_requests
 from switchyard.gateway.cache.hook import CacheMetrics
+from switchyard.gateway.cascade import CascadeMetrics
 from switchyard.gateway.discovery_metrics import DiscoveryCollector
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.prefix_metrics import PrefixIndexCollector
 from switchyard.gateway.settings import Settings, build_settings
+from switchyard.gateway.shadow import ShadowMetrics
+from switchyard.gateway.slo_metrics import SloCollector
 from switchyard.gateway.tracing.metrics import TraceExportMetrics
 from switchyard.gateway.upstreams import Upstreams
 from tests.support.servers import free_port
@@ -38,9 +41,12 @@ def gateway_series() -> set[str]:
     metrics.registry.register(DiscoveryCollector(upstreams))
     metrics.registry.register(PrefixIndexCollector(upstreams))
     metrics.registry.register(AdapterCollector(upstreams))
+    metrics.registry.register(SloCollector(lambda: upstreams.pools))
     api_requests(metrics.registry)  # switchyard.gateway.apis: the Responses and Messages APIs
     TraceExportMetrics(metrics.registry)  # with tracing on
     CacheMetrics(metrics.registry)  # with the response cache on
+    ShadowMetrics(metrics.registry)  # with shadow mode on
+    CascadeMetrics(metrics.registry)  # the cascade routers' counters (always registered)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {
         family.name + suffix

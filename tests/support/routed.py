@@ -5,12 +5,14 @@ stream."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import redis
 
@@ -45,6 +47,22 @@ def routed_settings(
         "routers": [router | ({"bandit": bandit} if bandit is not None else {})],
         "routing": {"embedder_cache": str(cache), **routing},
     }
+
+
+def constant_cascade(root: Path, stages: list[str], skip_below: float, accept_at: float) -> Path:
+    """The shipped router plus a cascade over ``stages`` (cheapest first) whose verifier
+    says p_correct = 0.5 for every answer (zero weights): ``skip_below``/``accept_at`` make
+    its verdicts certain (-1e9: start with the first stage / accept; 1e9: skip / reject)."""
+    from switchyard.routers.cascade import CascadeModel
+    from switchyard.routers.pipeline import read_manifest
+
+    path = root / f"cascade-{len(stages)}-{skip_below:g}-{accept_at:g}"
+    if not path.exists():
+        shutil.copytree(default_router(), path)
+        embedder, k = read_manifest(path)["embedder"], len(stages) - 1
+        CascadeModel(stages, embedder, [skip_below] * k, [accept_at] * k,
+                     np.zeros((k, 3 * 384)), np.zeros(k)).save(path)  # fmt: skip
+    return path
 
 
 def route(url: str, **options: Any) -> tuple[str, str]:

@@ -4,7 +4,7 @@ traffic goes. Reads the recording rules of switchyard/deploy/rules.py wherever o
 from __future__ import annotations
 
 from switchyard.deploy.dashboards.apis import api_requests
-from switchyard.deploy.dashboards.cache import response_cache
+from switchyard.deploy.dashboards.cache import response_cache, semantic_similarity
 from switchyard.deploy.dashboards.style import (
     Dashboard,
     Panel,
@@ -254,6 +254,7 @@ def board() -> Dashboard:
         ttft_slo_misses(), latency(), ttft(), spend_by_model(), spend_per_1k_by_model(),
         traffic_share(), priciest_share_over_time(), tokens(), connections(),
         connections_rejected(), api_requests(), trace_export(), response_cache(),
+        semantic_similarity(),
     ]  # fmt: skip
     return dashboard(
         "overview",

@@ -11,6 +11,9 @@ their statistics hold and how fast that grows.
 
 from __future__ import annotations
 
+from switchyard.deploy.dashboards.cascade import cascade_escalations
+from switchyard.deploy.dashboards.shadow import shadow_calls, shadow_spend
+from switchyard.deploy.dashboards.slo import slo_shed
 from switchyard.deploy.dashboards.style import (
     Dashboard,
     Panel,
@@ -228,7 +231,8 @@ def board() -> Dashboard:
         decisions_by_model(), decision_share(), decision_latency(),
         realised_quality(), regret(), feedback_coverage(),
         score_distribution(), bandit_observations(), bandit_learning(), batching(),
-        shed(), fallbacks(), expected_delay(), constraint_refusals(),
+        shed(), fallbacks(), expected_delay(), constraint_refusals(), slo_shed(),
+        shadow_calls(), shadow_spend(), cascade_escalations(),
     ]  # fmt: skip
     return dashboard(
         "routing",

@@ -3,8 +3,12 @@ before is answered again from the state store, with no upstream call.
 
 Opt-in per request: the header ``x-switchyard-cache: on`` or the body's
 ``"switchyard": {"cache": true}``; ``"allow-sampled"`` (either place) also caches sampled
-requests (temperature > 0 or absent, n > 1, logprobs), which are skipped otherwise. Only
-200 answers are stored, and only chat completions, completions and embeddings.
+requests (temperature > 0 or absent, n > 1, logprobs), which are skipped otherwise;
+``"semantic"`` (``"semantic,allow-sampled"`` with both) also looks for a similar prompt
+answered by the same model (``switchyard.gateway.cache.semantic``) when no exact match is
+found: before the request is routed for a concrete model, right after the routing decision
+(``ResponseCache.routed``) for a routed one. Only 200 answers are stored, and only chat
+completions, completions and embeddings (embeddings are matched exactly only).
 
 The key (``request_key``) hashes the caller's scope (its tenant and, for a key with a model
 allow-list, that list: an answer is shared only among callers with the same permissions, so
@@ -18,7 +22,8 @@ request; a non-streamed request treats it as a miss and stores its JSON answer o
 
 ``Proxy`` holds a ``ResponseCache`` only when ``cache.enabled``: otherwise its hook is None
 and a request pays one attribute test. A store that fails (Redis down) is counted
-(``switchyard_cache_errors_total``) and the request goes on uncached.
+(``switchyard_cache_errors_total``) and the request goes on uncached. Hits and misses are
+counted by kind: ``exact``, or ``semantic`` for a semantic opt-in that found no exact match.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import Message, Send
 
 from switchyard.gateway.cache.config import CacheConfig
@@ -39,18 +44,23 @@ from switchyard.gateway.state import StateConfig, StoreUnavailableError
 from switchyard.gateway.streaming import STREAM_HEADERS
 
 if TYPE_CHECKING:
+    from switchyard.gateway.cache.semantic import Query, SemanticIndex
     from switchyard.gateway.payload import Payload
     from switchyard.gateway.proxy import Call
+    from switchyard.gateway.routing import RouterService
     from switchyard.gateway.tenancy.keys import KeyRecord
 
 HEADER = b"x-switchyard-cache"
 FIELD = "cache"
 ALLOW_SAMPLED = "allow-sampled"
+SEMANTIC = "semantic"
+SIMILARITY = b"x-switchyard-cache-similarity"
 CACHEABLE = frozenset({Capability.chat, Capability.completions, Capability.embeddings})
 IGNORED = frozenset({"stream", "stream_options", "user", "request_id"})
 JSON, SSE = b"j", b"s"
 DONE = b"data: [DONE]\n\n"
-_ON = {"on": "on", "true": "on", "1": "on", ALLOW_SAMPLED: ALLOW_SAMPLED}
+_WORDS = frozenset({"on", "true", "1", ALLOW_SAMPLED, SEMANTIC})
+_SIMILARITY_BUCKETS = (0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 1.0)
 
 
 class CacheMetrics:
@@ -58,8 +68,18 @@ class CacheMetrics:
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, labels, registry=registry)
 
-        self.hits = counter("switchyard_cache_hits_total", "Requests answered from the cache.")
-        self.misses = counter("switchyard_cache_misses_total", "Opted-in requests not found.")
+        self.hits = counter(
+            "switchyard_cache_hits_total", "Requests answered from the cache.", "kind"
+        )
+        self.misses = counter(
+            "switchyard_cache_misses_total", "Opted-in requests not found.", "kind"
+        )
+        self.similarity = Histogram(
+            "switchyard_cache_semantic_similarity",
+            "Cosine similarity of the prompts of semantic hits.",
+            buckets=_SIMILARITY_BUCKETS,
+            registry=registry,
+        )
         self.stores = counter("switchyard_cache_stores_total", "Answers stored in the cache.")
         self.skipped = counter(
             "switchyard_cache_skipped_total", "Opted-in requests not cached (sampled).", "reason"
@@ -67,35 +87,53 @@ class CacheMetrics:
         self.errors = counter(
             "switchyard_cache_errors_total", "Cache store failures (answered uncached).", "op"
         )
-        for op in ("get", "put"):  # present from the start: rates and alerts read zero
+        for op in ("get", "put", "index_get", "index_put"):  # rates and alerts read zero
             self.errors.labels(op)
+        for kind in ("exact", "semantic"):
+            self.hits.labels(kind)
+            self.misses.labels(kind)
         for reason in ("temperature", "n", "logprobs"):
             self.skipped.labels(reason)
 
 
 def opt_in(headers: list[tuple[bytes, bytes]], data: dict[str, Any]) -> str | None:
-    """``"on"``, ``"allow-sampled"`` or None (not asked); the body wins over the header."""
+    """``"on"``, ``"allow-sampled"``, ``"semantic"``, ``"semantic,allow-sampled"`` or None
+    (not asked); the body wins over the header. Either takes a comma-separated list."""
     options = data.get("switchyard")
     if isinstance(options, dict) and FIELD in options:
         given = options[FIELD]
         if given is True or given is False:
             return "on" if given else None
-        if given == ALLOW_SAMPLED:
-            return ALLOW_SAMPLED
+        if isinstance(given, str) and (mode := _mode(given)) is not None:
+            return mode
         raise InvalidRequestError(
-            f"'switchyard.cache' must be true, false or '{ALLOW_SAMPLED}'", param="switchyard"
+            f"'switchyard.cache' must be true, false, '{SEMANTIC}', '{ALLOW_SAMPLED}' or "
+            f"'{SEMANTIC},{ALLOW_SAMPLED}'",
+            param="switchyard",
         )
     for name, value in headers:
         if name == HEADER:
             text = value.decode("latin-1").strip().lower()
             if text in ("off", "false", "0"):
                 return None
-            if text not in _ON:
+            if (mode := _mode(text)) is None:
                 raise InvalidRequestError(
-                    f"x-switchyard-cache must be on, off or {ALLOW_SAMPLED}", param="header"
+                    f"x-switchyard-cache must be on, off, {SEMANTIC}, {ALLOW_SAMPLED} or "
+                    f"{SEMANTIC},{ALLOW_SAMPLED}",
+                    param="header",
                 )
-            return _ON[text]
+            return mode
     return None
+
+
+def _mode(text: str) -> str | None:
+    words = {w.strip() for w in text.lower().split(",")}
+    if not words <= _WORDS:
+        return None
+    allow = ALLOW_SAMPLED in words
+    if SEMANTIC in words:
+        return f"{SEMANTIC},{ALLOW_SAMPLED}" if allow else SEMANTIC
+    return ALLOW_SAMPLED if allow else "on"
 
 
 def sampled(data: dict[str, Any], cap: Capability) -> str | None:
@@ -136,10 +174,15 @@ class ResponseCache:
     """The proxy's hook: ``serve`` answers a hit, or returns the ``send`` that records the
     answer of an opted-in miss."""
 
-    def __init__(self, config: CacheConfig, store: CacheStore, metrics: CacheMetrics) -> None:
+    def __init__(
+        self, config: CacheConfig, store: CacheStore, metrics: CacheMetrics,
+        routing: RouterService | None = None, index: SemanticIndex | None = None,
+    ) -> None:  # fmt: skip
         self.config = config
         self.store = store
         self.metrics = metrics
+        self.routing = routing  # the embedder; None: semantic opt-ins are refused
+        self.index = index  # None without routing
         self._puts: set[asyncio.Task[None]] = set()  # writes after the answer was sent
 
     async def serve(
@@ -150,10 +193,14 @@ class ResponseCache:
         wanted = opt_in(headers, payload.data)
         if wanted is None or cap not in CACHEABLE:
             return send
-        if wanted != ALLOW_SAMPLED and (reason := sampled(payload.data, cap)) is not None:
+        allow = wanted.endswith(ALLOW_SAMPLED)
+        if not allow and (reason := sampled(payload.data, cap)) is not None:
             self.metrics.skipped.labels(reason).inc()
             return send
         scope = ["-"] if key is None else [key.tenant, sorted(key.models)]
+        query = None
+        if wanted.startswith(SEMANTIC) and cap is not Capability.embeddings:
+            query = self._query(payload, cap, scope)  # a 400 without an embedder
         digest = request_key(payload.data, headers, scope)
         try:
             entry = await self.store.get(digest)
@@ -161,13 +208,85 @@ class ResponseCache:
             self.metrics.errors.labels("get").inc()
             return send
         if entry is not None and await self._replay(entry, payload, call, send):
-            self.metrics.hits.inc()
+            self.metrics.hits.labels("exact").inc()
             return None
-        self.metrics.misses.inc()
-        call.extra.append((HEADER, b"miss"))
-        return Recorder(self, digest, send)
+        recorder = Recorder(self, digest, send, query)
+        if query is not None:
+            assert self.routing is not None
+            if self.routing.resolve(payload.model) is not None:
+                return recorder  # looked up once routed (``routed``), with its embedding
+            query.model = payload.model
+            query.vector = await self.routing.embed(query.text)
+            if await self._semantic(query, payload, call, send):
+                return None
+        self._missed(call, query)
+        return recorder
 
-    async def _replay(self, entry: bytes, payload: Payload, call: Call, send: Send) -> bool:
+    async def routed(self, send: Send, payload: Payload, call: Call) -> bool:
+        """After a routing decision: a semantic opt-in looks for an answer of the chosen
+        model to a similar prompt (True: answered; its decision is recorded as ``cached``)."""
+        if type(send) is not Recorder or (query := send.query) is None or query.model:
+            return False
+        route, routing = call.route, self.routing
+        assert route is not None and routing is not None
+        query.model, query.vector = route.model, route.embedding
+        route.embedding = None  # the batch's matrix is not kept alive by a pending decision
+        if query.vector is not None and await self._semantic(query, payload, call, send.send):
+            routing.finish(route, route.record(route.model, "-", "cached", None, None))
+            return True
+        self._missed(call, query)
+        return False
+
+    def _query(self, payload: Payload, cap: Capability, scope: Any) -> Query:
+        from switchyard.gateway.cache.semantic import Query, params_of, scope_hash
+        from switchyard.gateway.payload import PROMPT_FIELD
+
+        if self.routing is None:
+            raise InvalidRequestError(
+                "semantic caching needs the prompt embedder, which only a gateway with "
+                "routers loads; ask for 'on' (exact matches) instead",
+                param="switchyard",
+            )
+        field = PROMPT_FIELD[cap]
+        prompt = payload.data.get(field)
+        if cap is Capability.completions and isinstance(prompt, list):
+            prompt = prompt[0] if prompt else ""
+        if not isinstance(prompt, str | list):
+            raise InvalidRequestError("the prompt cannot be embedded", param=field)
+        text = self.routing.prompt_of(prompt)
+        return Query(scope_hash(scope), params_of(payload.data, field), text)
+
+    async def _semantic(self, query: Query, payload: Payload, call: Call, send: Send) -> bool:
+        """Answer from the closest prompt at or above the threshold (True: answered)."""
+        assert self.index is not None
+        try:
+            found = await self.index.search(query)
+        except StoreUnavailableError:
+            self.metrics.errors.labels("index_get").inc()
+            return False
+        if found is None or found[1] < self.config.semantic_threshold:
+            return False
+        digest, similarity = found
+        try:
+            entry = await self.store.get(digest)
+        except StoreUnavailableError:
+            self.metrics.errors.labels("get").inc()
+            return False
+        extra = (SIMILARITY, f"{similarity:.4f}".encode())
+        if entry is None or not await self._replay(entry, payload, call, send, extra):
+            return False
+        self.metrics.hits.labels(SEMANTIC).inc()
+        self.metrics.similarity.observe(similarity)
+        return True
+
+    def _missed(self, call: Call, query: Query | None) -> None:
+        self.metrics.misses.labels("exact" if query is None else SEMANTIC).inc()
+        call.extra.append((HEADER, b"miss"))
+
+    async def _replay(
+        self, entry: bytes, payload: Payload, call: Call, send: Send,
+        extra: tuple[bytes, bytes] | None = None,
+    ) -> bool:  # fmt: skip
         kind, body = entry[:1], entry[1:]
         if payload.stream:
             if kind == JSON:
@@ -182,22 +301,30 @@ class ResponseCache:
         else:
             return False
         head.append((HEADER, b"hit"))
+        if extra is not None:
+            head.append(extra)
         await send({"type": "http.response.start", "status": 200, "headers": call.headers(head)})
         await send({"type": "http.response.body", "body": body})
         return True
 
-    async def put(self, digest: str, entry: bytes) -> None:
+    async def put(self, digest: str, entry: bytes, query: Query | None = None) -> None:
         try:
             await self.store.put(digest, entry)
         except StoreUnavailableError:
             self.metrics.errors.labels("put").inc()
             return
         self.metrics.stores.inc()
+        if query is None or query.vector is None or not query.model or self.index is None:
+            return
+        try:  # the answer first: an index entry never points to nothing yet
+            await self.index.add(query, digest)
+        except StoreUnavailableError:
+            self.metrics.errors.labels("index_put").inc()
 
-    def store_later(self, digest: str, entry: bytes) -> None:
+    def store_later(self, digest: str, entry: bytes, query: Query | None = None) -> None:
         """Store ``entry`` off the request's path: the answer has been sent already, and the
         request finishes without waiting on the store (a Redis round trip)."""
-        task = asyncio.get_running_loop().create_task(self.put(digest, entry))
+        task = asyncio.get_running_loop().create_task(self.put(digest, entry, query))
         self._puts.add(task)
         task.add_done_callback(self._puts.discard)
 
@@ -208,12 +335,15 @@ class ResponseCache:
 
 
 class Recorder:
-    """A ``send`` that passes everything on and stores a whole 200 answer at its end."""
+    """A ``send`` that passes everything on and stores a whole 200 answer at its end (and,
+    for a semantic opt-in, its prompt in the index of the model that answered)."""
 
-    __slots__ = ("body", "cache", "digest", "kind", "send", "status")
+    __slots__ = ("body", "cache", "digest", "kind", "query", "send", "status")
 
-    def __init__(self, cache: ResponseCache, digest: str, send: Send) -> None:
-        self.cache, self.digest, self.send = cache, digest, send
+    def __init__(
+        self, cache: ResponseCache, digest: str, send: Send, query: Query | None = None
+    ) -> None:
+        self.cache, self.digest, self.send, self.query = cache, digest, send, query
         self.status = 0
         self.kind = JSON
         self.body: bytearray | None = bytearray()
@@ -225,6 +355,8 @@ class Recorder:
             for name, value in message.get("headers", ()):
                 if name == b"content-type" and value.startswith(b"text/event-stream"):
                     self.kind = SSE
+                elif name == b"x-switchyard-fallback" and self.query is not None:
+                    self.query.model = value.decode("latin-1")  # its answer, not the chosen's
             return
         if message["type"] != "http.response.body" or self.body is None:
             return
@@ -234,7 +366,7 @@ class Recorder:
         elif not message.get("more_body", False):
             body, self.body = bytes(self.body), None
             if self.status == 200 and (self.kind == JSON or _whole_stream(body)):
-                self.cache.store_later(self.digest, self.kind + body)
+                self.cache.store_later(self.digest, self.kind + body, self.query)
 
 
 def _whole_stream(body: bytes) -> bool:
@@ -273,17 +405,26 @@ def chunks(body: bytes, usage: bool) -> bytes | None:
 
 
 def open_cache(
-    config: CacheConfig, state: StateConfig, registry: CollectorRegistry
+    config: CacheConfig,
+    state: StateConfig,
+    registry: CollectorRegistry,
+    routing: RouterService | None = None,
 ) -> ResponseCache | None:
-    """The cache the settings ask for (None when off): Redis when ``state.redis_url`` is set."""
+    """The cache the settings ask for (None when off): Redis when ``state.redis_url`` is set;
+    semantic matching when ``routing`` (its embedder) is there."""
     if not config.enabled:
         return None
     store: CacheStore
+    index: SemanticIndex | None = None
+    if routing is not None:  # numpy: imported only with routers, which load it anyway
+        from switchyard.gateway.cache.semantic import MemoryIndex, RedisIndex
     if state.redis_url is None:
         store = MemoryStore(config)
+        index = MemoryIndex(config) if routing is not None else None
     else:
         from switchyard.gateway.redis_client import connect, target_of
 
         client = connect(target_of(state), state.timeout_s, max_connections=32)
         store = RedisStore(client, state.key_prefix, config.ttl_s)
-    return ResponseCache(config, store, CacheMetrics(registry))
+        index = RedisIndex(client, state.key_prefix, config) if routing is not None else None
+    return ResponseCache(config, store, CacheMetrics(registry), routing, index)

@@ -186,6 +186,10 @@ class RedisState:
         self._records.put(("feedback", orjson.dumps(data), None, None))
         self._handed()
 
+    def append(self, kind: str, data: bytes) -> None:
+        self._records.put((kind, data, None, None))
+        self._handed()
+
     def observe(self, router: str, row: Observation) -> None:
         self._rows.put((router, row))
         self._handed()

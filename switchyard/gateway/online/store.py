@@ -42,6 +42,10 @@ class SharedState(Protocol):
     def feedback_given(self, answer: Feedback, decided: Decided) -> None:
         """Feedback accepted here, for the record (never blocks)."""
 
+    def append(self, kind: str, data: bytes) -> None:
+        """A follow-up entry of the outcome log (``kind`` "shadow": a decision's shadow
+        outputs, ``switchyard.gateway.shadow``), JSON ``data`` (never blocks)."""
+
     async def lookup(self, decision_id: str) -> Decided | None:
         """A decision made by another replica (``StoreUnavailableError`` when unreachable)."""
 
@@ -68,6 +72,9 @@ class LocalState:
         return None
 
     def feedback_given(self, answer: Feedback, decided: Decided) -> None:
+        return None
+
+    def append(self, kind: str, data: bytes) -> None:
         return None
 
     async def lookup(self, decision_id: str) -> Decided | None:

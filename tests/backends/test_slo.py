@@ -1,0 +1,157 @@
+"""SLO-aware replica choice (``switchyard.backends.slo``) without a network: the predicted
+chance of starting in time ranks a slow or loaded replica below a fast idle one, a pool of
+replicas all over budget sheds a first attempt (never a retry, never before their speeds are
+known), and bad targets are refused."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Any
+
+import pytest
+
+from switchyard.backends.breaker import CircuitBreaker
+from switchyard.backends.client import OpenAICompatBackend, Timeouts
+from switchyard.backends.engine_state import EngineSnapshot
+from switchyard.backends.pool import SLO_SAMPLE, Endpoint, EndpointPool
+from switchyard.backends.replica import EndpointView
+from switchyard.backends.slo import (
+    SloPolicy,
+    SloShedError,
+    choose_for_slo,
+    meet_chance,
+    predict,
+)
+
+NOW = 1000.0
+
+
+def snap(waiting: int = 0, running: int = 0, seqs: int = 8) -> EngineSnapshot:
+    return EngineSnapshot(waiting=waiting, running=running, scraped_at=NOW, max_num_seqs=seqs)
+
+
+def test_the_chance_of_starting_in_time_falls_with_the_slots_to_wait_for() -> None:
+    chances = [meet_chance(k, rate=10.0, budget_s=1.0) for k in range(0, 40)]
+    assert chances[0] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(chances))
+    assert chances[5] > 0.9 and chances[10] == pytest.approx(0.54, abs=0.01)
+    assert chances[-1] < 1e-6
+    # The exact Erlang sum and its approximation agree where one hands over to the other.
+    assert meet_chance(24, 10.0, 2.4) == pytest.approx(meet_chance(25, 10.0, 2.5), abs=0.01)
+    assert meet_chance(1, 10.0, 0.0) == 0.0
+    assert meet_chance(1, 1.0, 1.0) == pytest.approx(1 - math.exp(-1))
+
+
+def test_a_slow_replica_ranks_below_a_fast_idle_one_even_with_fewer_requests() -> None:
+    fast = EndpointView("fast", snapshot=snap(0, 6, seqs=32), service_s=0.7)
+    slow = EndpointView("slow", snapshot=snap(1, 4, seqs=4), service_s=2.4)
+    assert predict(fast, NOW, 0.0).chance == 1.0
+    assert predict(slow, NOW, 0.0).wait_s == pytest.approx(2 * 2.4 / 4)
+    choice = choose_for_slo([slow, fast], now=NOW)
+    assert choice is not None and choice.name == "fast" and not choice.shed
+
+
+def test_a_loaded_replica_ranks_below_an_idle_one_and_a_long_prefill_counts() -> None:
+    loaded = EndpointView("loaded", snapshot=snap(20, 8), service_s=2.0)
+    idle = EndpointView("idle", snapshot=snap(0, 0), service_s=2.0)
+    choice = choose_for_slo([loaded, idle], now=NOW)
+    assert choice is not None and choice.name == "idle"
+    # The same idle replica without the prompt cached: 3 s of prefill misses a 1 s target.
+    choice = choose_for_slo([loaded, idle], now=NOW, prefill_s=[0.0, 3.0])
+    assert choice is not None and choice.prediction.chance < 0.8 and choice.shed
+
+
+def test_gateway_sends_since_the_scrape_count_as_load() -> None:
+    before = EndpointView("r", snapshot=snap(0, 8), service_s=2.0)
+    after = EndpointView("r", snapshot=snap(0, 8), service_s=2.0, sent_since_snapshot=16)
+    assert predict(before, NOW, 0.0).chance > 0.5 > predict(after, NOW, 0.0).chance
+
+
+def test_every_replica_over_budget_is_shed_but_not_before_its_speed_is_known() -> None:
+    busy = [EndpointView(f"r{i}", snapshot=snap(30, 8), service_s=2.0) for i in range(3)]
+    choice = choose_for_slo(busy, now=NOW)
+    assert choice is not None and choice.shed
+    cold = [*busy[:2], EndpointView("new", snapshot=snap(30, 8))]  # no request finished yet
+    choice = choose_for_slo(cold, now=NOW)
+    assert choice is not None and not choice.shed
+    choice = choose_for_slo(busy, now=NOW, slo=SloPolicy(shed=False))
+    assert choice is not None and not choice.shed
+
+
+def test_no_replica_that_may_take_traffic_means_no_choice() -> None:
+    views = [EndpointView("r", allows=False), EndpointView("w", weight=0)]
+    assert choose_for_slo(views, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("ttft_s", 0.0), ("shed_below", 1.5), ("miss_cost_s", -1.0)]
+)
+def test_bad_targets_are_refused_naming_the_field(field: str, value: float) -> None:
+    settings: dict[str, Any] = {field: value}
+    with pytest.raises(ValueError, match=field):
+        SloPolicy(**settings)
+
+
+def endpoint(name: str, **extra: Any) -> Endpoint:
+    session: Any = None  # pick() never sends
+    backend = OpenAICompatBackend(f"http://{name}/v1", session, Timeouts())
+    ep = Endpoint(backend, CircuitBreaker(1, 60), **extra)
+    ep.service_s = 2.0
+    return ep
+
+
+def slo_pool(load: dict[str, EngineSnapshot]) -> EndpointPool:
+    names = ("a", "b")
+    known = {f"http://{n}/v1": load[n] for n in names}
+    return EndpointPool(
+        "m", [endpoint(n) for n in names], balancer="slo", snapshots=known.get,
+        clock=lambda: NOW, slo=SloPolicy(ttft_s=1.0),
+    )  # fmt: skip
+
+
+def test_the_pool_sheds_a_first_attempt_with_retry_after_and_counts_it() -> None:
+    pool = slo_pool({"a": snap(40, 8), "b": snap(50, 8)})
+    with pytest.raises(SloShedError) as err:
+        pool.pick()
+    assert err.value.status == 429 and err.value.code == "model_overloaded"
+    assert int(err.value.headers["retry-after"]) >= 1
+    assert pool.slo_shed == 1
+    # A retry (the request failed elsewhere first) is not shed: it is sent.
+    assert pool.pick(retry=True) is pool.endpoints[0]
+    assert pool.slo_shed == 1
+
+
+def test_the_pool_sends_to_the_replica_with_room_and_sheds_nothing() -> None:
+    pool = slo_pool({"a": snap(40, 8), "b": snap(0, 3)})
+    assert pool.pick() is pool.endpoints[1]
+    assert pool.slo_shed == 0
+
+
+def big_pool(load: dict[str, EngineSnapshot], seed: int) -> EndpointPool:
+    known = {f"http://{n}/v1": s for n, s in load.items()}
+    return EndpointPool(
+        "m", [endpoint(n) for n in load], balancer="slo", snapshots=known.get,
+        clock=lambda: NOW, slo=SloPolicy(ttft_s=1.0), rng=random.Random(seed),
+    )  # fmt: skip
+
+
+def test_a_large_pool_scores_a_sample_but_scans_all_before_shedding() -> None:
+    """Beyond SLO_SAMPLE replicas a pick scores a random sample; a sample with no replica
+    likely to start in time is not enough to shed: the one idle replica of 32 is found."""
+    load = {f"r{i}": snap(40, 8) for i in range(32)}
+    load["r17"] = snap(0, 0)
+    picked = {big_pool(load, seed).pick().name for seed in range(20)}  # type: ignore[union-attr]
+    assert picked == {"http://r17/v1"}
+    # With every replica over budget, it sheds.
+    load["r17"] = snap(40, 8)
+    with pytest.raises(SloShedError):
+        big_pool(load, 0).pick()
+
+
+def test_a_large_pool_spreads_picks_over_its_idle_replicas() -> None:
+    assert SLO_SAMPLE < 32
+    pool = big_pool({f"r{i}": snap(0, 0) for i in range(32)}, seed=1)
+    picked = {pool.pick().name for _ in range(200)}  # type: ignore[union-attr]
+    assert len(picked) > SLO_SAMPLE  # not always the same sample's first replica

@@ -1,0 +1,88 @@
+"""The ``slo`` balancer end to end: real simulators, real scraping, the gateway on real
+sockets. A fast idle replica gets the requests while a slow one is busy; a model whose every
+replica is over its TTFT budget answers 429 with Retry-After (counted in
+``switchyard_slo_shed_total``) and the same model with room serves; bad ``upstream.slo``
+settings fail naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from switchyard.gateway.settings import SettingsError, build_settings
+from tests.support.gateways import (
+    Gateway,
+    Simulator,
+    model_entry,
+    queue_of,
+    scraped,
+    served,
+    wait_for,
+)
+from tests.support.hold import held_streams
+
+CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2}
+SLO: dict[str, Any] = {"balancer": "slo", "scrape_interval_s": 0.1, "seed": 3}
+
+
+def chat(gw: Gateway) -> Any:
+    return gw.client.post("/v1/chat/completions", json={"model": "m", **CHAT})
+
+
+def test_a_fast_idle_replica_gets_the_requests_while_a_slow_one_queues(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    slow = simulator("m", preset="slow", max_num_seqs=1)
+    fast = simulator("m", preset="fast")
+    gw = gateway([model_entry("m", slow.base_url, fast.base_url)], upstream=SLO)
+    with held_streams(slow.base_url, "m", 3):  # one running, two waiting, straight to it
+        wait_for(queue_of(gw, slow.base_url, 2))
+        for _ in range(12):
+            assert chat(gw).status_code == 200
+    assert served(gw, "m", fast.base_url) == 12
+    assert served(gw, "m", slow.base_url) == 0
+    assert gw.metric("switchyard_slo_shed_total", model="m") == 0
+
+
+def test_a_model_over_its_ttft_budget_is_shed_with_429_and_serves_again_with_room(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    sim = simulator("m", preset="slow", max_num_seqs=1)
+    upstream = SLO | {"scrape_interval_s": 0.5, "slo": {"ttft_s": 0.01}}
+    gw = gateway([model_entry("m", sim.base_url)], upstream=upstream)
+    assert chat(gw).status_code == 200  # the replica's hold time is learned from this one
+    with held_streams(sim.base_url, "m", 3):
+        wait_for(queue_of(gw, sim.base_url, 2))
+        resp = chat(gw)
+    assert resp.status_code == 429, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "model_overloaded")
+    assert "0.01s" in error["message"]
+    assert int(resp.headers["retry-after"]) >= 1
+    assert gw.metric("switchyard_slo_shed_total", model="m") == 1
+    assert sim.metric("vllm:request_success_total") == 1  # the shed request never reached it
+
+    def drained() -> bool:
+        snap = scraped(gw, sim.base_url)
+        return snap is not None and snap.waiting == 0 and snap.running == 0
+
+    wait_for(drained)
+    assert chat(gw).status_code == 200
+    assert gw.metric("switchyard_slo_shed_total", model="m") == 1
+
+
+@pytest.mark.parametrize(
+    ("upstream", "named"),
+    [
+        ({"balancer": "slo", "slo": {"ttft_s": 0}}, "upstream.slo.ttft_s"),
+        ({"balancer": "slo", "slo": {"shed_below": 2}}, "upstream.slo.shed_below"),
+        ({"balancer": "slo", "slo": {"ttft_ms": 500}}, "upstream.slo.ttft_ms"),
+        ({"balancer": "slowest"}, "upstream.balancer"),
+    ],
+)
+def test_bad_slo_settings_fail_naming_the_field(upstream: dict[str, Any], named: str) -> None:
+    models = [model_entry("m", "http://127.0.0.1:9/v1")]
+    with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
+        build_settings({"models": models, "upstream": upstream})
