@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,39 +79,52 @@ async def _run(requests: int, stream: bool, sim_url: str, redis_url: str) -> dic
     return took
 
 
+def serve_simulator(model: str) -> str:
+    """A zero-latency simulator of ``model`` on a thread of this process: its base URL."""
+    import uvicorn
+
+    from switchyard.backends.simulator import build_config, create_simulator_app
+    from tests.support.servers import free_port, wait_for_port
+
+    port = free_port()
+    config = uvicorn.Config(create_simulator_app(build_config(model, "zero")), host="127.0.0.1",
+                            port=port, loop="uvloop", http="httptools", lifespan="off",
+                            log_level="warning")  # fmt: skip
+    threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
+    wait_for_port(port)
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@contextlib.contextmanager
+def redis_on_loopback() -> Iterator[str]:
+    """A throwaway redis-server (no persistence) on a free loopback port: its URL."""
+    from tests.support.servers import free_port, wait_for_port
+
+    port = free_port()
+    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
+    redis = subprocess.Popen(
+        [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no"], stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        redis.terminate()
+        redis.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--stream", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    import uvicorn
     import uvloop
 
-    from switchyard.backends.simulator import build_config, create_simulator_app
-    from tests.support.servers import free_port, wait_for_port
-
-    sim_port, redis_port = free_port(), free_port()
-    sim = create_simulator_app(build_config("m", "zero"))
-    config = uvicorn.Config(sim, host="127.0.0.1", port=sim_port, loop="uvloop",
-                            http="httptools", lifespan="off", log_level="warning")  # fmt: skip
-    threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
-    wait_for_port(sim_port)
-    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
-    redis = subprocess.Popen(
-        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(redis_port)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            took = runner.run(
-                _run(args.requests, args.stream, f"http://127.0.0.1:{sim_port}/v1",
-                     f"redis://127.0.0.1:{redis_port}/0")
-            )  # fmt: skip
-    finally:
-        redis.terminate()
-        redis.wait()
+    sim_url = serve_simulator("m")
+    with redis_on_loopback() as redis_url, asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+        took = r.run(_run(args.requests, args.stream, sim_url, redis_url))
     off = statistics.median(took["off"])
     print(f"{'variant':<12} {'p50 ms':>8} {'p90 ms':>8} {'Δp50 vs off':>12}")
     for variant in VARIANTS:

@@ -37,11 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -197,34 +194,12 @@ def main() -> None:
     if args.parts:
         _parts()
         return
-    import uvicorn
     import uvloop
+    from cache_bench import redis_on_loopback, serve_simulator
 
-    from switchyard.backends.simulator import build_config, create_simulator_app
-    from tests.support.servers import free_port, wait_for_port
-
-    sims = {}
-    for model in CANDIDATES:
-        port = free_port()
-        config = uvicorn.Config(create_simulator_app(build_config(model, "zero")),
-                                host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                                lifespan="off", log_level="warning")  # fmt: skip
-        threading.Thread(target=uvicorn.Server(config).run, daemon=True).start()
-        wait_for_port(port)
-        sims[model] = f"http://127.0.0.1:{port}/v1"
-    redis_port = free_port()
-    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
-    redis = subprocess.Popen(
-        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(redis_port)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            took = runner.run(_run(args.requests, sims, f"redis://127.0.0.1:{redis_port}/0"))
-    finally:
-        redis.terminate()
-        redis.wait()
+    sims = {model: serve_simulator(model) for model in CANDIDATES}
+    with redis_on_loopback() as redis_url, asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+        took = r.run(_run(args.requests, sims, redis_url))
     base = {v: statistics.median(took["concrete-off" if "concrete" in v else "off"])
             for v in VARIANTS}  # fmt: skip
     print(f"{'variant':<14} {'p50 ms':>8} {'p90 ms':>8} {'Δp50 vs off':>12}")
