@@ -339,6 +339,19 @@ async def call(client: Any, op: Callable[[Any], Awaitable[T]]) -> T:
     except UNAVAILABLE as err:
         await failed(client)
         raise unavailable(err) from err
+    except RuntimeError as err:
+        if not closed_transport(err):
+            raise
+        await failed(client)
+        raise unavailable(err) from err
+
+
+def closed_transport(err: RuntimeError) -> bool:
+    """uvloop's error for a write on a connection that closed a moment ago (a node killed
+    mid-failover): "unable to perform operation on <TCPTransport closed=True ...>; the handler
+    is closed". redis-py passes it on as it came, where asyncio's own transports fail with a
+    ConnectionError; any other RuntimeError is a bug."""
+    return "the handler is closed" in str(err)
 
 
 def target_of(state: StateConfig) -> RedisTarget:

@@ -94,6 +94,28 @@ async def test_an_unusable_redis_becomes_one_error_and_a_bug_passes_through(
 
 
 @pytest.mark.anyio
+async def test_a_write_on_a_connection_uvloop_just_closed_is_an_unusable_redis(
+    anyio_backend: str,
+) -> None:
+    """Seen in a Cluster failover under uvloop: the write raises RuntimeError, not a
+    ConnectionError; it must not become a 500. Other RuntimeErrors stay bugs."""
+
+    async def closed(client: Any) -> None:
+        raise RuntimeError(
+            "unable to perform operation on <TCPTransport closed=True reading=False "
+            "0x7fb35cc70c80>; the handler is closed"
+        )
+
+    async def bug(client: Any) -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(StoreUnavailableError, match="the handler is closed"):
+        await call(object(), closed)
+    with pytest.raises(RuntimeError, match="a bug"):
+        await call(object(), bug)
+
+
+@pytest.mark.anyio
 async def test_a_cluster_client_started_from_one_node_reaches_every_master(
     redis_cluster: RedisClusterSet, anyio_backend: str
 ) -> None:
