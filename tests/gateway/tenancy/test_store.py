@@ -62,8 +62,10 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[TenancyStore]:
 
 @pytest.fixture
 async def replicas(redis_server: RedisServer) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    """Two stores on one Redis, as two gateway replicas have."""
-    first, second = RedisStore(redis_server.url), RedisStore(redis_server.url)
+    """Two stores on one Redis, as two gateway replicas have. Their timeout is generous: a
+    burst of concurrent admissions opens dozens of connections at once, which can take longer
+    than the default 0.25 s on a loaded CI machine; these tests are about exactness."""
+    first, second = (RedisStore(redis_server.url, timeout_s=2.0) for _ in "ab")
     yield first, second
     await first.close()
     await second.close()
