@@ -38,6 +38,7 @@ from switchyard.gateway.disconnect import DisconnectWatch
 from switchyard.gateway.load import dispatch_chain
 from switchyard.gateway.payload import PROMPT_FIELD, Payload
 from switchyard.gateway.settings import Capability, ModelConfig
+from switchyard.gateway.shadow_text import choice_text
 
 if TYPE_CHECKING:
     from switchyard.gateway.proxy import Call, Proxy
@@ -236,7 +237,7 @@ class _Run:
                     return "logprobs"
         if not self.config.verifier:
             return None
-        p = await self._p_correct(answer.stage, _answer_text(data, self.cap))
+        p = await self._p_correct(answer.stage, choice_text(data, self.cap) or "")
         answer.record["p_correct"] = round(p, 4)
         return None if self.cascade.accepts(answer.stage, p) else "verifier"
 
@@ -313,16 +314,6 @@ def _choice(data: Any) -> dict[str, Any]:
     choices = data.get("choices") if isinstance(data, dict) else None
     first = choices[0] if isinstance(choices, list) and choices else None
     return first if isinstance(first, dict) else {}
-
-
-def _answer_text(data: Any, cap: Capability) -> str:
-    choice = _choice(data)
-    if cap is Capability.completions:
-        text = choice.get("text")
-    else:
-        message = choice.get("message")
-        text = message.get("content") if isinstance(message, dict) else None
-    return text if isinstance(text, str) else ""
 
 
 def _mean_logprob(data: Any, cap: Capability) -> float | None:

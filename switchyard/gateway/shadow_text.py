@@ -1,6 +1,7 @@
-"""Reading an answer's text and usage out of an OpenAI response body, for shadow mode
-(``switchyard.gateway.shadow``): a JSON answer, or the SSE stream the user was relayed
-(the deltas of the first choice, joined). Runs in the background, never on the request path."""
+"""Reading an answer's text and usage out of an OpenAI response body: for shadow mode
+(``switchyard.gateway.shadow``) a JSON answer, or the SSE stream the user was relayed (the
+deltas of the first choice, joined), in the background; for a cascade's verifier
+(``switchyard.gateway.cascade``) a parsed JSON answer (``choice_text``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def answer_text(body: bytes, cap: Capability, stream: bool) -> str | None:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    return _choice_text(data, cap, "message")
+    return choice_text(data, cap)
 
 
 def usage_of(body: bytes) -> dict[str, int] | None:
@@ -36,7 +37,7 @@ def usage_of(body: bytes) -> dict[str, int] | None:
     return {"prompt_tokens": prompt, "completion_tokens": completion}
 
 
-def _choice_text(data: Any, cap: Capability, part: str) -> str | None:
+def choice_text(data: Any, cap: Capability, part: str = "message") -> str | None:
     """The text of choice 0 of one answer (``part``: "message") or chunk ("delta")."""
     if not isinstance(data, dict):
         return None
@@ -71,7 +72,7 @@ def _stream_text(body: bytes, cap: Capability) -> str | None:
         first = choices[0] if isinstance(choices, list) and choices else None
         if isinstance(first, dict) and first.get("index", 0) != 0:
             continue  # n > 1: the first choice only
-        text = _choice_text(chunk, cap, "delta")
+        text = choice_text(chunk, cap, "delta")
         if text is not None:
             pieces.append(text)
             found = True
