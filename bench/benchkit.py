@@ -326,10 +326,25 @@ def run_wrk(
     url: str, body_file: Path, concurrency: int, duration_s: int, max_requests: int, cpu: int
 ) -> LoadResult:
     """wrk -t1 with the shared harness's chat.lua, pinned to ``cpu``."""
+    return run_wrk_script(
+        url, SHARED / "chat.lua", body_file, concurrency, duration_s, cpu, max_requests
+    )
+
+
+def run_wrk_script(
+    url: str,
+    script: Path,
+    data_file: Path,
+    concurrency: int,
+    duration_s: int,
+    cpu: int,
+    max_requests: int = 0,
+) -> LoadResult:
+    """wrk -t1 with a Lua ``script`` that takes ``data_file`` and a request cap and prints
+    a ``WRKJSON`` line (chat.lua, bench/distinct.lua), pinned to ``cpu``."""
     cmd = [
         "taskset", "-c", str(cpu), "wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s",
-        "--timeout", "30s", "-s", str(SHARED / "chat.lua"), url, "--", str(body_file),
-        str(max_requests),
+        "--timeout", "30s", "-s", str(script), url, "--", str(data_file), str(max_requests),
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     for line in out.stdout.splitlines():

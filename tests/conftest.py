@@ -39,7 +39,7 @@ from tests.support.requirements import (
 from tests.support.servers import ServerThread
 
 if TYPE_CHECKING:
-    from switchyard.routers.embedding import OnnxEmbedder
+    from switchyard.routers.embedding import OnnxEmbedder, StaticEmbedder
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -105,13 +105,23 @@ def sim_gateway(
 
 @pytest.fixture(scope="session")
 def embedder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache directory holding the exported prompt embedder: the torch export runs once per
-    test run, for every directory that needs it (routers, gateway, cli, deploy, bench)."""
-    from switchyard.routers.embedding import export_onnx  # torch and onnx: only when used
+    """A cache directory holding the exported prompt embedders (MiniLM and the static table
+    distilled from it): the torch export runs once per test run, for every directory that
+    needs it (routers, gateway, cli, deploy, bench)."""
+    from switchyard.routers.embedding import distill_static, export_onnx  # torch: when used
 
     cache = tmp_path_factory.mktemp("switchyard-cache")
     export_onnx(cache)
+    distill_static(cache)
     return cache
+
+
+@pytest.fixture(scope="session")
+def static_embedder(embedder_cache: Path) -> StaticEmbedder:
+    """The static embedder the shipped default router is trained on."""
+    from switchyard.routers.embedding import StaticEmbedder
+
+    return StaticEmbedder(embedder_cache)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,14 @@ CacheOpt = Annotated[
         show_default="~/.cache/switchyard",
     ),
 ]
+EmbedderOpt = Annotated[
+    str,
+    typer.Option(
+        "--embedder",
+        help="Prompt embedder to train on: static (MiniLM distilled to a token table, ~0.1 ms "
+        "a prompt), onnx-int8 or onnx-fp32 (MiniLM itself, ~10 ms), st-fp32 (the reference).",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -67,24 +75,26 @@ def load_data(
     return data
 
 
-def load_embedder(cache_dir: Path | None) -> Embedder:
-    """The default prompt embedder from the cache; exit 2 saying why when it cannot load."""
+def load_embedder(cache_dir: Path | None, kind: str = "static") -> Embedder:
+    """A prompt embedder from the cache (built there first if missing); exit 2 saying why
+    when it cannot load."""
     from switchyard.routers.embedding import load_embedder as load
 
     try:
-        return load(cache=cache_dir)
-    except (OSError, ImportError, RuntimeError) as err:
+        return load(kind, cache=cache_dir)
+    except (OSError, ImportError, RuntimeError, ValueError) as err:
         raise fail(f"cannot load the embedder: {err}") from None
 
 
 def load_pipeline(path: Path, cache_dir: Path | None) -> RoutingPipeline:
     """The trained router saved in ``path``; exit 2 when it is not one or does not match
     the embedder."""
-    from switchyard.routers.embedding import EmbedderMismatchError
+    from switchyard.routers.embedding import EmbedderMismatchError, kind_of
     from switchyard.routers.models import RouterFormatError
     from switchyard.routers.pipeline import RoutingPipeline
 
     try:
-        return RoutingPipeline.load(path, load_embedder(cache_dir), cache=cache_dir)
-    except (RouterFormatError, EmbedderMismatchError, OSError, KeyError) as err:
+        kind = kind_of(RoutingPipeline.recorded_embedder(path))
+        return RoutingPipeline.load(path, load_embedder(cache_dir, kind), cache=cache_dir)
+    except (RouterFormatError, EmbedderMismatchError, OSError, KeyError, ValueError) as err:
         raise fail(f"cannot load router {path}: {err}") from None

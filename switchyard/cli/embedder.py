@@ -10,7 +10,8 @@ import typer
 from switchyard.cli.common import fail
 
 embedder_app = typer.Typer(
-    help="The prompt embedder of the learned routers (all-MiniLM-L6-v2 on ONNX Runtime).",
+    help="The prompt embedders of the learned routers (all-MiniLM-L6-v2 on ONNX Runtime, and "
+    "the static table distilled from it).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,10 +47,19 @@ def _mib(path: Path) -> str:
 def export_command(
     cache: CacheDirOption = None,
     force: Annotated[bool, typer.Option("--force", help="Export again even if present.")] = False,
+    static: Annotated[
+        bool,
+        typer.Option(
+            "--static/--no-static",
+            help="Also distil the static embedder (the default routers') from the fp32 graph.",
+        ),
+    ] = True,
 ) -> None:
-    """Export all-MiniLM-L6-v2 to ONNX (fp32, int8) into the cache, once (train extra)."""
+    """Export all-MiniLM-L6-v2 to ONNX (fp32, int8) into the cache, once (train extra), and
+    distil the static token table from it (about 10 s)."""
     from switchyard.routers.embedding.cache import cache_dir
     from switchyard.routers.embedding.export import export_onnx, model_dir, read_manifest
+    from switchyard.routers.embedding.static import distill_static
 
     root = cache if cache is not None else cache_dir()
     before = read_manifest(model_dir(root))
@@ -67,6 +77,9 @@ def export_command(
         f"int8 vs fp32 cosine on {len(SAMPLE_PROMPTS)} sample prompts: "
         f"mean {mean:.4f}, min {low:.4f}"
     )
+    if static:
+        table = distill_static(root, force=force, progress=typer.echo)
+        typer.echo(f"static embedder in {table}")
 
 
 def _int8_agreement(root: Path) -> tuple[float, float]:
@@ -96,7 +109,7 @@ def info_command(cache: CacheDirOption = None) -> None:
         typer.echo(f"embedder:   not exported (run `switchyard embedder export`); {directory}")
         raise typer.Exit(1)
     typer.echo(f"model dir:  {directory}")
-    typer.echo(f"names:      {embedder_name('int8')} (default), {embedder_name('fp32')}")
+    typer.echo(f"names:      {embedder_name('int8')}, {embedder_name('fp32')}")
     typer.echo(
         f"dim:        {manifest.get('dim')}; max tokens {manifest.get('max_tokens')} "
         f"(head {manifest.get('head_tokens')} + tail)"
@@ -106,10 +119,27 @@ def info_command(cache: CacheDirOption = None) -> None:
         path = directory / name
         size = _mib(path) if path.is_file() else "   missing"
         typer.echo(f"  {name:<18} {size}  sha256 {str(meta.get('sha256'))[:16]}")
+    _static_info(root)
     shards = list((root / EMBEDDINGS_DIR).glob("*/*.keys.npy"))
     if shards:
         total = sum(p.stat().st_size for p in (root / EMBEDDINGS_DIR).glob("*/*.npy"))
         typer.echo(f"embeddings: {len(shards)} cached shards, {total / 2**20:.1f} MiB")
+
+
+def _static_info(root: Path) -> None:
+    from switchyard.routers.embedding.export import read_manifest
+    from switchyard.routers.embedding.static import static_dir, static_is_complete
+
+    directory = static_dir(root)
+    if not static_is_complete(directory):
+        typer.echo(f"static:     not distilled (run `switchyard embedder export`); {directory}")
+        return
+    manifest = read_manifest(directory) or {}
+    table = manifest.get("files", {}).get("table.npy", {})
+    typer.echo(
+        f"static:     {manifest.get('name')} in {directory}, "
+        f"sha256 {str(table.get('sha256'))[:16]}, {manifest.get('created')}"
+    )
 
 
 def register(app: typer.Typer) -> None:

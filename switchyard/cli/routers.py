@@ -20,6 +20,7 @@ from switchyard.cli.common import (
     CacheOpt,
     DataDirOpt,
     DataOpt,
+    EmbedderOpt,
     fail,
     load_data,
     load_embedder,
@@ -110,6 +111,7 @@ def train(
     label_free: LabelFreeOpt = False,
     neighbors: NeighborsOpt = 3,
     cascade: CascadeOpt = [],  # noqa: B006 - typer needs a literal default
+    embedder_kind: EmbedderOpt = "static",
     cache_dir: CacheOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -120,10 +122,11 @@ def train(
     from switchyard.routers.models import make_router
     from switchyard.routers.pipeline import RoutingPipeline
 
+    embedder = load_embedder(cache_dir, embedder_kind)
     if cascade:  # a cascade router (switchyard.routers.cascade)
-        return _cascade(cascade, data, data_dir, out, router, split, prices, cost_weight, cache_dir)
-    embedder = load_embedder(cache_dir) if label_free else None
-    if embedder is not None:
+        return _cascade(cascade, data, data_dir, out, router, split, prices, cost_weight,
+                        (embedder, cache_dir))  # fmt: skip
+    if label_free:
         dataset = _label_free_data(data, data_dir, split, neighbors, embedder, cache_dir)
     else:
         dataset = load_data(data, prices, data_dir, split=split)
@@ -135,7 +138,7 @@ def train(
     typer.echo(f"training {quality!r} on {len(dataset)} prompts × {len(dataset.models)} models")
     pipe = RoutingPipeline(
         quality,
-        embedder or load_embedder(cache_dir),
+        embedder,
         prices=price_map,
         cost_weight=cost_weight,
         cache=cache_dir,
@@ -147,6 +150,7 @@ def train(
         param=param, cost_weight=cost_weight or None, budget_per_1k=budget_per_1k,
         strong_share=strong_share, label_free=label_free,
         neighbors=neighbors if label_free else None, out=out,
+        embedder=None if embedder_kind == "static" else embedder_kind,
     )  # fmt: skip
     pipe.save(out, _train_metadata(command, data, router, split))
     typer.echo(f"saved to {out} ({pipe.metadata['train_seconds']} s)")
@@ -161,7 +165,7 @@ def _cascade(
     split: str,
     prices: Path | None,
     cost_weight: float,
-    cache_dir: Path | None,
+    embedding: tuple[Embedder, Path | None],
 ) -> None:
     """``--cascade``: a cascade router over ``stages`` (cheapest first) on labelled model
     outputs: the stage router, the verifiers, the thresholds; saved to ``out``."""
@@ -182,8 +186,8 @@ def _cascade(
             raise ValueError(f"the data has no outputs of {', '.join(missing)}")
         typer.echo(f"training a cascade {' -> '.join(stages)} on {len(outputs)} prompts")
         trained = fit(
-            outputs, stages, load_embedder(cache_dir), router=router, prices=_price_map(prices),
-            cost_weight=cost_weight, max_escalations=len(stages) - 1, cache=cache_dir,
+            outputs, stages, embedding[0], router=router, prices=_price_map(prices),
+            cost_weight=cost_weight, max_escalations=len(stages) - 1, cache=embedding[1],
             progress=True,
         )  # fmt: skip
     except (OSError, ValueError, KeyError) as err:

@@ -26,6 +26,11 @@ def load_cascade(router: RouterConfig, embedder: Any) -> CascadeModel:
 
     model = CascadeModel.load(router.artifact)
     check_embedder(model.embedder, embedder)
+    if model.dim != embedder.dim:
+        raise ValueError(
+            f"the cascade's verifiers in {router.artifact} expect {model.dim}-dimensional "
+            f"embeddings, {embedder.name} gives {embedder.dim}: re-train the cascade"
+        )
     return model
 
 

@@ -20,10 +20,38 @@ timings) are named as needing a restart when they change.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from switchyard.gateway.settings import RouterConfig, RoutingConfig, Settings
+
+if TYPE_CHECKING:
+    from switchyard.routers.pipeline import RoutingPipeline
+
+
+@dataclass(slots=True)
+class Loaded:
+    """One router as the router service serves it."""
+
+    config: RouterConfig
+    pipeline: RoutingPipeline
+    candidates: tuple[str, ...]
+    cost_weight: float
+    fingerprint: str = ""  # of the artifact's files when loaded (a reload compares it)
+    cascade: Any = None  # kind cascade: its CascadeModel (switchyard.gateway.cascade)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A reload made ready off the request path; ``RouterService.commit`` swaps it in."""
+
+    settings: Settings
+    routers: dict[str, Loaded]
+    plan: RouterPlan
+    restart: list[str]  # fields of routers:/routing: that need a restart
+
 
 # Read when the router service starts; a reload cannot change them.
 ROUTING_RESTART_FIELDS = (
@@ -118,3 +146,29 @@ def _add(out: RouterPlan, router: RouterConfig, has_learner: bool) -> None:
         out.bandits.append(router.name)
     else:  # no learner and no shared state were started: the router runs offline until then
         out.restart.append(f"routers.{router.name}.bandit")
+
+
+def embedder_kind(routers: Sequence[RouterConfig]) -> str:
+    """The embedder every router's artifact was trained on (one gateway runs one embedder);
+    RuntimeError naming them when they differ or an artifact cannot be read."""
+    from switchyard.routers.embedding import kind_of
+    from switchyard.routers.models import RouterFormatError
+    from switchyard.routers.pipeline import RoutingPipeline
+
+    names: dict[str, list[str]] = {}
+    for router in routers:
+        try:
+            name = RoutingPipeline.recorded_embedder(router.artifact)
+        except RouterFormatError as err:
+            raise RuntimeError(f"router {router.name}: {err}") from None
+        names.setdefault(name, []).append(router.name)
+    if len(names) > 1:
+        found = "; ".join(f"{name}: {', '.join(r)}" for name, r in names.items())
+        raise RuntimeError(
+            f"routers were trained on different embedders ({found}); one gateway runs one "
+            "embedder: re-train them with the same `switchyard train --embedder`"
+        )
+    try:
+        return kind_of(next(iter(names))) if names else "static"
+    except ValueError as err:
+        raise RuntimeError(f"routers: {err}") from None

@@ -17,48 +17,37 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchyard.gateway.cascade_rule import first_stage, load_cascade, reloaded_cascade
 from switchyard.gateway.constraints import Needs, filter_candidates
 from switchyard.gateway.errors import InvalidRequestError
+from switchyard.gateway.inline import InlineExecutor, outcome
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.online.store import LocalState, SharedState
 from switchyard.gateway.outcomes import Decided, Feedback, OutcomeLog, OutcomeRecord, Owner, Route
-from switchyard.gateway.router_reload import RouterPlan, Running, fingerprint, plan, routing_restart
+from switchyard.gateway.router_reload import (
+    Loaded,
+    Prepared,
+    RouterPlan,
+    Running,
+    embedder_kind,
+    fingerprint,
+    plan,
+    routing_restart,
+)
 from switchyard.gateway.routing_options import RoutingOptions
 from switchyard.gateway.settings import RouterConfig, Settings
 from switchyard.gateway.tenancy.keys import KeyRecord
 
 if TYPE_CHECKING:
     from switchyard.gateway.online.learner import Learner
-    from switchyard.routers.pipeline import RoutingPipeline
     from switchyard.routers.policy import Decision
 
 log = logging.getLogger("switchyard.gateway")
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class _Loaded:
-    config: RouterConfig
-    pipeline: RoutingPipeline
-    candidates: tuple[str, ...]
-    cost_weight: float
-    fingerprint: str = ""  # of the artifact's files when loaded (a reload compares it)
-    cascade: Any = None  # kind cascade: its CascadeModel (switchyard.gateway.cascade)
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A reload made ready off the request path; ``RouterService.commit`` swaps it in."""
-
-    settings: Settings
-    routers: dict[str, _Loaded]
-    plan: RouterPlan
-    restart: list[str]  # fields of routers:/routing: that need a restart
 
 
 @dataclass(slots=True)
@@ -71,7 +60,7 @@ class _Chosen:
 
 @dataclass(slots=True)
 class _Job:
-    router: _Loaded
+    router: Loaded
     text: str
     cost_weight: float
     allowed: frozenset[str]
@@ -89,7 +78,7 @@ class RouterService:
         self.metrics = metrics
         self.outcomes = OutcomeLog(settings.routing.records)
         self.batches = 0  # embedding calls made (one per batch)
-        self._routers: dict[str, _Loaded] = {}
+        self._routers: dict[str, Loaded] = {}
         self.candidates = {r.name: settings.candidates(r) for r in settings.routers}
         self._prompt_text: Callable[[Any], str] = str
         self._embed: Callable[[list[str]], Any] | None = None
@@ -97,7 +86,8 @@ class RouterService:
         self._queue: list[_Job] = []
         self._timer: asyncio.Handle | None = None
         self._busy = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Executor | None = None
+        self.inline = False  # decisions and bandit updates run on the event loop
         self.learner: Learner | None = None
         self.shared: SharedState = LocalState()
 
@@ -106,6 +96,9 @@ class RouterService:
         start sharing state when Redis is configured."""
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="switchyard-router")
         await self.on_worker(self._load)
+        if self.inline:  # from now on all router work runs here, in order: no thread hops
+            self._executor.shutdown(wait=False)
+            self._executor = InlineExecutor()
         if self.learner is not None:
             self.metrics.watch_bandits(self.learner.steps)
         if self.settings.state.redis_url is not None and self.learner is not None:
@@ -116,8 +109,11 @@ class RouterService:
             await self.shared.start(WorkerBandits(self.learner, self._executor))
 
     async def on_worker(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` on the router worker thread (where the bandits live)."""
+        """Run ``fn`` on the router worker thread (where the bandits live), or here when the
+        embedder is cheap enough to run on the event loop (:attr:`inline`)."""
         assert self._executor is not None, "start() first"
+        if self.inline:
+            return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _load(self) -> None:
@@ -129,16 +125,22 @@ class RouterService:
         )
 
         routing = self.settings.routing
+        kind = embedder_kind(self.settings.routers)
         try:
-            embedder = load_embedder(cache=routing.embedder_cache, threads=routing.embedder_threads)
+            embedder = load_embedder(
+                kind, cache=routing.embedder_cache, threads=routing.embedder_threads
+            )
         except EmbedderUnavailableError as err:
             raise RuntimeError(
                 f"routers need the prompt embedder: {err}. Export it once with "
-                "`switchyard embedder export` (routing.embedder_cache picks the cache)"
+                "`switchyard embedder export --static` (routing.embedder_cache picks the cache)"
             ) from None
         self._prompt_text = prompt_text
         self._embed = embedder.embed
         self._embedder = embedder
+        # A static embedder costs ~0.1 ms a prompt: handing it to a thread costs more than
+        # that (GIL hand-offs, wake-ups), so its decisions run on the event loop.
+        self.inline = kind == "static"
         learner = Learner()
         for router in self.settings.routers:
             loaded = self._load_router(router, self.candidates[router.name])
@@ -147,7 +149,7 @@ class RouterService:
                 self._add_bandit(learner, loaded)
         self.learner = learner if learner.routers() else None
 
-    def _load_router(self, router: RouterConfig, candidates: tuple[str, ...]) -> _Loaded:
+    def _load_router(self, router: RouterConfig, candidates: tuple[str, ...]) -> Loaded:
         """On the worker thread: read one router's artifact."""
         from switchyard.routers.pipeline import RoutingPipeline
 
@@ -158,9 +160,9 @@ class RouterService:
         log.info("router %s: %s over %s, %s", router.name, router.artifact,
                  ", ".join(candidates), online)  # fmt: skip
         cascade = load_cascade(router, self._embedder) if router.kind == "cascade" else None
-        return _Loaded(router, pipe, candidates, lam, found, cascade)
+        return Loaded(router, pipe, candidates, lam, found, cascade)
 
-    def _add_bandit(self, learner: Learner, loaded: _Loaded) -> None:
+    def _add_bandit(self, learner: Learner, loaded: Loaded) -> None:
         embedder, config = self._embedder, loaded.config
         learner.add(config.name, loaded.pipeline.models, config.bandit, embedder.dim, embedder.name)
 
@@ -179,8 +181,8 @@ class RouterService:
         restart = routing_restart(self.settings.routing, new.routing) + todo.restart
         return Prepared(new, loaded, todo, restart)
 
-    def _load_planned(self, new: Settings, todo: RouterPlan) -> dict[str, _Loaded]:
-        out: dict[str, _Loaded] = {}
+    def _load_planned(self, new: Settings, todo: RouterPlan) -> dict[str, Loaded]:
+        out: dict[str, Loaded] = {}
         for router in new.routers:
             name, old = router.name, self._routers.get(router.name)
             if name in todo.held and old is not None:
@@ -211,7 +213,7 @@ class RouterService:
         if self.learner is not None and (todo.drop or todo.bandits):
             await self.on_worker(self._swap_bandits, self.learner, todo, prepared.routers)
 
-    def _swap_bandits(self, learner: Learner, todo: RouterPlan, new: dict[str, _Loaded]) -> None:
+    def _swap_bandits(self, learner: Learner, todo: RouterPlan, new: dict[str, Loaded]) -> None:
         for name in todo.drop:
             learner.drop(name)
         for name in todo.bandits:
@@ -354,18 +356,23 @@ class RouterService:
         self._busy = True
         self.batches += 1
         self.metrics.router_batches.inc()
+        if self.inline:
+            try:
+                self._resolve(jobs, self._run_batch(jobs))
+            except Exception as err:  # every job of the batch gets the error
+                self._resolve(jobs, err)
+            return
         loop = asyncio.get_running_loop()
         assert self._executor is not None, "start() first"
         done = loop.run_in_executor(self._executor, self._run_batch, jobs)
-        done.add_done_callback(lambda fut: self._resolve(jobs, fut))
+        done.add_done_callback(lambda fut: self._resolve(jobs, outcome(fut)))  # type: ignore[arg-type]
 
-    def _resolve(self, jobs: list[_Job], done: asyncio.Future[list[_Chosen | Exception]]) -> None:
+    def _resolve(self, jobs: list[_Job], done: list[_Chosen | Exception] | BaseException) -> None:
         self._busy = False
-        error = done.exception() if not done.cancelled() else RuntimeError("router stopped")
         for i, job in enumerate(jobs):
             if job.future.done():
                 continue
-            result = error if error is not None else done.result()[i]
+            result = done if isinstance(done, BaseException) else done[i]
             if isinstance(result, BaseException):
                 job.future.set_exception(result)
             else:

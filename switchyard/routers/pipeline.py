@@ -11,6 +11,7 @@ Loading checks the embedder: a router trained on one embedder refuses another.""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from switchyard.routers.policy import Constraints, Decision, decide
 from switchyard.routers.prediction import Prediction
 
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 class RoutingPipeline:
@@ -124,25 +126,24 @@ class RoutingPipeline:
             "router": self.router.kind,
             "models": self.models,
             "embedder": self.embedder.name,
+            "embedder_checksum": getattr(self.embedder, "checksum", None),
             "prices": {m: list(p) for m, p in self.prices.items()},
             "cost_weight": self.cost_weight,
             "metadata": {**self.metadata, **(metadata or {})},
         }
         (path / "router.json").write_text(json.dumps(manifest, indent=1))
 
+    @staticmethod
+    def recorded_embedder(path: Path) -> str:
+        """The name of the embedder the router saved in ``path`` was trained with."""
+        return str(_manifest(path)["embedder"])
+
     @classmethod
     def load(cls, path: Path, embedder: Embedder, *, cache: Path | None = None) -> RoutingPipeline:
         """Load a saved router; EmbedderMismatchError if ``embedder`` is not the trained one."""
-        try:
-            manifest = json.loads((path / "router.json").read_text())
-        except (OSError, ValueError) as err:
-            raise RouterFormatError(f"{path} is not a saved router directory: {err}") from err
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-            found = manifest.get("format") if isinstance(manifest, dict) else manifest
-            raise RouterFormatError(f"{path}: unsupported format {found!r}")
-        if not isinstance(manifest.get("embedder"), str):
-            raise RouterFormatError(f"{path}: router.json names no embedder")
+        manifest = _manifest(path)
         check_embedder(manifest["embedder"], embedder)
+        _check_checksum(path, manifest.get("embedder_checksum"), embedder)
         try:
             prices = {m: (float(p[0]), float(p[1])) for m, p in manifest["prices"].items()}
             pipe = cls(
@@ -158,6 +159,33 @@ class RoutingPipeline:
         except (KeyError, TypeError, ValueError, AttributeError, OSError) as err:
             raise RouterFormatError(f"{path}: incomplete or corrupt router: {err!r}") from err
         return pipe
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    """router.json, checked for the format and an embedder name; RouterFormatError if not."""
+    try:
+        manifest = json.loads((path / "router.json").read_text())
+    except (OSError, ValueError) as err:
+        raise RouterFormatError(f"{path} is not a saved router directory: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise RouterFormatError(f"{path}: unsupported format {found!r}")
+    if not isinstance(manifest.get("embedder"), str):
+        raise RouterFormatError(f"{path}: router.json names no embedder")
+    return manifest
+
+
+def _check_checksum(path: Path, recorded: object, embedder: Embedder) -> None:
+    """Warn when the embedder's table is not byte-identical to the one the router was trained
+    on (a static table distilled on another CPU differs in the last bits; a different source
+    model differs more: then re-train)."""
+    loaded = getattr(embedder, "checksum", None)
+    if isinstance(recorded, str) and loaded is not None and loaded != recorded:
+        logger.warning(
+            "router %s was trained on %s with table sha256 %s…, the loaded one is %s…; "
+            "routing uses the loaded table (re-train the router if its decisions look off)",
+            path, embedder.name, recorded[:12], str(loaded)[:12],
+        )  # fmt: skip
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

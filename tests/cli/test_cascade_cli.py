@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from switchyard.cli import app
 from switchyard.gateway.settings import build_settings
 from switchyard.routers.cascade import CascadeModel
-from switchyard.routers.embedding import model_dir
+from tests.support.embedders import link_embedders
 
 runner = CliRunner()
 CITIES = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Lisbon", "Prague", "Oslo"]
@@ -21,9 +21,7 @@ CITIES = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Lisbon", "Prague", "Os
 
 @pytest.fixture(scope="module")
 def cache(embedder_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cascade-cache")
-    model_dir(root).symlink_to(model_dir(embedder_cache), target_is_directory=True)
-    return root
+    return link_embedders(tmp_path_factory.mktemp("cascade-cache"), embedder_cache)
 
 
 def outputs_file(path: Path) -> Path:

@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from switchyard.cli import app
-from switchyard.routers.embedding import load_embedder, model_dir
+from switchyard.routers.embedding import load_embedder
 from switchyard.routers.pipeline import RoutingPipeline
+from tests.support.embedders import link_embedders
 
 runner = CliRunner()
 CITIES = ["Paris", "Berlin", "Madrid", "Rome", "Vienna", "Lisbon", "Prague", "Oslo", "Dublin",
@@ -26,9 +27,7 @@ NONSENSE = ["I like turtles.", "Bananas are yellow.", "The weather is nice today
 
 @pytest.fixture(scope="module")
 def cache(embedder_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("labelfree-cache")
-    model_dir(root).symlink_to(model_dir(embedder_cache), target_is_directory=True)
-    return root
+    return link_embedders(tmp_path_factory.mktemp("labelfree-cache"), embedder_cache)
 
 
 def _outputs_file(path: Path) -> Path:
@@ -59,7 +58,7 @@ def test_train_label_free_learns_from_outputs_alone(tmp_path: Path, cache: Path)
     assert "label-free from 40 prompts" in result.output
     manifest = json.loads((out / "router.json").read_text())
     assert "--label-free --neighbors 3" in manifest["metadata"]["command"]
-    pipe = RoutingPipeline.load(out, load_embedder(cache=cache), cache=cache)
+    pipe = RoutingPipeline.load(out, load_embedder("static", cache=cache), cache=cache)
     quality = pipe.predict_prompts(["Question 99: what is the capital of Spain?"]).quality[0]
     by_model = dict(zip(pipe.models, quality, strict=True))
     assert by_model["good"] > max(by_model["half"], by_model["other"]) > by_model["bad"]
@@ -72,7 +71,7 @@ def test_train_label_free_per_task_estimate(tmp_path: Path, cache: Path) -> None
         "--data", str(data), "--out", str(tmp_path / "r"), "--cache-dir", str(cache),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    pipe = RoutingPipeline.load(tmp_path / "r", load_embedder(cache=cache), cache=cache)
+    pipe = RoutingPipeline.load(tmp_path / "r", load_embedder("static", cache=cache), cache=cache)
     quality = pipe.predict_prompts(["anything"]).quality[0]
     assert pipe.models[int(np.argmax(quality))] == "good"
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from switchyard.cli import app
 from switchyard.routers.datasets import RoutingDataset, concat, load_dataset
-from switchyard.routers.embedding import model_dir
+from tests.support.embedders import link_embedders
 from tests.support.requirements import reference_data
 
 MODELS = ["gpt-4-1106-preview", "claude-v2", "gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat"]
@@ -36,9 +36,7 @@ def _rows(file: str, start: int, count: int) -> RoutingDataset:
 def cache(embedder_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cache of this module's own (embeddings land here) holding the session's exported
     embedder through a link, so the shared cache directory stays as exported."""
-    root = tmp_path_factory.mktemp("cli-cache")
-    model_dir(root).symlink_to(model_dir(embedder_cache), target_is_directory=True)
-    return root
+    return link_embedders(tmp_path_factory.mktemp("cli-cache"), embedder_cache)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +103,7 @@ def test_train_writes_a_router_with_its_command_and_data(
     manifest = json.loads((out / "router.json").read_text())
     assert manifest["router"] == "knn"
     assert manifest["models"] == MODELS
-    assert manifest["embedder"] == "all-MiniLM-L6-v2/onnx-int8-pc"
+    assert manifest["embedder"] == "all-MiniLM-L6-v2-static/pcaz256"
     metadata = manifest["metadata"]
     assert metadata["command"].startswith("switchyard")
     assert metadata["data"] == [str(routing_jsonl)]

@@ -23,7 +23,7 @@ from switchyard.gateway.shadow import Bounds
 from switchyard.gateway.shadow_config import ShadowConfig
 from switchyard.gateway.shadow_text import answer_text
 from switchyard.routers.datasets.outputs import read_outputs_jsonl
-from switchyard.routers.embedding import model_dir
+from tests.support.embedders import link_embedders
 from tests.support.gateways import Gateway, Simulator, wait_for
 from tests.support.redis import RedisServer
 from tests.support.routed import CANDIDATES, MESSAGES, routed_settings, stream
@@ -202,9 +202,7 @@ def test_shadow_mode_is_off_by_default_and_calls_no_other_model(shadowed: Starte
 
 @pytest.fixture(scope="module")
 def label_free_cache(embedder_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("shadow-labelfree-cache")
-    model_dir(root).symlink_to(model_dir(embedder_cache), target_is_directory=True)
-    return root
+    return link_embedders(tmp_path_factory.mktemp("shadow-labelfree-cache"), embedder_cache)
 
 
 def test_exported_shadow_outputs_train_a_label_free_router(

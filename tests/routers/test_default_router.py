@@ -11,7 +11,7 @@ import yaml
 
 from switchyard.cli.demo import DEMO_MODELS
 from switchyard.routers.datasets import load_dataset
-from switchyard.routers.embedding import OnnxEmbedder
+from switchyard.routers.embedding import StaticEmbedder
 from switchyard.routers.pipeline import RoutingPipeline, read_manifest
 from tests.support.requirements import reference_data
 
@@ -21,8 +21,8 @@ PRICES = REPO / "switchyard" / "data" / "routerbench-prices.yaml"
 
 
 @pytest.fixture(scope="module")
-def default_router(onnx_embedder: OnnxEmbedder) -> RoutingPipeline:
-    return RoutingPipeline.load(ROUTER, onnx_embedder)
+def default_router(static_embedder: StaticEmbedder) -> RoutingPipeline:
+    return RoutingPipeline.load(ROUTER, static_embedder)
 
 
 def test_metadata_records_the_command_that_built_it() -> None:

@@ -1,4 +1,5 @@
-"""Prompt embedder for the learned routers: all-MiniLM-L6-v2, exported once to ONNX (int8,
+"""Prompt embedders for the learned routers: a static table distilled from all-MiniLM-L6-v2
+(the default: a lookup and a mean), and all-MiniLM-L6-v2 itself, exported once to ONNX (int8,
 per-channel) and run on ONNX Runtime; plus the reference, the prompt text and truncation
 policy, and a disk cache of embeddings.
 
@@ -18,12 +19,14 @@ from switchyard.routers.embedding.cache import (
     cache_dir,
     embed_cached,
     embeddings_dir,
+    kind_of,
     load_embedder,
     text_digests,
 )
 from switchyard.routers.embedding.export import EMBEDDER_NAME, EMBEDDING_DIM, export_onnx, model_dir
 from switchyard.routers.embedding.onnx import OnnxEmbedder
 from switchyard.routers.embedding.reference import SentenceTransformerEmbedder
+from switchyard.routers.embedding.static import StaticEmbedder, distill_static, static_name
 from switchyard.routers.embedding.text import (
     HEAD_TOKENS,
     MAX_TOKENS,
@@ -46,15 +49,19 @@ __all__ = [
     "OnnxEmbedder",
     "PromptTokenizer",
     "SentenceTransformerEmbedder",
+    "StaticEmbedder",
     "cache_dir",
     "check_embedder",
     "content_text",
+    "distill_static",
     "embed_cached",
     "embeddings_dir",
     "export_onnx",
+    "kind_of",
     "load_embedder",
     "model_dir",
     "prompt_text",
+    "static_name",
     "text_digests",
     "truncate_ids",
 ]

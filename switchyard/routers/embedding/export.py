@@ -135,7 +135,7 @@ def export_onnx(cache_dir: Path, *, force: bool = False, progress: Progress | No
     tmp.chmod(0o755)  # mkdtemp makes it private; the export is readable like any cache
     try:
         _build(tmp, source, say)
-        _swap_in(tmp, target)
+        swap_in(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"embedder exported to {target}")
@@ -152,7 +152,7 @@ def _build(out: Path, source: dict[str, Any], say: Progress) -> None:
     _quantize_int8(out / FP32_FILE, out / INT8_FILE)
     shutil.copyfile(src / TOKENIZER_FILE, out / TOKENIZER_FILE)
     files = {
-        name: {"bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)}
+        name: {"bytes": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
         for name in (FP32_FILE, INT8_FILE, TOKENIZER_FILE)
     }
     manifest = {
@@ -297,8 +297,9 @@ def _drop_root_log(prefix: str) -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def _swap_in(tmp: Path, target: Path) -> None:
-    """Rename the finished ``tmp`` directory to ``target``, replacing an old export."""
+def swap_in(tmp: Path, target: Path, complete: Callable[[Path], bool] = is_complete) -> None:
+    """Rename the finished ``tmp`` directory to ``target``, replacing an old export (if
+    another process got there first with a ``complete`` one, keep that)."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -306,7 +307,7 @@ def _swap_in(tmp: Path, target: Path) -> None:
     try:
         os.rename(tmp, target)
     except OSError:
-        if not is_complete(target):
+        if not complete(target):
             raise
         logger.info("another process exported %s first; keeping its export", target)
     if old is not None:
@@ -322,7 +323,7 @@ def _remove_stale_tmp(parent: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

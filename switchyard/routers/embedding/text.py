@@ -91,6 +91,10 @@ class PromptTokenizer:
         self.max_tokens = max_tokens
         self.head = head
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tokenizer.get_vocab_size())
+
     def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text in full, without special tokens."""
         if len(texts) == 1:  # encode_batch's thread pool costs more than it saves for one

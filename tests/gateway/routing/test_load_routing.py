@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from switchyard.resources import default_router
-from switchyard.routers.embedding import OnnxEmbedder, prompt_text
+from switchyard.routers.embedding import StaticEmbedder, prompt_text
 from switchyard.routers.pipeline import RoutingPipeline
 from switchyard.routers.policy import Constraints
 from tests.support.gateways import Gateway, Simulator
@@ -58,16 +58,16 @@ def chosen(gw: Gateway, **options: Any) -> str:
     return raw.headers["x-switchyard-model"]
 
 
-def next_cheapest(embedder: OnnxEmbedder) -> str:
+def next_cheapest(embedder: StaticEmbedder) -> str:
     pipe = RoutingPipeline.load(default_router(), embedder)
     allowed = Constraints(frozenset(n for n in NAMES if n != CHEAPEST))
     return pipe.decide([prompt_text(MESSAGES)], cost_weight=1e9, constraints=allowed)[0].model
 
 
 def test_a_saturated_cheap_model_spills_over_to_the_next_best(
-    saturated: Gateway, onnx_embedder: OnnxEmbedder
+    saturated: Gateway, static_embedder: StaticEmbedder
 ) -> None:
-    spill = next_cheapest(onnx_embedder)
+    spill = next_cheapest(static_embedder)
     # Three requests ahead of one slot: expected wait 3.5 x its learned time per request
     # (~0.1 s from the idle probe), worth more than any cost difference at μ = 1e6 a second.
     assert chosen(saturated, cost_weight=1e9, latency_weight=1e6) == spill

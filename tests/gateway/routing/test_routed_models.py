@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from switchyard.resources import default_router
-from switchyard.routers.embedding import OnnxEmbedder, prompt_text
+from switchyard.routers.embedding import StaticEmbedder, prompt_text
 from switchyard.routers.pipeline import RoutingPipeline
 from switchyard.routers.policy import Constraints
 from tests.support.gateways import Gateway
@@ -42,7 +42,7 @@ def chosen(gw: Gateway, model: str = "auto", **kwargs: Any) -> str:
     return str(reply.model)
 
 
-def expected(embedder: OnnxEmbedder, lam: float, allowed: list[str] = NAMES) -> str:
+def expected(embedder: StaticEmbedder, lam: float, allowed: list[str] = NAMES) -> str:
     pipe = RoutingPipeline.load(default_router(), embedder)
     text = prompt_text(MESSAGES)
     decision = pipe.decide([text], cost_weight=lam, constraints=Constraints(frozenset(allowed)))
@@ -61,22 +61,22 @@ def test_auto_and_the_router_name_route_to_a_candidate(routed: Callable[..., Gat
 
 
 def test_cost_weight_extremes_match_the_pipeline(
-    routed: Callable[..., Gateway], onnx_embedder: OnnxEmbedder
+    routed: Callable[..., Gateway], static_embedder: StaticEmbedder
 ) -> None:
     gw = routed(bandit={"noise": 0.0})  # no feedback, no exploration: the offline decision
-    best = expected(onnx_embedder, 0.0)
-    pipe = RoutingPipeline.load(default_router(), onnx_embedder)
+    best = expected(static_embedder, 0.0)
+    pipe = RoutingPipeline.load(default_router(), static_embedder)
     quality = pipe.decide([prompt_text(MESSAGES)], cost_weight=0.0)[0].quality
     assert best == max(NAMES, key=lambda m: quality[m])
     assert chosen(gw, extra_body={"switchyard": {"cost_weight": 0}}) == best
     assert chosen(gw, extra_body={"switchyard": {"cost_weight": 1e9}}) == CHEAPEST
-    assert expected(onnx_embedder, 1e9) == CHEAPEST
-    default = expected(onnx_embedder, pipe.cost_weight)
+    assert expected(static_embedder, 1e9) == CHEAPEST
+    default = expected(static_embedder, pipe.cost_weight)
     assert chosen(gw) == default
 
 
 def test_headers_set_the_same_options(
-    routed: Callable[..., Gateway], onnx_embedder: OnnxEmbedder
+    routed: Callable[..., Gateway], static_embedder: StaticEmbedder
 ) -> None:
     gw = routed()
     assert chosen(gw, extra_headers={"X-Switchyard-Cost-Weight": "1e9"}) == CHEAPEST
@@ -84,7 +84,7 @@ def test_headers_set_the_same_options(
     assert chosen(gw, extra_headers=forced) == "gpt-4-1106-preview"
     cheap = ["mistralai/mistral-7b-chat", "mistralai/mixtral-8x7b-chat"]
     capped = {"X-Switchyard-Max-Price": "0.6", "X-Switchyard-Cost-Weight": "0"}
-    assert chosen(gw, extra_headers=capped) == expected(onnx_embedder, 0.0, cheap)
+    assert chosen(gw, extra_headers=capped) == expected(static_embedder, 0.0, cheap)
     # the body wins over a header
     body = {"switchyard": {"cost_weight": 1e9}}
     assert chosen(gw, extra_body=body, extra_headers={"X-Switchyard-Cost-Weight": "0"}) == CHEAPEST
