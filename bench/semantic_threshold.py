@@ -1,6 +1,6 @@
 """Choosing ``cache.semantic_threshold``: how often a paraphrase matches, and how often a
 *different* question would match, at each cosine-similarity threshold, with the gateway's
-own prompt embedder (MiniLM, int8 ONNX).
+own prompt embedder (``--embedder``: the static table the default router uses, or MiniLM).
 
 No paraphrase corpus is in ../shared/data, so positives are built: hand-written paraphrase
 pairs (``PAIRS``) and surface rewrites of real questions (a polite prefix, lower case, the
@@ -9,7 +9,7 @@ the RouterDC *train* splits (gsm8k-train, mmlu_train, arc_challenge_train), its 
 other question in the same split, i.e. the closest prompt a semantic cache would wrongly
 answer it with. A threshold must keep that false-hit rate near zero.
 
-    .venv/bin/python bench/semantic_threshold.py [--per-split 600]
+    .venv/bin/python bench/semantic_threshold.py [--per-split 600] [--embedder onnx-int8]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DATA = Path(
     os.environ.get("SWITCHYARD_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data")
 )
 SPLITS = ("gsm8k-train", "mmlu_train", "arc_challenge_train")
-THRESHOLDS = (0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)
+THRESHOLDS = (0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 PAIRS = [
     ("What is the capital of France?", "Which city is the capital of France?"),
     ("How do I reverse a list in Python?", "What's the way to reverse a Python list?"),
@@ -53,10 +53,11 @@ REWRITES = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-split", type=int, default=600)
+    parser.add_argument("--embedder", default="static", help="static, onnx-int8, onnx-fp32")
     args = parser.parse_args()
     from switchyard.routers.embedding import load_embedder
 
-    embedder = load_embedder(export_if_missing=False)
+    embedder = load_embedder(args.embedder, export_if_missing=False)
     a, b = embedder.embed([p for p, _ in PAIRS]), embedder.embed([q for _, q in PAIRS])
     pairs = np.sum(a * b, axis=1)
     rewrites, nearest = [], []

@@ -67,8 +67,9 @@ LabelFreeOpt = Annotated[
     bool,
     typer.Option(
         "--label-free",
-        help="Train on quality estimated from the models' outputs (Smoothie), not on "
-        "labels: --data gives RouterBench CSVs or outputs JSONL (see the README).",
+        help="Train on quality estimated from the models' outputs (Smoothie, answers compared "
+        "by int8 MiniLM), not on labels: --data gives RouterBench CSVs or outputs JSONL (see "
+        "the README).",
     ),
 ]
 NeighborsOpt = Annotated[
@@ -126,8 +127,9 @@ def train(
     if cascade:  # a cascade router (switchyard.routers.cascade)
         return _cascade(cascade, data, data_dir, out, router, split, prices, cost_weight,
                         (embedder, cache_dir))  # fmt: skip
-    if label_free:
-        dataset = _label_free_data(data, data_dir, split, neighbors, embedder, cache_dir)
+    if label_free:  # answers are compared by MiniLM, whatever the router embeds with
+        judge = load_embedder(cache_dir, "onnx-int8")
+        dataset = _label_free_data(data, data_dir, split, neighbors, judge, cache_dir)
     else:
         dataset = load_data(data, prices, data_dir, split=split)
     try:
@@ -215,7 +217,9 @@ def _label_free_data(
     cache_dir: Path | None,
 ) -> RoutingDataset:
     """The prompts of the model outputs in ``paths`` with Smoothie's estimated quality in
-    place of any labels (only the outputs' texts are read for quality)."""
+    place of any labels (only the outputs' texts are read for quality). ``embedder`` compares
+    the answers: int8 MiniLM, since a static table barely tells "the capital is Paris" from
+    "the capital is Rome"."""
     from switchyard.routers.datasets.outputs import load_outputs
     from switchyard.routers.labelfree import estimate_quality
 

@@ -1,12 +1,12 @@
-"""Routed models ("model": "auto" or a router's name): ``RouterService``, which decides off the
-event loop in micro-batches (the per-request options are ``switchyard.gateway.routing_options``).
+"""Routed models ("model": "auto" or a router's name): ``RouterService``, which decides in
+micro-batches (the per-request options are ``switchyard.gateway.routing_options``).
 
-Concurrent decisions are queued; a batch goes out on the next loop turn when the worker is
-idle (after ``routing.batch_wait_ms`` if set), at ``routing.max_batch`` prompts, or, while
-the worker is busy, as soon as it is free (so batches grow with load), and is
-embedded in one call on a single worker thread, then each request gets its own decision
-under its own cost weight and constraints. The routers package (numpy, ONNX Runtime) is
-imported when the service starts, never when this module is imported.
+Concurrent decisions are queued; a batch goes out on the next loop turn (after
+``routing.batch_wait_ms`` if set), at ``routing.max_batch`` prompts, or, while a batch runs,
+as soon as it is done (so batches grow with load). It is embedded in one call, then each
+request gets its own decision under its own cost weight and constraints: on a worker thread
+for MiniLM, on the event loop for the static embedder (:attr:`RouterService.inline`). The
+routers package is imported when the service starts, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from switchyard.gateway.cache.vectors import SemanticEmbedder, semantic_embedder
 from switchyard.gateway.cascade_rule import first_stage, load_cascade, reloaded_cascade
 from switchyard.gateway.constraints import Needs, filter_candidates
 from switchyard.gateway.errors import InvalidRequestError
@@ -88,6 +89,7 @@ class RouterService:
         self._busy = False
         self._executor: Executor | None = None
         self.inline = False  # decisions and bandit updates run on the event loop
+        self.semantic: SemanticEmbedder | None = None  # the cache's, when not the routers'
         self.learner: Learner | None = None
         self.shared: SharedState = LocalState()
 
@@ -141,6 +143,8 @@ class RouterService:
         # A static embedder costs ~0.1 ms a prompt: handing it to a thread costs more than
         # that (GIL hand-offs, wake-ups), so its decisions run on the event loop.
         self.inline = kind == "static"
+        if self.inline and self.settings.cache.enabled:
+            self.semantic = semantic_embedder(routing)
         learner = Learner()
         for router in self.settings.routers:
             loaded = self._load_router(router, self.candidates[router.name])
@@ -225,6 +229,8 @@ class RouterService:
         await self.shared.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.semantic is not None:
+            self.semantic.close()
 
     def cascade(self, name: str) -> Any:
         """Router ``name``'s CascadeModel (``kind: cascade``), else None."""
@@ -235,15 +241,22 @@ class RouterService:
         return self.settings.router(name)
 
     async def embed(self, text: str) -> Any:
-        """The prompt embedding of ``text`` (float32, L2-normalised), on the worker thread:
-        the response cache's semantic lookup for a request to a concrete model."""
+        """The routers' embedding of ``text`` (float32, L2-normalised), on the worker thread
+        (a cascade's verifier reads it)."""
         return await self.on_worker(self._embed_one, text)
 
-    def _embed_one(self, text: str) -> Any:
-        import numpy as np
+    async def semantic_vector(self, text: str, routed: Any = None) -> Any:
+        """The semantic cache's embedding of ``text`` (``gateway.cache.vectors``): MiniLM's;
+        ``routed``, the routing decision's embedding, when the routers embed with it too."""
+        if not self.inline:
+            return routed if routed is not None else await self.embed(text)
+        if self.semantic is None:  # the cache was enabled by a reload: load it now, off-loop
+            self.semantic = await asyncio.to_thread(semantic_embedder, self.settings.routing)
+        return await self.semantic.vector(text)
 
+    def _embed_one(self, text: str) -> Any:
         assert self._embed is not None, "start() first"
-        return np.asarray(self._embed([text]), dtype=np.float32)[0]
+        return self._embed([text])[0]  # every embedder gives float32 rows
 
     def prompt_of(self, value: Any) -> str:
         try:

@@ -1,7 +1,7 @@
 """The semantic response cache over real sockets: a paraphrase of an answered prompt gets
-that answer, for the same model and scope only, with the routers' own embedder (exported
-once per run, ``embedder_cache``) and the simulators named after the default router's
-candidates; a hit makes no engine call."""
+that answer, for the same model and scope only, embedded with int8 MiniLM (exported once per
+run, ``embedder_cache``) although the shipped router embeds with the static table, and the
+simulators named after the default router's candidates; a hit makes no engine call."""
 
 from __future__ import annotations
 
@@ -193,3 +193,25 @@ def test_a_semantic_opt_in_without_an_embedder_is_a_400(
     exact = {"x-switchyard-cache": "on"}
     answered = _ask(_client(gw), QUESTION, model="m", extra_headers=exact)
     assert answered.headers["x-switchyard-cache"] == "miss"
+
+
+@pytest.mark.parametrize("model", [CHEAP, "auto"])
+def test_questions_that_differ_in_a_number_do_not_share_an_answer(
+    model: str,
+    simulator: Callable[..., Simulator],
+    gateway: Callable[..., Gateway],
+    embedder_cache: Path,
+) -> None:
+    """At the default threshold (0.95): the static table puts these two at cosine 0.954 (a
+    wrong answer served), MiniLM at 0.843. The routed request is embedded for the cache even
+    though its decision already embedded the prompt with the router's static table."""
+    sims, gw = _semantic_gateway(
+        simulator, gateway, embedder_cache, cache={"semantic_threshold": 0.95}
+    )
+    client = _client(gw)
+    assert _ask(client, "Is 91 a prime number?", model).headers["x-switchyard-cache"] == "miss"
+    calls = _calls(sims)
+    again = _ask(client, "Is 97 a prime number?", model)
+    assert again.headers["x-switchyard-cache"] == "miss"
+    assert _calls(sims) == calls + 1
+    assert _ask(client, "Is 91 a prime number ?", model).headers["x-switchyard-cache"] == "hit"

@@ -216,7 +216,7 @@ class ResponseCache:
             if self.routing.resolve(payload.model) is not None:
                 return recorder  # looked up once routed (``routed``), with its embedding
             query.model = payload.model
-            query.vector = await self.routing.embed(query.text)
+            query.vector = await self.routing.semantic_vector(query.text)
             if await self._semantic(query, payload, call, send):
                 return None
         self._missed(call, query)
@@ -229,7 +229,8 @@ class ResponseCache:
             return False
         route, routing = call.route, self.routing
         assert route is not None and routing is not None
-        query.model, query.vector = route.model, route.embedding
+        query.model = route.model
+        query.vector = await routing.semantic_vector(query.text, route.embedding)
         route.embedding = None  # the batch's matrix is not kept alive by a pending decision
         if query.vector is not None and await self._semantic(query, payload, call, send.send):
             routing.finish(route, route.record(route.model, "-", "cached", None, None))

@@ -24,6 +24,8 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from switchyard.routers.embedding.wordpiece import AsciiWordPiece
+
 MAX_TOKENS = 256
 """all-MiniLM-L6-v2's configured ``max_seq_length``, special tokens included."""
 HEAD_TOKENS = 128
@@ -90,16 +92,29 @@ class PromptTokenizer:
         truncate_ids([], max_tokens=max_tokens, head=head)  # validates the limits
         self.max_tokens = max_tokens
         self.head = head
+        unk = tokenizer.token_to_id("[UNK]")
+        self._fast = None if unk is None else AsciiWordPiece(tokenizer.get_vocab(), unk)
 
     @property
     def vocab_size(self) -> int:
         return int(self._tokenizer.get_vocab_size())
 
     def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text in full, without special tokens."""
-        if len(texts) == 1:  # encode_batch's thread pool costs more than it saves for one
-            return [self._tokenizer.encode(texts[0], add_special_tokens=False).ids]
-        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        """Token ids of each text in full, without special tokens (plain ASCII text by the
+        fast path of :mod:`~switchyard.routers.embedding.wordpiece`, the rest by the
+        ``tokenizers`` library)."""
+        fast = self._fast
+        out = [None if fast is None else fast.ids(t) for t in texts]
+        rest = [i for i, ids in enumerate(out) if ids is None]
+        if len(rest) == 1:  # encode_batch's thread pool costs more than it saves for one
+            out[rest[0]] = self._tokenizer.encode(texts[rest[0]], add_special_tokens=False).ids
+        elif rest:
+            encoded = self._tokenizer.encode_batch(
+                [texts[i] for i in rest], add_special_tokens=False
+            )
+            for i, e in zip(rest, encoded, strict=True):
+                out[i] = e.ids
+        return [ids or [] for ids in out]
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Model input ids of each text: truncated by the policy, with [CLS] and [SEP]."""

@@ -1,0 +1,86 @@
+"""The tokeniser's plain-ASCII fast path gives exactly the ``tokenizers`` library's ids."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from switchyard.routers.embedding import PromptTokenizer, model_dir
+from switchyard.routers.embedding.wordpiece import AsciiWordPiece
+from tests.support.requirements import reference_data
+
+EDGE_CASES = [
+    "",
+    "   \t\n ",
+    "Hello, World!!  It's 3:45pm -- isn't it? (yes) [no] {maybe} <tag/> a_b~c`d|e^f",
+    "x" * 101,  # longer than WordPiece's 100 characters: [UNK]
+    "unbelievably antidisestablishmentarianism supercalifragilistic",
+    "def f(x):\n\treturn x**2 + 1  # comment\r\n",
+    "1234567890 3.14159 1e-9 0xFF",
+]
+
+
+def library(cache: Path) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(model_dir(cache) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def reference_prompts() -> list[str]:
+    texts = []
+    for path in sorted(reference_data("routing", "routerdc").glob("*.json")):
+        texts += [str(row["question"]) for row in json.loads(path.read_text())]
+    for path in sorted(reference_data("routing", "routerbench").glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as f:
+            texts += [row["prompt"] for row in csv.DictReader(f)]
+    return texts
+
+
+def test_plain_ascii_edge_cases_match_the_library(embedder_cache: Path) -> None:
+    ours, theirs = (
+        PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
+        library(embedder_cache),
+    )
+    for text in EDGE_CASES:
+        assert ours._fast is not None and ours._fast.ids(text) is not None, text
+        assert ours.content_ids([text])[0] == theirs.encode(text, add_special_tokens=False).ids
+    assert ours.content_ids(["x" * 101])[0] == [theirs.token_to_id("[UNK]")]
+
+
+def test_every_reference_prompt_matches_the_library_alone_and_in_a_batch(
+    embedder_cache: Path,
+) -> None:
+    ours, theirs = (
+        PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
+        library(embedder_cache),
+    )
+    texts = reference_prompts()
+    expected = [e.ids for e in theirs.encode_batch(texts, add_special_tokens=False)]
+    assert ours.content_ids(texts) == expected
+    assert ours._fast is not None
+    plain = sum(ours._fast.ids(t) is not None for t in texts)
+    assert 0.5 * len(texts) < plain < len(texts)  # both paths are exercised
+    for text, ids in list(zip(texts, expected, strict=True))[::97]:
+        assert ours.content_ids([text]) == [ids]
+
+
+@pytest.mark.parametrize("text", ["café au lait", "数学问题", "tab\x0bcontrol", "nul\x00", "\x7f"])
+def test_other_text_is_left_to_the_library(text: str, embedder_cache: Path) -> None:
+    ours = PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json")
+    assert ours._fast is not None and ours._fast.ids(text) is None
+    assert (
+        ours.content_ids([text])[0]
+        == library(embedder_cache).encode(text, add_special_tokens=False).ids
+    )
+
+
+def test_a_word_the_vocabulary_cannot_cover_is_one_unk() -> None:
+    wp = AsciiWordPiece({"ab": 1, "##c": 2, "x": 3, "!": 4}, unk_id=0)
+    assert wp.ids("abc x!") == [1, 2, 3, 4]
+    assert wp.ids("abd x") == [0, 3]  # "d" has no piece: the whole word is [UNK]
+    assert wp.ids("ABC") == [1, 2]  # lowercased
