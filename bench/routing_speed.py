@@ -71,6 +71,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=20000, help="distinct prompts to cycle")
     p.add_argument("--prompt-tokens", type=int, default=62, help="tokens per prompt window")
     p.add_argument("--no-minilm", action="store_true", help="skip variant M (no int8 router)")
+    p.add_argument("--router", type=Path, default=None, help="variant S's router artifact "
+                   "(default: the shipped switchyard/data/default-router)")  # fmt: skip
     p.add_argument("--cache-dir", type=Path, default=None, help="embedder cache (default ~)")
     p.add_argument("--quick", action="store_true", help="1 rep of 2 s each")
     p.add_argument("--out", type=Path, default=RESULTS / "routing_speed.json")
@@ -154,7 +156,7 @@ def run_all(args: argparse.Namespace, workdir: Path, procs: list[Any]) -> dict[s
     for i, (model, port) in enumerate(sims.items()):
         argv = [*simulator_argv(model, port), "--host", HOST]
         procs.append(start_pinned(argv, 1, workdir / f"sim{i}.log"))
-    gateways = {"S": start_gateway(workdir, "S", sims, None, args.cache_dir)}
+    gateways = {"S": start_gateway(workdir, "S", sims, args.router, args.cache_dir)}
     if not args.no_minilm:
         artifact = train_minilm_router(workdir / "minilm-router", args.cache_dir)
         gateways["M"] = start_gateway(workdir, "M", sims, artifact, args.cache_dir)

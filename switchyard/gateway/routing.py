@@ -161,8 +161,9 @@ class RouterService:
         pipe = RoutingPipeline.load(router.artifact, self._embedder)
         lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
         online = "with a bandit" if router.bandit.enabled else "offline only"
-        log.info("router %s: %s over %s, %s", router.name, router.artifact,
-                 ", ".join(candidates), online)  # fmt: skip
+        where = "the event loop" if self.inline else "the router thread"
+        log.info("router %s: %s over %s, %s; %s, decides on %s", router.name, router.artifact,
+                 ", ".join(candidates), online, self._embedder.name, where)  # fmt: skip
         cascade = load_cascade(router, self._embedder) if router.kind == "cascade" else None
         return Loaded(router, pipe, candidates, lam, found, cascade)
 
@@ -408,7 +409,7 @@ class RouterService:
             quality, contexts = self._adjust([jobs[i] for i in rows], X[rows], pred.quality)
             models = router.pipeline.models
             for k, i in enumerate(rows):
-                offline = dict(zip(models, map(float, pred.quality[k]), strict=True))
+                offline = dict(zip(models, pred.quality[k].tolist(), strict=True))
                 z = None if contexts is None else tuple(map(float, contexts[k]))
                 out[i] = self._choose(jobs[i], quality[k : k + 1], pred.cost[k : k + 1], offline, z)
                 if isinstance(chosen := out[i], _Chosen):

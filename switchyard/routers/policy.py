@@ -233,16 +233,19 @@ def decide(
     allowed = None if constraints is None else constraints.mask(models, cost, prices)
     k = _keys(quality, cost, lam, allowed, load_penalty)
     order = np.lexsort(k.sort_keys(), axis=-1)
+    q_rows = np.asarray(quality, dtype=np.float64).tolist()
+    c_rows = np.asarray(cost, dtype=np.float64).tolist()
+    rows = zip(order.tolist(), q_rows, c_rows, k.utility.tolist(), strict=True)
     decisions = []
-    for i in range(order.shape[0]):
-        ranking = [models[int(j)] for j in order[i]]
+    for ranked, q, c, u in rows:  # tolist(): Python floats, as float() of each cell gives
+        ranking = [models[j] for j in ranked]
         decisions.append(
             Decision(
                 model=ranking[0],
                 ranking=ranking,
-                quality={m: float(quality[i, j]) for j, m in enumerate(models)},
-                cost={m: float(cost[i, j]) for j, m in enumerate(models)},
-                utility={m: float(k.utility[i, j]) for j, m in enumerate(models)},
+                quality=dict(zip(models, q, strict=True)),
+                cost=dict(zip(models, c, strict=True)),
+                utility=dict(zip(models, u, strict=True)),
             )
         )
     return decisions

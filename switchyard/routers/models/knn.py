@@ -34,7 +34,8 @@ class KNNRouter(QualityRouter):
             raise ValueError("k must be at least 1")
         # float16 halves the saved size; cosines move by < 1e-3
         self.X_train_ = _unit_rows(X).astype(np.float16)
-        self._train32: npt.NDArray[np.float32] | None = None
+        self._train32: npt.NDArray[np.float32] | None = None  # X_train_.T, made once
+        self._targets64: tuple[FloatArray, FloatArray] | None = None
         self.Y_train_ = Y.astype(np.float32)
         self.mean_quality_ = nan_column_means(Y)
 
@@ -47,22 +48,35 @@ class KNNRouter(QualityRouter):
 
     def _neighbours(self, Q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.intp], FloatArray]:
         """Indices and cosines of the k nearest training prompts per query."""
-        train = getattr(self, "_train32", None)
-        if train is None:
-            train = self._train32 = np.asarray(self.X_train_, dtype=np.float32)
-        sims = Q @ train.T
+        train_t = getattr(self, "_train32", None)
+        if train_t is None:  # (dim, n_train), C order: BLAS is ~1.5x faster than on a .T view
+            train_t = self._train32 = np.ascontiguousarray(self.X_train_.T, dtype=np.float32)
+        sims = Q @ train_t
         k = min(self.k, sims.shape[1])
         idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         return idx, np.take_along_axis(sims, idx, axis=1).astype(np.float64)
 
+    def _targets(self) -> tuple[FloatArray, FloatArray]:
+        """The training qualities with unscored cells as 0, and 1 where scored (float64, made
+        once): a neighbourhood's weighted sums are then two contractions."""
+        cached = getattr(self, "_targets64", None)
+        if cached is None:
+            y = self.Y_train_.astype(np.float64)
+            scored = ~np.isnan(y)
+            cached = self._targets64 = (np.where(scored, y, 0.0), scored.astype(np.float64))
+        return cached
+
+    def _weighted(self, idx: npt.NDArray[np.intp], weights: FloatArray) -> tuple[FloatArray, ...]:
+        """Per query and model: Σ w·y over scored neighbours, and Σ w over them."""
+        values, scored = self._targets()
+        local = np.einsum("nk,nkm->nm", weights, values[idx])
+        return local, np.einsum("nk,nkm->nm", weights, scored[idx])
+
     def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
         idx, top = self._neighbours(Q)
         weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
-        neigh = self.Y_train_[idx].astype(np.float64)  # (n, k, m)
-        scored = ~np.isnan(neigh)
-        w = weights[:, :, None] * scored
-        total = w.sum(axis=1)
-        mean = (np.nan_to_num(neigh) * w).sum(axis=1) / np.maximum(total, 1e-12)
+        local, total = self._weighted(idx, weights)
+        mean = local / np.maximum(total, 1e-12)
         return np.where(total > 0, mean, self.mean_quality_[None, :])
 
 
@@ -117,7 +131,5 @@ class TaskPriorKNNRouter(KNNRouter):
         np.add.at(votes, (np.arange(Q.shape[0])[:, None], self.task_labels_[idx]), weights)
         votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-300)
         prior = votes @ self.task_means_
-        neigh = self.Y_train_[idx].astype(np.float64)
-        w = weights[:, :, None] * ~np.isnan(neigh)
-        local = (np.nan_to_num(neigh) * w).sum(axis=1)
-        return np.asarray((local + self.alpha * prior) / (w.sum(axis=1) + self.alpha))
+        local, total = self._weighted(idx, weights)
+        return np.asarray((local + self.alpha * prior) / (total + self.alpha))

@@ -220,7 +220,7 @@ class LinearThompsonBandit:
         mean, cov = self.posterior()
         out = np.asarray(z @ mean.T, dtype=np.float64)
         if sample and self.noise > 0 and self.n_arms:
-            var = np.einsum("ni,mij,nj->nm", z, cov, z)
+            var = ((z[None] @ cov) * z[None]).sum(axis=2).T  # zᵀ Λ⁻¹ z per row and arm, BLAS
             eps = self._rng.standard_normal(out.shape)
             out = out + self.noise * np.sqrt(np.maximum(var, 0.0)) * eps
         return out
