@@ -48,6 +48,7 @@ from switchyard.routers.evaluation.metrics import (
     sweep_points,
     threshold_curve,
 )
+from switchyard.routers.models import make_router
 from switchyard.routers.pipeline import RoutingPipeline
 from switchyard.routers.prediction import Prediction
 
@@ -114,10 +115,12 @@ def main() -> None:
     parser.add_argument("--cost-weight", type=float, default=19.35)
     parser.add_argument("--stages", nargs="+", default=list(STAGES))
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--embedder", default="onnx-int8", help="embedder kind (the cascade "
+                        "figures in docs/BENCHMARKS.md are int8 MiniLM's)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     probe, started = LoadProbe(), time.perf_counter()
-    embedder = load_embedder(cache=args.cache_dir)
+    embedder = load_embedder(args.embedder, cache=args.cache_dir)
     everything = load_outputs([DATA / "routing" / "routerbench"])
     train = everything.where(split="train")
     test = _sample(everything.where(split="test"), args.sample, args.seed)
@@ -126,7 +129,7 @@ def main() -> None:
                             max_escalations=len(args.stages) - 1, cache=args.cache_dir,
                             progress=True, seed=args.seed)  # fmt: skip
     arrays = stage_arrays(test, args.stages, embedder, cache=args.cache_dir, progress=True)
-    results = _evaluate(args, trained, test, arrays)
+    results = _evaluate(args, trained, test, arrays, _one_shot(embedder, train, args.cache_dir))
     results["pre-generation ms"] = _decision_time(
         trained.pipeline,
         trained.pipeline.predict_features(arrays.prompts, test.data.prompts),
@@ -138,8 +141,17 @@ def main() -> None:
     _plot(results, args.out / "cascade_routerbench.png")
 
 
+def _one_shot(embedder: Any, train: ModelOutputs, cache: Any) -> RoutingPipeline:
+    """The shipped default router if it was trained on ``embedder``, else its recipe
+    (``default`` on the RouterBench train split) trained here on ``embedder``."""
+    if RoutingPipeline.recorded_embedder(default_router()) == embedder.name:
+        return RoutingPipeline.load(default_router(), embedder)
+    pipe = RoutingPipeline(make_router("default"), embedder, cache=cache)
+    return pipe.fit(train.data)
+
+
 def _evaluate(
-    args: argparse.Namespace, trained: Any, test: ModelOutputs, arrays: Any
+    args: argparse.Namespace, trained: Any, test: ModelOutputs, arrays: Any, default: Any
 ) -> dict[str, Any]:
     data, cascade, s = test.data, trained.cascade, len(args.stages)
     assert data.cost is not None
@@ -157,7 +169,6 @@ def _evaluate(
                               np.array([o.quality.mean() for o in outs]), c_range)  # fmt: skip
         shares[name] = [_strong_share(o, s) for o in outs]
     chosen = simulate(pred.quality, verify, arrays, cascade.skip_below, cascade.accept_at, s - 1)
-    default = RoutingPipeline.load(default_router(), trained.pipeline.embedder)
     full = default.predict_features(arrays.prompts, data.prompts)
     for name, p, sub in (("one-shot default router (11 models)", full, data),
                          ("one-shot router over the stages", pred,

@@ -31,6 +31,8 @@ from switchyard.gateway.routing_options import RoutingOptions
 from switchyard.gateway.settings import build_settings
 from switchyard.resources import default_router
 from switchyard.routers.cascade import CascadeModel
+from switchyard.routers.embedding import EMBEDDING_DIM, kind_of
+from switchyard.routers.embedding.static import STATIC_DIM
 from switchyard.routers.pipeline import read_manifest
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cascade"
@@ -41,12 +43,14 @@ STAGES = ["mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview"]
 def _artifact(root: Path) -> tuple[Path, str]:
     path = root / "cascade"
     shutil.copytree(default_router(), path)
-    if (TRAINED / "cascade.json").exists():
+    shipped = read_manifest(path)["embedder"]
+    if (TRAINED / "cascade.json").exists() and CascadeModel.load(TRAINED).embedder == shipped:
         trained = CascadeModel.load(TRAINED)
         trained.save(path)
         return path, f"thresholds of {TRAINED.name}"
     embedder = read_manifest(path)["embedder"]
-    CascadeModel(STAGES, embedder, [-0.1], [0.5], np.zeros((1, 1152)), np.zeros(1)).save(path)
+    dim = STATIC_DIM if kind_of(embedder) == "static" else EMBEDDING_DIM
+    CascadeModel(STAGES, embedder, [-0.1], [0.5], np.zeros((1, 3 * dim)), np.zeros(1)).save(path)
     return path, "neutral thresholds"
 
 

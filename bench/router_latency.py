@@ -58,7 +58,14 @@ from routerkit import (  # noqa: E402
 )
 
 from switchyard.routers.datasets import load_dataset  # noqa: E402
-from switchyard.routers.embedding import OnnxEmbedder, cache_dir  # noqa: E402
+from switchyard.routers.embedding import (  # noqa: E402
+    Embedder,
+    OnnxEmbedder,
+    StaticEmbedder,
+    cache_dir,
+    kind_of,
+    load_embedder,
+)
 from switchyard.routers.models import make_router  # noqa: E402
 from switchyard.routers.pipeline import RoutingPipeline  # noqa: E402
 from switchyard.routers.policy import decide  # noqa: E402
@@ -100,8 +107,9 @@ def stats_ms(samples_ns: Sequence[int]) -> dict[str, float]:
 def build_pipeline(args: argparse.Namespace, cache: Path) -> tuple[RoutingPipeline, dict[str, Any]]:
     """Load ``--router`` (or the shipped default router), else train ``default`` on RouterBench
     train. Uses an all-cores embedder (training only); the caller swaps in the 1-thread one."""
-    embedder = OnnxEmbedder(cache, threads=None)
     path: Path | None = args.router or (DEFAULT_ROUTER_DIR if DEFAULT_ROUTER_DIR.is_dir() else None)
+    args.kind = kind_of(RoutingPipeline.recorded_embedder(path)) if path else "static"
+    embedder = load_embedder(args.kind, cache=cache)
     if path is not None:
         pipe = RoutingPipeline.load(path, embedder, cache=cache)
         return pipe, {"source": str(path), "kind": pipe.router.kind, "models": len(pipe.models)}
@@ -126,7 +134,7 @@ def build_pipeline(args: argparse.Namespace, cache: Path) -> tuple[RoutingPipeli
 
 
 def time_decide(
-    pipe: RoutingPipeline, embedder: OnnxEmbedder, prompt: str, runs: int, warmup: int
+    pipe: RoutingPipeline, embedder: Any, prompt: str, runs: int, warmup: int
 ) -> dict[str, dict[str, float]]:
     """decide([prompt]) end to end, then its parts, in the same iteration (so both see the
     same machine load); warm-up iterations are not recorded."""
@@ -194,9 +202,10 @@ def throughput(pipe: RoutingPipeline, prompts: list[str], batch: int, repeats: i
 def embed_variants(
     cache: Path, prompts: dict[int, str], runs: int, warmup: int
 ) -> dict[str, dict[str, Any]]:
-    """Embed-only latency of the default int8, int8 t128h64 and fp32 embedders (one thread)."""
-    variants: dict[str, OnnxEmbedder] = {
-        "int8 t256h128 (default)": OnnxEmbedder(cache, threads=1),
+    """Embed-only latency of the static, int8, int8 t128h64 and fp32 embedders (one thread)."""
+    variants: dict[str, Embedder] = {
+        "static pcaz256 (default)": StaticEmbedder(cache),
+        "int8 t256h128": OnnxEmbedder(cache, threads=1),
         "int8 t128h64": OnnxEmbedder(cache, threads=1, max_tokens=128, head_tokens=64),
         "fp32 t256h128": OnnxEmbedder(cache, variant="fp32", threads=1),
     }
@@ -209,13 +218,13 @@ def embed_variants(
 
 
 def batched(
-    pipe: RoutingPipeline, cache: Path, texts: list[str], repeats: int
+    pipe: RoutingPipeline, cache: Path, texts: list[str], repeats: int, kind: str
 ) -> dict[str, dict[str, Any]]:
     """decide() throughput in batches of 64: 1 thread pinned to CPU 0, then 2 threads unpinned."""
     out: dict[str, dict[str, Any]] = {}
     for threads, cores in ((1, {0}), (2, None)):
         affinity = pin_to(cores)
-        pipe.embedder = OnnxEmbedder(cache, threads=threads)
+        pipe.embedder = load_embedder(kind, cache=cache, threads=threads)
         rates = throughput(pipe, texts, 64, repeats)
         out[f"threads_{threads}"] = {
             "median": float(np.median(rates)),
@@ -230,11 +239,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probe = LoadProbe()
     pipe, router_info = build_pipeline(args, cache)
     affinity = pin_to({0})
-    embedder = OnnxEmbedder(cache, threads=1)
+    embedder: Any = load_embedder(args.kind, cache=cache, threads=1)  # either has .tokenizer
     pipe.embedder = embedder
     source = " ".join(load_questions(400))
     prompts = {n: exact_prompt(n, embedder.tokenizer, source) for n in LENGTHS}
-    results: dict[str, Any] = {"router": router_info, "latency_ms": {}}
+    results: dict[str, Any] = {"router": router_info, "embedder": embedder.name, "latency_ms": {}}
     for n, prompt in prompts.items():
         print(f"timing decide() on a {n}-token prompt", flush=True)
         results["latency_ms"][f"{n}_tokens"] = time_decide(
@@ -244,7 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["embed_only_ms"] = embed_variants(cache, prompts, args.runs, args.warmup)
     texts = load_questions(args.prompts)
     print(f"timing batched decide() over {len(texts)} prompts", flush=True)
-    results["throughput_per_s"] = batched(pipe, cache, texts, args.repeats)
+    results["throughput_per_s"] = batched(pipe, cache, texts, args.repeats, args.kind)
     lengths = [token_count(embedder.tokenizer, t) for t in texts]
     results["meta"] = {
         **machine_info(probe, VERSIONS),
@@ -280,7 +289,7 @@ def latency_table(results: dict[str, Any]) -> list[str]:
     rows = [f"| part | {head} |", "|---|" + "---|" * len(LENGTHS)]
     labels = {
         "tokenize": "tokenize (inside embed)",
-        "embed": "embed (int8, t256h128)",
+        "embed": f"embed ({results.get('embedder', 'router embedder')})",
         "predict_quality": "predict_quality",
         "cost_policy": "cost predict + policy",
         "sum_of_parts": "sum of parts",

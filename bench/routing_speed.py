@@ -48,7 +48,7 @@ from benchkit import (
     stop_group,
 )
 from routed_bench import Client
-from routerkit import DATA, LoadProbe, loadavg_text, machine_info
+from routerkit import DATA, LoadProbe, loadavg_text, machine_info, write_results
 
 from switchyard.cli.demo import DEMO_MODELS, demo_settings
 
@@ -260,10 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         **result,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(table(summary, args, meta))
-    print(f"\nwrote {args.out}")
+    write_results(table(summary, args, meta), out, args.out)
     return 0
 
 

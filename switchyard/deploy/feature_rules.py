@@ -85,7 +85,8 @@ def cache_alerts() -> Group:
         "Reads or writes of cached answers keep failing (Redis at state.redis_url down, "
         "full or slower than state.timeout_s): opted-in requests are answered uncached, so "
         "every repeat reaches an engine. Check Redis; the op label says which: get/put of "
-        "answers, index_get/index_put of the semantic cache's index.",
+        "answers, index_get/index_put of the semantic cache's index, embed: its MiniLM "
+        "embedder (not exported in routing.embedder_cache: `switchyard embedder export`).",
     )  # fmt: skip
     return {"name": "switchyard.alerts.cache", "rules": [rule]}
 

@@ -18,12 +18,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchyard.gateway.cache.vectors import SemanticEmbedder, semantic_embedder
-from switchyard.gateway.cascade_rule import first_stage, load_cascade, reloaded_cascade
+from switchyard.gateway.cascade_rule import load_cascade, reloaded_cascade
 from switchyard.gateway.constraints import Needs, filter_candidates
+from switchyard.gateway.decisions import Chosen, Job, choose
 from switchyard.gateway.errors import InvalidRequestError
 from switchyard.gateway.inline import InlineExecutor, outcome
 from switchyard.gateway.metrics import GatewayMetrics
@@ -45,29 +46,9 @@ from switchyard.gateway.tenancy.keys import KeyRecord
 
 if TYPE_CHECKING:
     from switchyard.gateway.online.learner import Learner
-    from switchyard.routers.policy import Decision
 
 log = logging.getLogger("switchyard.gateway")
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class _Chosen:
-    decision: Decision
-    quality: dict[str, float]  # the offline router's, before the bandit's correction
-    context: tuple[float, ...] | None  # the bandit's context, when the router has one
-    vector: Any = None  # the prompt's embedding: a row of the batch's matrix (a view)
-
-
-@dataclass(slots=True)
-class _Job:
-    router: Loaded
-    text: str
-    cost_weight: float
-    allowed: frozenset[str]
-    future: asyncio.Future[_Chosen]
-    penalty: dict[str, float]  # μ · expected wait, quality points, per allowed model
-    arms: str  # the bandit statistics it uses: the router's, or its tenant's
 
 
 class RouterService:
@@ -84,7 +65,7 @@ class RouterService:
         self._prompt_text: Callable[[Any], str] = str
         self._embed: Callable[[list[str]], Any] | None = None
         self._embedder: Any = None
-        self._queue: list[_Job] = []
+        self._queue: list[Job] = []
         self._timer: asyncio.Handle | None = None
         self._busy = False
         self._executor: Executor | None = None
@@ -323,11 +304,11 @@ class RouterService:
         mu = mu if options.latency_weight is None else options.latency_weight
         penalty = {m: mu * d for m, d in (delays or {}).items() if math.isfinite(d) and d > 0}
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Chosen] = loop.create_future()
+        future: asyncio.Future[Chosen] = loop.create_future()
         owner = None if key is None else Owner(key.id, key.tenant)
         tenant = None if key is None else key.tenant
         arms = name if self.learner is None else self.learner.arms(name, tenant)
-        self._queue.append(_Job(router, text, lam, allowed, future, penalty, arms))
+        self._queue.append(Job(router, text, lam, allowed, future, penalty, arms))
         if len(self._queue) >= self.settings.routing.max_batch:
             self._flush()
         elif self._timer is None:
@@ -381,7 +362,7 @@ class RouterService:
         done = loop.run_in_executor(self._executor, self._run_batch, jobs)
         done.add_done_callback(lambda fut: self._resolve(jobs, outcome(fut)))  # type: ignore[arg-type]
 
-    def _resolve(self, jobs: list[_Job], done: list[_Chosen | Exception] | BaseException) -> None:
+    def _resolve(self, jobs: list[Job], done: list[Chosen | Exception] | BaseException) -> None:
         self._busy = False
         for i, job in enumerate(jobs):
             if job.future.done():
@@ -394,29 +375,37 @@ class RouterService:
         if self._queue:
             self._flush()
 
-    def _run_batch(self, jobs: Sequence[_Job]) -> list[_Chosen | Exception]:
-        """On the worker thread: one embedding call, one prediction per router, then a
-        decision per job under its own cost weight and constraints."""
+    def _run_batch(self, jobs: Sequence[Job]) -> list[Chosen | Exception]:
+        """On the worker thread: one embedding call, one prediction per router, then one
+        decision call per group of jobs sharing a cost weight, constraints and penalties."""
         import numpy as np
 
         assert self._embed is not None, "start() first"
         texts = [job.text for job in jobs]
         X = np.asarray(self._embed(texts), dtype=np.float64)
-        out: list[_Chosen | Exception] = [RuntimeError("not decided")] * len(jobs)
+        out: list[Chosen | Exception] = [RuntimeError("not decided")] * len(jobs)
         for router in {id(job.router): job.router for job in jobs}.values():
             rows = [i for i, job in enumerate(jobs) if job.router is router]
             pred = router.pipeline.predict_features(X[rows], [texts[i] for i in rows])
             quality, contexts = self._adjust([jobs[i] for i in rows], X[rows], pred.quality)
             models = router.pipeline.models
+            offline = [dict(zip(models, q, strict=True)) for q in pred.quality.tolist()]
+            z = [None] * len(rows) if contexts is None else list(map(tuple, contexts.tolist()))
+            groups: dict[tuple[Any, ...], list[int]] = {}
             for k, i in enumerate(rows):
-                offline = dict(zip(models, pred.quality[k].tolist(), strict=True))
-                z = None if contexts is None else tuple(map(float, contexts[k]))
-                out[i] = self._choose(jobs[i], quality[k : k + 1], pred.cost[k : k + 1], offline, z)
-                if isinstance(chosen := out[i], _Chosen):
-                    chosen.vector = X[i]  # a view: free unless the response cache reads it
+                job = jobs[i]
+                key = (job.cost_weight, job.allowed, tuple(sorted(job.penalty.items())))
+                groups.setdefault(key, []).append(k)
+            for ks in groups.values():
+                chosen = choose([jobs[rows[k]] for k in ks], quality[ks], pred.cost[ks],
+                                      [offline[k] for k in ks], [z[k] for k in ks])  # fmt: skip
+                for k, result in zip(ks, chosen, strict=True):
+                    out[rows[k]] = result
+                    if isinstance(result, Chosen):
+                        result.vector = X[rows[k]]  # a view: free unless the cache reads it
         return out
 
-    def _adjust(self, jobs: Sequence[_Job], X: Any, quality: Any) -> tuple[Any, Any]:
+    def _adjust(self, jobs: Sequence[Job], X: Any, quality: Any) -> tuple[Any, Any]:
         """The bandit's correction of one router's predicted quality, job by job with the
         statistics each uses (its tenant's, with a tenant-scoped bandit), and the contexts."""
         import numpy as np
@@ -438,33 +427,6 @@ class RouterService:
                 contexts = np.empty((len(jobs), z.shape[1]))
             adjusted[ks], contexts[ks] = q, z
         return adjusted, contexts
-
-    def _choose(
-        self,
-        job: _Job,
-        quality: Any,
-        cost: Any,
-        offline: dict[str, float],
-        context: tuple[float, ...] | None,
-    ) -> _Chosen | Exception:
-        import numpy as np
-
-        from switchyard.routers.policy import Constraints, NoModelAllowedError, decide
-
-        pipe = job.router.pipeline
-        penalty = np.array([job.penalty.get(m, 0.0) for m in pipe.models]) if job.penalty else None
-        try:
-            constraints = Constraints(allowed=job.allowed)
-            decision = decide(
-                pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices, penalty
-            )
-        except NoModelAllowedError as err:
-            return InvalidRequestError(str(err), param="models")
-        except ValueError as err:
-            return InvalidRequestError(str(err), param="cost_weight")
-        if job.router.cascade is not None:  # its pre-generation rule picks the first stage
-            return _Chosen(first_stage(job.router.cascade, decision[0], offline), offline, context)
-        return _Chosen(decision[0], offline, context)
 
     # -- outcomes and feedback -------------------------------------------------------------
 

@@ -215,3 +215,25 @@ def test_questions_that_differ_in_a_number_do_not_share_an_answer(
     assert again.headers["x-switchyard-cache"] == "miss"
     assert _calls(sims) == calls + 1
     assert _ask(client, "Is 91 a prime number ?", model).headers["x-switchyard-cache"] == "hit"
+
+
+def test_when_the_cache_embedder_fails_the_request_is_answered_uncached(
+    simulator: Callable[..., Simulator],
+    gateway: Callable[..., Gateway],
+    embedder_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from switchyard.gateway.cache.vectors import SemanticEmbedder
+
+    async def broken(self: SemanticEmbedder, text: str) -> Any:
+        raise RuntimeError("no exported embedder")
+
+    monkeypatch.setattr(SemanticEmbedder, "vector", broken)
+    sims, gw = _semantic_gateway(simulator, gateway, embedder_cache)
+    client = _client(gw)
+    for model in (CHEAP, "auto"):
+        first = _ask(client, QUESTION, model)
+        assert first.http_response.status_code == 200
+        assert first.parse().choices[0].message.content
+    assert gw.metric("switchyard_cache_errors_total", op="embed") == 2
+    assert _calls(sims) == 2  # both reached an engine

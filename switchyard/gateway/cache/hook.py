@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from switchyard.gateway.proxy import Call
     from switchyard.gateway.routing import RouterService
     from switchyard.gateway.tenancy.keys import KeyRecord
+
+log = logging.getLogger("switchyard.gateway")
 
 HEADER = b"x-switchyard-cache"
 FIELD = "cache"
@@ -87,7 +90,7 @@ class CacheMetrics:
         self.errors = counter(
             "switchyard_cache_errors_total", "Cache store failures (answered uncached).", "op"
         )
-        for op in ("get", "put", "index_get", "index_put"):  # rates and alerts read zero
+        for op in ("get", "put", "index_get", "index_put", "embed"):  # rates and alerts read 0
             self.errors.labels(op)
         for kind in ("exact", "semantic"):
             self.hits.labels(kind)
@@ -216,8 +219,8 @@ class ResponseCache:
             if self.routing.resolve(payload.model) is not None:
                 return recorder  # looked up once routed (``routed``), with its embedding
             query.model = payload.model
-            query.vector = await self.routing.semantic_vector(query.text)
-            if await self._semantic(query, payload, call, send):
+            query.vector = await self._vector(query.text)
+            if query.vector is not None and await self._semantic(query, payload, call, send):
                 return None
         self._missed(call, query)
         return recorder
@@ -230,7 +233,7 @@ class ResponseCache:
         route, routing = call.route, self.routing
         assert route is not None and routing is not None
         query.model = route.model
-        query.vector = await routing.semantic_vector(query.text, route.embedding)
+        query.vector = await self._vector(query.text, route.embedding)
         route.embedding = None  # the batch's matrix is not kept alive by a pending decision
         if query.vector is not None and await self._semantic(query, payload, call, send.send):
             routing.finish(route, route.record(route.model, "-", "cached", None, None))
@@ -256,6 +259,17 @@ class ResponseCache:
             raise InvalidRequestError("the prompt cannot be embedded", param=field)
         text = self.routing.prompt_of(prompt)
         return Query(scope_hash(scope), params_of(payload.data, field), text)
+
+    async def _vector(self, text: str, routed: Any = None) -> Any:
+        """The prompt's semantic-cache embedding, or None when its embedder cannot run (the
+        request goes on uncached; counted under ``op="embed"``)."""
+        assert self.routing is not None
+        try:
+            return await self.routing.semantic_vector(text, routed)
+        except (OSError, RuntimeError, ValueError) as err:
+            self.metrics.errors.labels("embed").inc()
+            log.warning("semantic cache: cannot embed the prompt (%s); answering uncached", err)
+            return None
 
     async def _semantic(self, query: Query, payload: Payload, call: Call, send: Send) -> bool:
         """Answer from the closest prompt at or above the threshold (True: answered)."""

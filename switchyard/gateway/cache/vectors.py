@@ -3,7 +3,7 @@
 The static embedder the default routers use averages token vectors, so two questions that
 share their words and differ in a number or a negation come out nearly identical: at the
 cache's threshold (0.95) 3.4 % of RouterDC questions would be answered with their nearest
-*different* question's answer, against none with MiniLM (docs/BENCHMARKS.md section 28). So
+*different* question's answer, against 0.22 % with MiniLM (docs/BENCHMARKS.md section 28); so
 semantic lookups embed with MiniLM, on a thread of their own (a few ms a prompt, paid only by
 requests that opt in), and every gateway indexes the same space. When the routers themselves
 run on int8 MiniLM, the routing decision's embedding is reused instead.

