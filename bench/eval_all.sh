@@ -23,6 +23,9 @@ rdc=routing/routerdc
 "$SY" eval --router switchyard/data/default-router --protocol routerbench --data routing/routerbench \
   --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc --compare knn-residual
 
+# The prompt encoders' quality-cost frontier (issue 15): static tables, MiniLM, the fine-tune.
+"${PYTHON:-.venv/bin/python}" bench/encoder_frontier.py --minilm --finetune
+
 # Label-free routers (issue 18): Smoothie's estimate instead of labels -> bench/results/labelfree.
 "${PYTHON:-.venv/bin/python}" bench/labelfree_eval.py --seed 0
 

@@ -176,7 +176,9 @@ def test_streaming_through_auto_records_the_outcome_at_the_end(
 
 
 def test_concurrent_decisions_are_embedded_in_batches(routed: Callable[..., Gateway]) -> None:
-    gw = routed()
+    """The static embedder decides on the event loop at its next turn, so a burst spread over
+    several turns could go one by one; routing.batch_wait_ms holds the first for the rest."""
+    gw = routed(batch_wait_ms=100)
     service = gw.server.app.state.routing
 
     async def burst() -> list[str]:
