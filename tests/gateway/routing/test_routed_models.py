@@ -246,3 +246,27 @@ def test_thumbs_up_is_a_score_of_one(routed: Callable[..., Gateway]) -> None:
     decision = raw.headers["x-switchyard-decision-id"]
     resp = httpx.post(f"{gw.url}/v1/feedback", json={"decision_id": decision, "thumbs": "up"})
     assert resp.json() == {"decision_id": decision, "reward": 1.0}
+
+
+def test_one_batch_decides_each_request_under_its_own_options(
+    routed: Callable[..., Gateway], static_embedder: StaticEmbedder
+) -> None:
+    """Requests with different cost weights and model lists share a batch (one embedding
+    call, one prediction) and still get their own decisions."""
+    gw = routed(bandit={"noise": 0.0}, batch_wait_ms=100)
+    best, service = expected(static_embedder, 0.0), gw.server.app.state.routing
+    options = [{"cost_weight": 0}, {"cost_weight": 1e9}, {"cost_weight": 0, "models": NAMES[:2]}]
+
+    async def burst() -> list[str]:
+        async with openai.AsyncOpenAI(base_url=gw.base_url, api_key="x", max_retries=0) as c:
+            replies = await asyncio.gather(*(
+                c.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=2,
+                                          extra_body={"switchyard": o})
+                for o in options * 2
+            ))  # fmt: skip
+        return [r.model for r in replies]
+
+    before = service.batches
+    models = asyncio.run(burst())
+    assert service.batches - before < len(models)
+    assert models == [best, CHEAPEST, expected(static_embedder, 0.0, NAMES[:2])] * 2
