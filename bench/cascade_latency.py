@@ -31,8 +31,7 @@ from switchyard.gateway.routing_options import RoutingOptions
 from switchyard.gateway.settings import build_settings
 from switchyard.resources import default_router
 from switchyard.routers.cascade import CascadeModel
-from switchyard.routers.embedding import EMBEDDING_DIM, kind_of
-from switchyard.routers.embedding.static import STATIC_DIM
+from switchyard.routers.embedding import dim_of
 from switchyard.routers.pipeline import read_manifest
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cascade"
@@ -49,7 +48,7 @@ def _artifact(root: Path) -> tuple[Path, str]:
         trained.save(path)
         return path, f"thresholds of {TRAINED.name}"
     embedder = read_manifest(path)["embedder"]
-    dim = STATIC_DIM if kind_of(embedder) == "static" else EMBEDDING_DIM
+    dim = dim_of(embedder)
     CascadeModel(STAGES, embedder, [-0.1], [0.5], np.zeros((1, 3 * dim)), np.zeros(1)).save(path)
     return path, "neutral thresholds"
 

@@ -54,15 +54,14 @@ def constant_cascade(root: Path, stages: list[str], skip_below: float, accept_at
     says p_correct = 0.5 for every answer (zero weights): ``skip_below``/``accept_at`` make
     its verdicts certain (-1e9: start with the first stage / accept; 1e9: skip / reject)."""
     from switchyard.routers.cascade import CascadeModel
-    from switchyard.routers.embedding import EMBEDDING_DIM, kind_of
-    from switchyard.routers.embedding.static import STATIC_DIM
+    from switchyard.routers.embedding import dim_of
     from switchyard.routers.pipeline import read_manifest
 
     path = root / f"cascade-{len(stages)}-{skip_below:g}-{accept_at:g}"
     if not path.exists():
         shutil.copytree(default_router(), path)
         embedder, k = read_manifest(path)["embedder"], len(stages) - 1
-        dim = STATIC_DIM if kind_of(embedder) == "static" else EMBEDDING_DIM
+        dim = dim_of(embedder)
         CascadeModel(stages, embedder, [skip_below] * k, [accept_at] * k,
                      np.zeros((k, 3 * dim)), np.zeros(k)).save(path)  # fmt: skip
     return path

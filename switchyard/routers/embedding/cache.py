@@ -28,7 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from switchyard.routers.embedding.base import Embedder, Embeddings
-from switchyard.routers.embedding.export import EMBEDDER_NAME, export_onnx, is_complete, model_dir
+from switchyard.routers.embedding.export import (
+    EMBEDDER_NAME,
+    EMBEDDING_DIM,
+    export_onnx,
+    is_complete,
+    model_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +126,14 @@ def kind_of(name: str) -> str:
     if name == EMBEDDER_NAME + "/st-fp32":
         return "st-fp32"
     raise ValueError(f"no embedder kind produces {name!r}; known kinds: {', '.join(KINDS)}")
+
+
+def dim_of(name: str) -> int:
+    """The dimension of the embeddings of the embedder called ``name`` (a static table's name
+    carries it: ``…-static/pcaz256``); ValueError as :func:`kind_of`."""
+    if kind_of(name) != "static":
+        return EMBEDDING_DIM
+    return int(name.rsplit("pcaz", 1)[1])
 
 
 def text_digests(texts: Sequence[str]) -> Digests:

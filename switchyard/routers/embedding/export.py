@@ -74,14 +74,19 @@ def is_complete(directory: Path, manifest: dict[str, Any] | None = None) -> bool
         return False
     if manifest.get("name") != EMBEDDER_NAME:
         return False
+    return files_intact(directory, manifest, {FP32_FILE, INT8_FILE, TOKENIZER_FILE})
+
+
+def files_intact(directory: Path, manifest: dict[str, Any], names: set[str]) -> bool:
+    """True if ``manifest`` lists exactly the files ``names`` and each has its recorded size."""
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != {FP32_FILE, INT8_FILE, TOKENIZER_FILE}:
+    if not isinstance(files, dict) or set(files) != names:
         return False
-    for name, info in files.items():
-        path = Path(directory) / name
-        if not path.is_file() or path.stat().st_size != info.get("bytes"):
-            return False
-    return True
+    return all(
+        (Path(directory) / name).is_file()
+        and (Path(directory) / name).stat().st_size == info.get("bytes")
+        for name, info in files.items()
+    )
 
 
 def source_model_dir() -> Path:

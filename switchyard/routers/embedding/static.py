@@ -44,6 +44,7 @@ from switchyard.routers.embedding.export import (
     OUTPUT_NAME,
     TOKENIZER_FILE,
     Progress,
+    files_intact,
     model_dir,
     read_manifest,
     sha256_file,
@@ -78,13 +79,7 @@ def static_is_complete(directory: Path) -> bool:
     manifest = read_manifest(directory)
     if not manifest or manifest.get("format") != STATIC_FORMAT:
         return False
-    files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != {TABLE_FILE, TOKENIZER_FILE}:
-        return False
-    return all(
-        (directory / name).is_file() and (directory / name).stat().st_size == info.get("bytes")
-        for name, info in files.items()
-    )
+    return files_intact(directory, manifest, {TABLE_FILE, TOKENIZER_FILE})
 
 
 class StaticEmbedder:
