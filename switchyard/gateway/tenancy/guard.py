@@ -62,6 +62,7 @@ class _Plan:
     budgets: tuple[tuple[str, float, Period], ...]  # (scope, USD, period)
     counts_tokens: bool  # a tpm limit applies
     buckets: tuple[Bucket, ...]
+    headers: tuple[_HeaderSlot, ...]  # where each x-ratelimit-* kind reads its bucket
 
 
 class Guard:
@@ -143,8 +144,10 @@ class Guard:
         verdict = await self._take(key, buckets, budgets)
         if verdict is None:
             return None
-        token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
-        return Ticket(key, token_buckets, budgets, _headers(buckets, verdict))
+        token_buckets: tuple[Bucket, ...] = ()
+        if plan.counts_tokens:
+            token_buckets = tuple(b for b in buckets if b.id.endswith(":tpm"))
+        return Ticket(key, token_buckets, budgets, _headers(plan.headers, verdict))
 
     def _plan(self, key: KeyRecord | None, model: str) -> _Plan:
         """The cached plan of (key, model); rebuilt when the key's record is a new one."""
@@ -152,12 +155,14 @@ class Guard:
         plan = self._plans.get(slot)
         if plan is None or plan.key is not key:
             limits = tuple(self._limits(key, model))
+            buckets = _buckets(limits, 0)
             plan = _Plan(
                 key,
                 limits,
                 tuple(self._budget_limits(key)),
                 any(lim.tpm for _, lim in limits),
-                _buckets(limits, 0),
+                buckets,
+                _header_slots(buckets),
             )
             if len(self._plans) > 10_000:  # bounded, as the key cache is
                 self._plans.clear()
@@ -296,28 +301,35 @@ def _buckets(limits: Sequence[tuple[str, Limits]], tokens: int) -> tuple[Bucket,
     return tuple(buckets)
 
 
-def _headers(buckets: Sequence[Bucket], verdict: Verdict) -> list[tuple[bytes, bytes]]:
-    """OpenAI's x-ratelimit-* headers, from the first (the key's) bucket of each kind."""
-    out: list[tuple[bytes, bytes]] = []
-    seen = set()
-    for bucket, state in zip(buckets, verdict.buckets, strict=False):
+_HeaderSlot = tuple[int, tuple[bytes, bytes], bytes, bytes]
+
+
+def _header_slots(buckets: Sequence[Bucket]) -> tuple[_HeaderSlot, ...]:
+    """For OpenAI's x-ratelimit-* headers, per kind (requests, tokens) of limit: the index of
+    its first (the key's) bucket, the limit header as sent, and the other two names."""
+    slots: dict[str, _HeaderSlot] = {}
+    for index, bucket in enumerate(buckets):
         kind = "requests" if bucket.id.endswith("rpm") else "tokens"
-        if kind in seen:
-            continue
-        seen.add(kind)
-        limit, remaining, reset = _RATELIMIT_HEADERS[kind]
+        if kind not in slots:
+            limit, remaining, reset = (
+                f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset")
+            )
+            slots[kind] = (index, (limit, str(bucket.limit).encode()), remaining, reset)
+    return tuple(slots.values())
+
+
+def _headers(slots: Sequence[_HeaderSlot], verdict: Verdict) -> list[tuple[bytes, bytes]]:
+    """The x-ratelimit-* headers of an admitted request, from its buckets' states."""
+    out: list[tuple[bytes, bytes]] = []
+    states = verdict.buckets
+    for index, limit, remaining, reset in slots:
+        state = states[index]
         out += [
-            (limit, str(bucket.limit).encode()),
-            (remaining, str(int(state.remaining + 1e-9)).encode()),
+            limit,
+            (remaining, b"%d" % int(state.remaining + 1e-9)),
             (reset, _duration(state.reset_s).encode()),
         ]
     return out
-
-
-_RATELIMIT_HEADERS = {
-    kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
-    for kind in ("requests", "tokens")
-}
 
 
 def _duration(seconds: float) -> str:

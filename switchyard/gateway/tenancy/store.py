@@ -29,7 +29,9 @@ class Bucket:
     cost: float  # units this request takes
 
 
-@dataclass(frozen=True, slots=True)
+# Budget, BucketState and Verdict are built per admitted request: plain slotted classes, as a
+# frozen dataclass's __init__ costs about 1.3 µs more per instance (object.__setattr__).
+@dataclass(slots=True)
 class Budget:
     id: str  # e.g. "tenant:acme:2026-11"
     limit_usd: float
@@ -41,13 +43,13 @@ class Budget:
         return int(self.resets_in_s) + 60  # the counter outlives its period a little
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BucketState:
     remaining: float  # units left after this request
     reset_s: float  # until the bucket is full again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     allowed: bool
     denied_by: str | None = None  # the bucket or budget id that refused
@@ -106,16 +108,17 @@ class MemoryStore:
         for budget in budgets:
             if self._spent(budget.id, now) + budget.estimate_usd > budget.limit_usd:
                 return Verdict(False, budget.id, budget.resets_in_s)
-        new = []
+        tats, new = self._tat, []
         for bucket in buckets:
-            tat, wait = gcra(self._tat.get(bucket.id, 0.0), now, bucket)
+            tat, wait = gcra(tats.get(bucket.id, 0.0), now, bucket)
             if wait > 0:
                 return Verdict(False, bucket.id, wait)
             new.append(tat)
+        states = []
         for bucket, tat in zip(buckets, new, strict=True):
-            self._tat[bucket.id] = tat
-        states = tuple(bucket_state(t, now, b) for b, t in zip(buckets, new, strict=True))
-        return Verdict(True, buckets=states)
+            tats[bucket.id] = tat
+            states.append(bucket_state(tat, now, bucket))
+        return Verdict(True, None, 0.0, tuple(states))
 
     async def settle(
         self, corrections: Sequence[tuple[Bucket, float]], spend: Sequence[tuple[Budget, float]]
