@@ -144,6 +144,8 @@ class Replica:
             req.generated += 1
             if req.generated == 1:
                 req.first = now
+                assert req.endpoint is not None
+                req.endpoint.starting -= 1  # the gateway sees the first chunk
             if req.generated >= req.tokens:
                 req.end = now
                 self.done(req)
@@ -254,6 +256,7 @@ def send(pool: EndpointPool, replicas: dict[str, Replica], req: Request) -> None
         return
     assert endpoint is not None
     endpoint.on_send(retry=False)
+    endpoint.starting += 1  # a stream, as dispatch counts it until its first chunk
     req.endpoint = endpoint
     req.cached_blocks = chain(req.prompt, SIM_BLOCK)
     replicas[endpoint.name].submit(req)

@@ -83,6 +83,7 @@ class Endpoint:
         "prefill_s_per_token",
         "retry_budget",
         "service_s",
+        "starting",
         "weight",
     )
 
@@ -109,6 +110,9 @@ class Endpoint:
         self.prefill_s_per_token = prefill_s_per_token  # from the config (the planner)
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self.in_flight = 0
+        # Streams sent here whose first chunk has not come: each is a prefill still ahead of
+        # the next request here (the slo balancer's prediction).
+        self.starting = 0
         # Mean seconds a request holds a batch slot here (EWMA; None until one finished).
         self.service_s: float | None = None
         self._clock = clock

@@ -16,6 +16,7 @@ pause with ``Retry-After``; a retry also needs the endpoint's retry budget.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -112,6 +113,8 @@ class EndpointPool:
         # Shared by the gateway's pools (one memory bound); switchyard and slo balancers.
         self.prefix_index = prefix_index if balancer in ("switchyard", "slo") else None
         self.slo = slo
+        # (the pool's policy, it with the last request's own TTFT target)
+        self._slo_by_target: tuple[SloPolicy, SloPolicy] | None = None
         self.slo_shed = 0  # requests the slo balancer refused (switchyard_slo_shed_total)
         # Per endpoint name, the mean predicted prefill of the requests sent there (EWMA).
         self._slo_prefill: dict[str, float] = {}
@@ -135,8 +138,10 @@ class EndpointPool:
         affinity: int | None = None,
         retry: bool = False,
         prefix: PromptBlocks | None = None,
+        ttft_s: float | None = None,
     ) -> Endpoint | None:
-        """The endpoint for the next attempt, or ``None`` when none may take it."""
+        """The endpoint for the next attempt, or ``None`` when none may take it (``ttft_s``:
+        the request's own TTFT target, which the slo balancer uses instead of its own)."""
         ok = [
             ep not in exclude and ep.allows() and (not retry or ep.retry_budget.can_retry())
             for ep in self.endpoints
@@ -144,7 +149,8 @@ class EndpointPool:
         if not any(ok):
             return None
         if self.balancer == "slo" and self.adapter is None:  # one replica may shed, too
-            return self._slo_pick(ok, retry, prefix)
+            slo = self.slo if ttft_s is None else self._slo_target(ttft_s)
+            return self._slo_pick(ok, retry, prefix, slo)
         if len(self.endpoints) == 1:  # no choice to make (affinity has one home, too)
             return self.endpoints[0]
         if self.balancer == "round_robin":
@@ -178,26 +184,39 @@ class EndpointPool:
             self._remember(index, prefix, views[choice.index])
         return self.endpoints[choice.index]
 
-    def _slo_pick(self, ok: Sequence[bool], retry: bool, prefix: PromptBlocks | None) -> Endpoint:
+    def _slo_target(self, ttft_s: float) -> SloPolicy:
+        """The pool's SLO policy with a request's own TTFT target (the last one is kept:
+        clients that set one tend to set the same one)."""
+        ttft_s = max(ttft_s, 1e-3)  # a target of 0 can only be missed: shed, not a crash
+        last = self._slo_by_target
+        if last is not None and last[0] is self.slo and last[1].ttft_s == ttft_s:
+            return last[1]
+        policy = dataclasses.replace(self.slo, ttft_s=ttft_s)
+        self._slo_by_target = (self.slo, policy)
+        return policy
+
+    def _slo_pick(
+        self, ok: Sequence[bool], retry: bool, prefix: PromptBlocks | None, slo: SloPolicy
+    ) -> Endpoint:
         """``switchyard.backends.slo``: the replica likeliest to meet the TTFT target; raises
         ``SloShedError`` for a first attempt that none is likely to start in time. Beyond
         ``SLO_SAMPLE`` replicas it scores a random sample of them (power of d choices) and
         all of them only before shedding."""
         at = [i for i, good in enumerate(ok) if good]
         if len(at) > SLO_SAMPLE:
-            choice = self._slo_choice(sorted(self._rng.sample(at, SLO_SAMPLE)), prefix)
+            choice = self._slo_choice(sorted(self._rng.sample(at, SLO_SAMPLE)), prefix, slo)
             if choice[1].shed:
-                choice = self._slo_choice(at, prefix)
+                choice = self._slo_choice(at, prefix, slo)
         else:
-            choice = self._slo_choice(at, prefix)
+            choice = self._slo_choice(at, prefix, slo)
         index, best = choice
         if best.shed and not retry:
             self.slo_shed += 1
             wait = best.prediction.ttft_s
             raise SloShedError(
                 f"model {self.model!r} is overloaded: no replica is likely to start this "
-                f"request within {self.slo.ttft_s:g}s (best expected {wait:.1f}s); retry later",
-                wait - self.slo.ttft_s,
+                f"request within {slo.ttft_s:g}s (best expected {wait:.1f}s); retry later",
+                wait - slo.ttft_s,
             )
         endpoint = self.endpoints[index]
         if self.prefix_index is not None and prefix is not None:
@@ -207,7 +226,9 @@ class EndpointPool:
             self._slo_prefill[name] = now if before is None else before + (now - before) / 16
         return endpoint
 
-    def _slo_choice(self, at: Sequence[int], prefix: PromptBlocks | None) -> tuple[int, SloChoice]:
+    def _slo_choice(
+        self, at: Sequence[int], prefix: PromptBlocks | None, slo: SloPolicy
+    ) -> tuple[int, SloChoice]:
         """``choose_for_slo`` over the endpoints at ``at``: (endpoint index, choice)."""
         chosen = [self.endpoints[i] for i in at]
         prefill = queued = None
@@ -216,7 +237,7 @@ class EndpointPool:
             prefill = self._prefill_s(matched, prefix, chosen)
             queued = [self._slo_prefill.get(ep.name, 0.0) for ep in chosen]
         choice = choose_for_slo(
-            self.views(at=at), now=self._clock(), slo=self.slo,
+            self.views(at=at), now=self._clock(), slo=slo,
             policy=self.policy, prefill_s=prefill, queued_prefill_s=queued,
         )  # fmt: skip
         assert choice is not None, "pick checked that an endpoint may take it"
@@ -275,6 +296,7 @@ class EndpointPool:
                     weight=ep.weight,
                     max_num_seqs=ep.max_num_seqs,
                     service_s=ep.service_s,
+                    starting=ep.starting,
                 )
             )
         return out
@@ -355,6 +377,7 @@ async def dispatch(
     affinity: int | None = None,
     prefix: PromptBlocks | None = None,
     tracer: AttemptTracer | None = None,
+    ttft_s: float | None = None,
 ) -> Attempt:
     """Send ``request`` to an endpoint of ``pool``, moving to another on retryable errors.
 
@@ -366,7 +389,7 @@ async def dispatch(
     deadline = time.monotonic() + policy.budget_s
     last: UpstreamError | None = None
     while len(tried) < policy.max_attempts:
-        endpoint = pool.pick(exclude=tried, affinity=affinity, retry=bool(tried), prefix=prefix)
+        endpoint = pool.pick(tried, affinity, bool(tried), prefix, ttft_s)
         if endpoint is None:
             break
         if pool.adapter is not None:  # a LoRA adapter: registered there first, if need be
@@ -376,6 +399,7 @@ async def dispatch(
         endpoint.on_send(retry=bool(tried))
         tried.append(endpoint)
         sent_at = time.monotonic()
+        endpoint.starting += request.stream  # until its first chunk (or its failure) comes
         try:
             if tracer is None:
                 response = await endpoint.backend.send(request)
@@ -392,6 +416,8 @@ async def dispatch(
             endpoint.in_flight -= 1
             endpoint.breaker.on_abandon()
             raise
+        finally:
+            endpoint.starting -= request.stream
         if endpoint.breaker.state is BreakerState.half_open:
             log.info("model %s: %s is back in service", pool.model, endpoint.name)
         endpoint.breaker.on_success()

@@ -125,6 +125,7 @@ class EndpointView:
     weight: float = 1.0  # set by the placement planner; scales capacity; 0 drains it
     max_num_seqs: int | None = None  # configured batch size, used when the page has none
     service_s: float | None = None  # mean seconds a request holds a batch slot here
+    starting: int = 0  # this gateway's streams there whose first chunk has not come yet
 
 
 @dataclass(frozen=True, slots=True)

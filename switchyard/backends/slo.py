@@ -9,25 +9,30 @@ scrapes), or the in-flight count alone without a snapshot:
 * slots ``C``: the batch size (``max_num_seqs`` from the page or the config) times the weight,
   or the running count when the engine queues (its KV cache is the limit then);
 * load ``N``: waiting + running + the net requests this gateway sent since the snapshot;
+* starting: this gateway's streams there whose first chunk has not come (sent, not yet
+  prefilled: each is a prefill ahead of this request even when a slot is free);
 * hold time ``S``: seconds a request holds a batch slot there, learned per endpoint (a slow
   GPU frees its slots slowly; that, not the count, is what a queue there costs).
 
 A request finding ``N >= C`` waits for ``k = N + 1 - C`` slots to free, and slots free at
 about ``C / S`` per second: the wait is modelled as Erlang(``k``, ``C / S``), mean
-``k * S / C``. Its prefill follows: the uncached part of this prompt there (prefix index)
-times the endpoint's prefill rate. The chance of meeting the target ``T`` is the Erlang
-distribution function at ``T - prefill``.
+``k * S / C``, plus the mean prefill of a request sent there for each of the
+``max(k, starting)`` requests ahead. Its own prefill follows: the uncached part of this
+prompt there (prefix index) times the endpoint's prefill rate. The chance of meeting the
+target ``T`` is the Erlang distribution function at ``T`` less both prefills.
 
 Choice (``choose_for_slo``): the least ``(1 - chance) * miss_cost_s + expected TTFT`` (plus a
 small tie-break for the replica that decodes fastest) over every replica that may take
 traffic: the chance of meeting the target first, the expected TTFT among replicas equally
 likely to meet it.
 
-Shedding: when even the best replica's chance is below ``SloPolicy.shed_below`` (and every
-replica's speed is known, so a cold start never sheds), the choice says ``shed``; the pool
-raises ``SloShedError`` (429 ``model_overloaded`` with ``Retry-After``). A request that
-would miss its target anyway is better refused at once than queued: it would only delay
-the requests behind it (docs/BENCHMARKS.md section 27).
+Shedding: when even the best replica's chance is below ``SloPolicy.shed_below`` (and no
+replica whose hold time is not measured yet has a free slot, so a cold start never sheds,
+while a burst that fills a replica before it ever finished a request still can), the choice
+says ``shed``; the pool raises ``SloShedError`` (429 ``model_overloaded`` with
+``Retry-After``). A request that would miss its target anyway is better refused at once
+than queued: it would only delay the requests behind it (docs/BENCHMARKS.md section 27).
+A request's own ``max_ttft_ms`` replaces the configured target for its choice.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class SloPolicy:
     ttft_s: float = 1.0
     shed: bool = True
     # Shed when the best replica's chance of meeting ``ttft_s`` is below this.
-    shed_below: float = 0.8
+    shed_below: float = 0.9
     # What a missed target weighs against a second of expected TTFT.
     miss_cost_s: float = 10.0
 
@@ -92,6 +97,7 @@ class Prediction:
     chance: float  # of a TTFT within the target
     hold_s: float  # seconds a request holds a batch slot there
     known: bool  # the hold time was measured (else the policy's prior)
+    queued: bool  # it would wait for a batch slot there
 
     @property
     def ttft_s(self) -> float:
@@ -155,10 +161,12 @@ def predict(
     hold_s = view.service_s if view.service_s is not None else policy.default_service_s
     ahead = max(0.0, load + 1.0 - slots)
     rate = slots / hold_s if hold_s > 0 else math.inf
-    stalls = ahead * queued_prefill_s
-    wait_s = ahead / rate + stalls if ahead > 0 else 0.0
+    # The prefills still ahead of this one: the queue's, and this gateway's streams there
+    # that have not started (sent a moment ago, admitted with or before this request).
+    stalls = max(ahead, float(view.starting)) * queued_prefill_s
+    wait_s = (ahead / rate if ahead > 0 else 0.0) + stalls
     chance = meet_chance(ahead, rate, slo.ttft_s - prefill_s - stalls)
-    return Prediction(wait_s, prefill_s, chance, hold_s, known)
+    return Prediction(wait_s, prefill_s, chance, hold_s, known, ahead > 0)
 
 
 def choose_for_slo(
@@ -176,14 +184,14 @@ def choose_for_slo(
     traffic. ``shed`` is set when none is likely enough to."""
     best_index, best_cost = -1, math.inf
     best: Prediction | None = None
-    all_known, top_chance = True, 0.0
+    cold_room, top_chance = False, 0.0
     for i, view in enumerate(views):
         if not view.allows or view.weight <= 0:
             continue
         prefill = prefill_s[i] if prefill_s is not None else 0.0
         queued = queued_prefill_s[i] if queued_prefill_s is not None else 0.0
         p = predict(view, now, prefill, slo, policy, queued)
-        all_known = all_known and p.known
+        cold_room = cold_room or not (p.known or p.queued)
         top_chance = max(top_chance, p.chance)
         # Among replicas equally sure to start in time, the one that frees its slots
         # fastest also streams fastest (the hold time is the request's decode time).
@@ -192,5 +200,5 @@ def choose_for_slo(
             best_index, best_cost, best = i, cost, p
     if best is None:
         return None
-    shed = slo.shed and all_known and top_chance < slo.shed_below
+    shed = slo.shed and not cold_room and top_chance < slo.shed_below
     return SloChoice(best_index, views[best_index].name, best, shed)

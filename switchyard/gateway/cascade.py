@@ -184,6 +184,7 @@ class _Run:
                 served, attempt = await dispatch_chain(
                     proxy.upstreams, proxy.metrics, proxy.upstreams.models[stage], payload,
                     self.cap, call.request_id.decode(), self.may_use, proxy.tracing,
+                    call.ttft_s,
                 )  # fmt: skip
         except (SwitchyardError, TimeoutError) as err:
             status = "budget" if isinstance(err, TimeoutError) else str(err.status)

@@ -95,8 +95,10 @@ async def dispatch_chain(
     request_id: str,
     may_use: Callable[[str], bool],
     tracer: AttemptTracer | None = None,
+    ttft_s: float | None = None,
 ) -> tuple[ModelConfig, Attempt]:
-    """Send to ``model``, else to its fallbacks in order; the model that answered, and how.
+    """Send to ``model``, else to its fallbacks in order; the model that answered, and how
+    (``ttft_s``: the request's own TTFT target, ``max_ttft_ms``, for the slo balancer).
 
     Raises the last error (``OverloadedError`` when saturation skipped the last model)."""
     up = upstreams.settings.upstream
@@ -133,7 +135,7 @@ async def dispatch_chain(
         )
         try:
             attempt = await dispatch(
-                pool, request, upstreams.retry, metrics, affinity, blocks, tracer
+                pool, request, upstreams.retry, metrics, affinity, blocks, tracer, ttft_s
             )
         except (UpstreamError, OverloadedError) as err:
             last = err

@@ -79,7 +79,7 @@ class Call:
 
     __slots__ = (
         "_open", "answered", "asked", "extra", "metrics", "request_id", "route", "started",
-        "ticket", "translation",
+        "ticket", "translation", "ttft_s",
     )  # fmt: skip
 
     def __init__(self, request_id: bytes) -> None:
@@ -92,6 +92,7 @@ class Call:
         self.metrics: ModelMetrics | None = None  # the model that serves it, once known
         self.extra: list[tuple[bytes, bytes]] = []  # response headers the gateway adds
         self.translation: Translation | None = None  # another API's request (gateway.apis)
+        self.ttft_s: float | None = None  # its own TTFT target (max_ttft_ms), if it set one
         self._open = False
 
     def open(self, metrics: ModelMetrics) -> None:
@@ -198,7 +199,9 @@ class Proxy:
         needs = None  # what the request needs of its model (gateway.constraints)
         if self.routing is not None and (router := self.routing.resolve(payload.model)):
             needs = needs_of(payload.data, images=True)
-            deciding = self._route(Headers(raw=headers), key, router.name, payload, cap, needs)
+            deciding = self._route(
+                Headers(raw=headers), key, router.name, payload, cap, call, needs
+            )
             call.route = await (deciding if tracing is None else tracing.route(deciding))
             payload = _routed(payload, call.route.model, OPTIONS_FIELD)
             call.extra += call.route.headers()
@@ -207,7 +210,7 @@ class Proxy:
         elif (
             OPTIONS_FIELD in (data := payload.data) or "tools" in data or "response_format" in data
         ):
-            needs, payload = concrete_needs(payload)
+            needs, payload, call.ttft_s = concrete_needs(payload)
         model = self.upstreams.models.get(payload.model)
         if call.translation is not None and model is not None:
             cap, payload = call.translation.upstream(model, payload)
@@ -241,9 +244,11 @@ class Proxy:
         name: str,
         payload: Payload,
         capability: Capability,
+        call: Call,
         needs: Needs | None = None,
     ) -> Route:
-        """Choose the model for a request to router ``name``."""
+        """Choose the model for a request to router ``name`` (and note the request's own
+        TTFT target on ``call``, for replica choice)."""
         routing = self.routing
         assert routing is not None
         if capability is Capability.embeddings or capability in PASSTHROUGH:
@@ -268,6 +273,7 @@ class Proxy:
         # Read on the event loop; the decision's worker thread never touches the pools.
         delays = self.upstreams.expected_delays(allowed)
         max_ttft = None if options.max_ttft_ms is None else options.max_ttft_ms / 1e3
+        call.ttft_s = max_ttft
         max_queue = self.upstreams.settings.upstream.max_queue_delay_s
         try:
             allowed = within_targets(delays, max_ttft, max_queue)
@@ -318,7 +324,7 @@ class Proxy:
             try:
                 model, attempt = await dispatch_chain(
                     self.upstreams, self.metrics, model, payload, capability,
-                    call.request_id.decode(), may_use, self.tracing,
+                    call.request_id.decode(), may_use, self.tracing, call.ttft_s,
                 )  # fmt: skip
             finally:
                 beat = keepalive.stop() if keepalive is not None else None

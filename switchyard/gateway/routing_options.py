@@ -77,10 +77,15 @@ def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> Routin
     return RoutingOptions(models=None if models is None else _models(models), **numbers)
 
 
-def concrete_needs(payload: Payload) -> tuple[Needs | None, Payload]:
-    """What a request to a concrete model needs of it, and its payload without the routing
-    options (they mean nothing to a backend)."""
+def concrete_needs(payload: Payload) -> tuple[Needs | None, Payload, float | None]:
+    """What a request to a concrete model needs of it, its TTFT target in seconds (the
+    ``switchyard`` object's ``max_ttft_ms``, for replica choice), and its payload without
+    the routing options (they mean nothing to a backend)."""
     needs = needs_of(payload.data, images=False)
+    ttft_s = None
     if OPTIONS_FIELD in payload.data:
+        given = payload.data[OPTIONS_FIELD]
+        if isinstance(given, dict) and given.get("max_ttft_ms") is not None:
+            ttft_s = _number(given["max_ttft_ms"], "max_ttft_ms") / 1e3
         payload = routed_payload(payload, payload.model, OPTIONS_FIELD)
-    return needs, payload
+    return needs, payload, ttft_s

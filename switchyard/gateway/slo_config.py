@@ -23,7 +23,7 @@ class SloConfig(BaseModel):
         "within ttft_s, before it queues and delays the requests behind it.",
     )
     shed_below: float = Field(
-        default=0.8,
+        default=0.9,
         ge=0,
         le=1,
         description="Shed when the best replica's predicted chance of meeting ttft_s is below "

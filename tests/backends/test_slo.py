@@ -1,7 +1,8 @@
 """SLO-aware replica choice (``switchyard.backends.slo``) without a network: the predicted
 chance of starting in time ranks a slow or loaded replica below a fast idle one, a pool of
-replicas all over budget sheds a first attempt (never a retry, never before their speeds are
-known), and bad targets are refused."""
+replicas all over budget sheds a first attempt (never a retry, never while a replica whose
+speed is not known yet has room), streams not started yet count as prefills ahead, a
+request's own target replaces the pool's, and bad targets are refused."""
 
 from __future__ import annotations
 
@@ -69,15 +70,35 @@ def test_gateway_sends_since_the_scrape_count_as_load() -> None:
     assert predict(before, NOW, 0.0).chance > 0.5 > predict(after, NOW, 0.0).chance
 
 
-def test_every_replica_over_budget_is_shed_but_not_before_its_speed_is_known() -> None:
+def test_every_replica_over_budget_is_shed_unless_a_cold_one_has_room() -> None:
     busy = [EndpointView(f"r{i}", snapshot=snap(30, 8), service_s=2.0) for i in range(3)]
     choice = choose_for_slo(busy, now=NOW)
     assert choice is not None and choice.shed
-    cold = [*busy[:2], EndpointView("new", snapshot=snap(30, 8))]  # no request finished yet
+    # No request finished on "new" yet: with a free slot there, nothing is shed.
+    cold = [*busy[:2], EndpointView("new", snapshot=snap(0, 7))]
     choice = choose_for_slo(cold, now=NOW)
-    assert choice is not None and not choice.shed
+    assert choice is not None and not choice.shed and choice.name == "new"
+    # A cold replica with a queue of its own does not stop the shedding (a burst that
+    # arrives before the slowest replica ever finished a request is shed all the same).
+    queued = [*busy[:2], EndpointView("new", snapshot=snap(30, 8))]
+    choice = choose_for_slo(queued, now=NOW)
+    assert choice is not None and choice.shed
     choice = choose_for_slo(busy, now=NOW, slo=SloPolicy(shed=False))
     assert choice is not None and not choice.shed
+
+
+def test_streams_sent_but_not_started_are_prefills_ahead_even_with_free_slots() -> None:
+    idle = EndpointView("r", snapshot=snap(0, 2), service_s=2.0)
+    starting = EndpointView("r", snapshot=snap(0, 2), service_s=2.0, starting=6)
+    assert predict(idle, NOW, 0.05, queued_prefill_s=0.2).ttft_s == pytest.approx(0.05)
+    late = predict(starting, NOW, 0.05, queued_prefill_s=0.2)
+    assert late.ttft_s == pytest.approx(0.05 + 6 * 0.2) and not late.queued
+    assert late.chance == 0.0  # 1.25 s of prefills ahead: a 1 s target is out of reach
+    # The queue's own count counts when it is the larger (another gateway's requests).
+    queued = EndpointView("r", snapshot=snap(4, 8), service_s=2.0, starting=1)
+    assert predict(queued, NOW, 0.0, queued_prefill_s=0.1).wait_s == pytest.approx(
+        5 * 2.0 / 8 + 5 * 0.1
+    )
 
 
 def test_no_replica_that_may_take_traffic_means_no_choice() -> None:
@@ -121,6 +142,17 @@ def test_the_pool_sheds_a_first_attempt_with_retry_after_and_counts_it() -> None
     # A retry (the request failed elsewhere first) is not shed: it is sent.
     assert pool.pick(retry=True) is pool.endpoints[0]
     assert pool.slo_shed == 1
+
+
+def test_a_request_s_own_ttft_target_decides_its_shedding() -> None:
+    pool = slo_pool({"a": snap(1, 8), "b": snap(2, 8)})  # 2 slots to wait for at a: ~0.5 s
+    assert pool.pick() is pool.endpoints[0]  # the pool's 1 s target: in time
+    with pytest.raises(SloShedError, match=r"within 0\.05s"):
+        pool.pick(ttft_s=0.05)
+    assert pool.pick(ttft_s=5.0) is pool.endpoints[0]
+    with pytest.raises(SloShedError):
+        pool.pick(ttft_s=0.0)  # a target of 0 cannot be met: shed, not an error
+    assert pool.slo_shed == 2 and pool.slo.ttft_s == 1.0
 
 
 def test_the_pool_sends_to_the_replica_with_room_and_sheds_nothing() -> None:

@@ -1,13 +1,16 @@
 """The ``slo`` balancer end to end: real simulators, real scraping, the gateway on real
 sockets. A fast idle replica gets the requests while a slow one is busy; a model whose every
 replica is over its TTFT budget answers 429 with Retry-After (counted in
-``switchyard_slo_shed_total``) and the same model with room serves; bad ``upstream.slo``
-settings fail naming the field."""
+``switchyard_slo_shed_total``) and the same model with room serves; a request's own
+``max_ttft_ms`` replaces the configured target; a stream counts as starting until its first
+chunk; bad ``upstream.slo`` settings fail naming the field."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import threading
 
 import pytest
 
@@ -71,6 +74,50 @@ def test_a_model_over_its_ttft_budget_is_shed_with_429_and_serves_again_with_roo
     wait_for(drained)
     assert chat(gw).status_code == 200
     assert gw.metric("switchyard_slo_shed_total", model="m") == 1
+
+
+def test_a_request_s_own_max_ttft_ms_reaches_replica_choice(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    sim = simulator("m", preset="slow", max_num_seqs=1)
+    gw = gateway([model_entry("m", sim.base_url)], upstream=SLO | {"scrape_interval_s": 0.5})
+    assert chat(gw).status_code == 200  # the replica's hold time is learned from this one
+    tight = {"model": "m", **CHAT, "switchyard": {"max_ttft_ms": 10}}
+    with held_streams(sim.base_url, "m", 3):
+        wait_for(queue_of(gw, sim.base_url, 2))
+        resp = gw.client.post("/v1/chat/completions", json=tight)
+        bad = gw.client.post(
+            "/v1/chat/completions", json=tight | {"switchyard": {"max_ttft_ms": "soon"}}
+        )
+    assert resp.status_code == 429, resp.text  # upstream.slo.ttft_s (1 s) did not decide
+    assert "within 0.01s" in resp.json()["error"]["message"]
+    assert gw.metric("switchyard_slo_shed_total", model="m") == 1
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_ttft_ms"
+
+
+def test_a_stream_counts_as_starting_until_its_first_chunk(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    sim = simulator("m", preset="slow", max_num_seqs=1)
+    gw = gateway([model_entry("m", sim.base_url)], upstream=SLO | {"slo": {"shed": False}})
+    endpoint = gw.server.app.state.upstreams.pools["m"].endpoints[0]
+    answers: list[Any] = []
+
+    def ask(stream: bool) -> None:
+        body = {"model": "m", **CHAT, "stream": stream}
+        answers.append(gw.client.post("/v1/chat/completions", json=body))
+
+    with held_streams(sim.base_url, "m", 1):  # the one batch slot is taken: both queue
+        wait_for(lambda: sim.metric("vllm:num_requests_running") == 1)
+        asking = [threading.Thread(target=ask, args=(s,)) for s in (True, False)]
+        for thread in asking:
+            thread.start()
+        wait_for(lambda: endpoint.in_flight == 2)
+        assert endpoint.starting == 1  # the stream; a JSON request has no first chunk to see
+    for thread in asking:
+        thread.join(timeout=30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert endpoint.starting == 0 and endpoint.in_flight == 0
 
 
 @pytest.mark.parametrize(
