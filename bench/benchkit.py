@@ -281,7 +281,9 @@ def gateway_argv(config: Path, port: int) -> list[str]:
 def source_digest() -> dict[str, str]:
     """Which gateway code was measured: a digest of the product's Python sources (the tree is
     edited while benchmarks run, and may not be committed yet) and their newest change."""
-    files = sorted(p for d in ("gateway", "backends", "routers") for p in (REPO / d).rglob("*.py"))
+    package = REPO / "switchyard"  # since the house move (issue 20) the sources live here
+    parts = ("gateway", "backends", "routers")
+    files = sorted(p for d in parts for p in (package / d).rglob("*.py"))
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
