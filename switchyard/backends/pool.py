@@ -389,7 +389,9 @@ async def dispatch(
     deadline = time.monotonic() + policy.budget_s
     last: UpstreamError | None = None
     while len(tried) < policy.max_attempts:
-        endpoint = pool.pick(tried, affinity, bool(tried), prefix, ttft_s)
+        endpoint = pool.pick(
+            exclude=tried, affinity=affinity, retry=bool(tried), prefix=prefix, ttft_s=ttft_s
+        )
         if endpoint is None:
             break
         if pool.adapter is not None:  # a LoRA adapter: registered there first, if need be
