@@ -7,10 +7,9 @@ chunk; bad ``upstream.slo`` settings fail naming the field."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
-
-import threading
 
 import pytest
 
