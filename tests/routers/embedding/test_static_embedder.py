@@ -33,7 +33,9 @@ PROMPTS = [
     "What is the capital of France?",
     "Which city is the capital of Germany?",
     "Write a Python function that reverses a linked list.",
-    "Implement quicksort in Java and explain its complexity.",
+    # Not "Implement quicksort in Java and explain its complexity.": MiniLM itself put that
+    # one nearer the apples question (0.138 against 0.121) on a later machine: a near tie.
+    "Write a JavaScript function that sorts a list of numbers.",
     "Janet has 3 apples and buys twice as many. How many apples does she have now?",
     "A train travels 60 miles in 1.5 hours. What is its average speed?",
 ]
