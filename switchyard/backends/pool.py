@@ -16,14 +16,13 @@ pause with ``Retry-After``; a retry also needs the endpoint's retry budget.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from switchyard.backends.adapters import AdapterRoute, choose_adapter_replica
@@ -34,6 +33,7 @@ from switchyard.backends.engine_state import EngineSnapshot
 from switchyard.backends.errors import (
     NoHealthyEndpointError,
     OverloadedError,
+    SwitchyardError,
     UpstreamConnectError,
     UpstreamError,
     UpstreamStatusError,
@@ -113,8 +113,6 @@ class EndpointPool:
         # Shared by the gateway's pools (one memory bound); switchyard and slo balancers.
         self.prefix_index = prefix_index if balancer in ("switchyard", "slo") else None
         self.slo = slo
-        # (the pool's policy, it with the last request's own TTFT target)
-        self._slo_by_target: tuple[SloPolicy, SloPolicy] | None = None
         self.slo_shed = 0  # requests the slo balancer refused (switchyard_slo_shed_total)
         # Per endpoint name, the mean predicted prefill of the requests sent there (EWMA).
         self._slo_prefill: dict[str, float] = {}
@@ -149,7 +147,8 @@ class EndpointPool:
         if not any(ok):
             return None
         if self.balancer == "slo" and self.adapter is None:  # one replica may shed, too
-            slo = self.slo if ttft_s is None else self._slo_target(ttft_s)
+            # a target of 0 can only be missed: it sheds, it does not fail the policy's check
+            slo = self.slo if ttft_s is None else replace(self.slo, ttft_s=max(ttft_s, 1e-3))
             return self._slo_pick(ok, retry, prefix, slo)
         if len(self.endpoints) == 1:  # no choice to make (affinity has one home, too)
             return self.endpoints[0]
@@ -183,17 +182,6 @@ class EndpointPool:
         if index is not None and prefix is not None:
             self._remember(index, prefix, views[choice.index])
         return self.endpoints[choice.index]
-
-    def _slo_target(self, ttft_s: float) -> SloPolicy:
-        """The pool's SLO policy with a request's own TTFT target (the last one is kept:
-        clients that set one tend to set the same one)."""
-        ttft_s = max(ttft_s, 1e-3)  # a target of 0 can only be missed: shed, not a crash
-        last = self._slo_by_target
-        if last is not None and last[0] is self.slo and last[1].ttft_s == ttft_s:
-            return last[1]
-        policy = dataclasses.replace(self.slo, ttft_s=ttft_s)
-        self._slo_by_target = (self.slo, policy)
-        return policy
 
     def _slo_pick(
         self, ok: Sequence[bool], retry: bool, prefix: PromptBlocks | None, slo: SloPolicy
@@ -424,14 +412,17 @@ async def dispatch(
             log.info("model %s: %s is back in service", pool.model, endpoint.name)
         endpoint.breaker.on_success()
         return Attempt(endpoint, response, sent_at)
-    if last is not None:
-        raise last
+    raise last if last is not None else _no_endpoint(pool)
+
+
+def _no_endpoint(pool: EndpointPool) -> SwitchyardError:
+    """Why no attempt could be sent: every endpoint paused itself, or none is healthy."""
     paused = pool.paused_for()
     if paused > 0:
-        raise OverloadedError(
+        return OverloadedError(
             f"every endpoint of model {pool.model!r} asked for a pause (Retry-After)", paused
         )
-    raise NoHealthyEndpointError(
+    return NoHealthyEndpointError(
         f"no endpoint of model {pool.model!r} can take traffic now "
         "(circuit breakers open, or a recovery probe is under way)"
     )

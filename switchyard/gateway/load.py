@@ -120,11 +120,7 @@ async def dispatch_chain(
         delay = pool.expected_delay()
         if math.isfinite(delay) and delay > up.max_queue_delay_s:
             metrics.shed.labels(config.name).inc()
-            last = OverloadedError(
-                f"model '{config.name}' is saturated: expected wait {delay:.1f}s is over "
-                f"upstream.max_queue_delay_s={up.max_queue_delay_s:g}s; retry later",
-                delay - up.max_queue_delay_s,
-            )
+            last = _saturated(config.name, delay, up.max_queue_delay_s)
             continue
         request = UpstreamRequest(
             UPSTREAM_PATH[capability],
@@ -163,3 +159,11 @@ def _chain(
         if capability in config.capabilities and may_use(name):
             chain.append(config)
     return chain
+
+
+def _saturated(model: str, delay: float, max_queue_s: float) -> OverloadedError:
+    return OverloadedError(
+        f"model '{model}' is saturated: expected wait {delay:.1f}s is over "
+        f"upstream.max_queue_delay_s={max_queue_s:g}s; retry later",
+        delay - max_queue_s,
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -199,9 +199,7 @@ class Proxy:
         needs = None  # what the request needs of its model (gateway.constraints)
         if self.routing is not None and (router := self.routing.resolve(payload.model)):
             needs = needs_of(payload.data, images=True)
-            deciding = self._route(
-                Headers(raw=headers), key, router.name, payload, cap, call, needs
-            )
+            deciding = self._route(headers, key, router.name, payload, cap, call, needs)
             call.route = await (deciding if tracing is None else tracing.route(deciding))
             payload = _routed(payload, call.route.model, OPTIONS_FIELD)
             call.extra += call.route.headers()
@@ -239,7 +237,7 @@ class Proxy:
 
     async def _route(
         self,
-        headers: Mapping[str, str],
+        headers: list[tuple[bytes, bytes]],
         key: KeyRecord | None,
         name: str,
         payload: Payload,
@@ -263,7 +261,7 @@ class Proxy:
                 param="model",
                 code="model_not_allowed",
             )
-        options = parse_options(payload.data, headers)
+        options = parse_options(payload.data, Headers(raw=headers))
         allowed = routing.allowed(name, options, key.allows if key is not None else _any, needs)
         prompt = payload.data[PROMPT_FIELD[capability]]
         if capability is Capability.completions and isinstance(prompt, list):
