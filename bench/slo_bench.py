@@ -31,6 +31,7 @@ Goodput: TTFT <= 1 s and mean ITL <= 50 ms; a shed request (429) is a miss.
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
 import itertools
 import random
@@ -114,6 +115,8 @@ class Replica:
     waiting: list[Request] = field(default_factory=list)
     running: list[Request] = field(default_factory=list)
     stepping: bool = False
+    queried: int = 0  # prompt tokens looked up in the prefix cache (vLLM's queries counter)
+    hits: int = 0  # of them found cached
 
     def submit(self, req: Request) -> None:
         self.waiting.append(req)
@@ -127,10 +130,13 @@ class Replica:
             return
         room = self.seqs - len(self.running)
         admitted, self.waiting = self.waiting[:room], self.waiting[room:]
-        prefill = 0
+        prefill, cache = 0, self.cache
         for req in admitted:
-            cached = self.cache.admit(req.cached_blocks, len(req.prompt)) if self.cache else 0
+            # "is not None": an empty PrefixCache is false (it has a __len__).
+            cached = cache.admit(req.cached_blocks, len(req.prompt)) if cache is not None else 0
             prefill += len(req.prompt) - cached
+            self.queried += len(req.prompt)
+            self.hits += cached
         self.running.extend(admitted)
         perf = self.perf
         step = perf.prefill_s_per_token * prefill + perf.decode_base_s
@@ -173,16 +179,20 @@ def plain_prompts(n: int, rng: random.Random) -> list[tuple[int, ...]]:
     return [tuple(range(12))] * n
 
 
-def session_prompts(n: int, rng: random.Random) -> list[tuple[int, ...]]:
-    """§20's chat sessions: 8 shared system prompts, a document each, up to 5 turns."""
+def session_prompts(
+    n: int, rng: random.Random, systems: int = 8, doc_tokens: int = 400
+) -> list[tuple[int, ...]]:
+    """§20's chat sessions: one of ``systems`` shared system prompts (0: one per session), a
+    document of its own, up to 5 turns."""
     fresh = itertools.count(1_000_000)
-    systems = [tuple(next(fresh) for _ in range(300)) for _ in range(8)]
+    shared = [tuple(next(fresh) for _ in range(300)) for _ in range(systems)]
     open_: list[list[int]] = []
     turns: dict[int, int] = {}
     out = []
     for _ in range(n):
         if not open_ or rng.random() < 0.3:
-            session = [*rng.choice(systems), *(next(fresh) for _ in range(420))]
+            system = rng.choice(shared) if shared else tuple(next(fresh) for _ in range(300))
+            session = [*system, *(next(fresh) for _ in range(doc_tokens + 20))]
             open_.append(session)
             turns[id(session)] = 0
         else:
@@ -212,7 +222,9 @@ def build_pool(name: str, clock: Clock, seed: int, slo: SloPolicy) -> EndpointPo
 
 def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(seed)
-    make = session_prompts if workload == "prefix" else plain_prompts
+    make = plain_prompts
+    if workload == "prefix":
+        make = functools.partial(session_prompts, systems=a.systems, doc_tokens=a.doc_tokens)
     probe = make(2000, random.Random(seed + 7))
     rate = PHASES[phase] * capacity_rps(statistics.fmean(len(p) for p in probe))
     times = arrivals(rate, a.duration, phase == "burst", rng)
@@ -231,7 +243,8 @@ def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) 
     replicas = {}
     for ep, (preset, seqs) in zip(pool.endpoints, REPLICAS, strict=True):
         perf = PRESETS[preset]
-        cache = PrefixCache(perf.kv_cache_tokens // SIM_BLOCK) if workload == "prefix" else None
+        kv_tokens = int(perf.kv_cache_tokens * a.kv_scale)
+        cache = PrefixCache(kv_tokens // SIM_BLOCK) if workload == "prefix" else None
         replicas[ep.name] = Replica(perf, seqs, clock, cache, finished)
     requests = []
     for t, prompt in zip(times, prompts, strict=True):
@@ -242,7 +255,23 @@ def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) 
     for k in range(int((a.duration + a.grace) / a.scrape) + 1):
         clock.at(offset + k * a.scrape, lambda: scrape(clock, replicas, snapshots))
     clock.run_until(a.duration + a.grace)
-    return summarize(requests, a)
+    out = summarize(requests, a)
+    queried = sum(r.queried for r in replicas.values())
+    hits = sum(r.hits for r in replicas.values())
+    if workload == "prefix" and not hits:
+        # Until 2026-12-03 an empty cache read as false and nothing was ever cached.
+        raise RuntimeError("the prefix workload found nothing cached: the caches are not used")
+    out["hit_rate"] = round(hits / max(queried, 1), 3)
+    out["oracle_hit_rate"] = oracle_hit_rate(prompts)
+    return out
+
+
+def oracle_hit_rate(prompts: list[tuple[int, ...]]) -> float:
+    """The hit rate of one unbounded cache that saw every earlier prompt: what no placement
+    on this plan can beat."""
+    cache = PrefixCache(1 << 40)
+    hits = sum(cache.admit(chain(p, SIM_BLOCK), len(p)) for p in prompts)
+    return round(hits / max(sum(len(p) for p in prompts), 1), 3)
 
 
 def send(pool: EndpointPool, replicas: dict[str, Replica], req: Request) -> None:
@@ -264,7 +293,10 @@ def send(pool: EndpointPool, replicas: dict[str, Replica], req: Request) -> None
 
 def scrape(clock: Clock, replicas: dict[str, Replica], out: dict[str, EngineSnapshot]) -> None:
     for name, r in replicas.items():
-        out[name] = EngineSnapshot(len(r.waiting), len(r.running), clock.now)
+        kv_tokens = r.cache.capacity_blocks * SIM_BLOCK if r.cache is not None else None
+        out[name] = EngineSnapshot(
+            len(r.waiting), len(r.running), clock.now, kv_capacity_tokens=kv_tokens
+        )
 
 
 def summarize(requests: list[Request], a: argparse.Namespace) -> dict[str, Any]:
@@ -306,6 +338,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--balancers", default=",".join(BALANCERS))
     p.add_argument("--phases", default=",".join(PHASES))
     p.add_argument("--workloads", default="plain,prefix")
+    p.add_argument(
+        "--systems",
+        type=int,
+        default=8,
+        help="prefix workload: shared system prompts (0: one per session)",
+    )
+    p.add_argument(
+        "--doc-tokens",
+        type=int,
+        default=400,
+        help="prefix workload: tokens of each session's own document",
+    )
+    p.add_argument(
+        "--kv-scale",
+        type=float,
+        default=1.0,
+        help="each replica's KV pool (its prefix cache) as a share of its preset's: "
+        "below 1, cache pressure (a bigger model, or long contexts running)",
+    )
     p.add_argument("--slo-ttft", type=float, default=1.0)
     p.add_argument("--slo-itl", type=float, default=0.05)
     p.add_argument("--shed-below", type=float, default=SloPolicy().shed_below)
@@ -355,11 +406,15 @@ def median_cell(runs: list[dict[str, Any]], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 2)
 
 
+def hit_cell(runs: list[dict[str, Any]]) -> str:
+    return f"{median_cell(runs, 'hit_rate'):.0%} ({median_cell(runs, 'oracle_hit_rate'):.0%})"
+
+
 def markdown(table: dict[str, dict[str, dict[str, list[dict[str, Any]]]]]) -> str:
     lines = [
         "| workload | load | balancer | goodput req/s | goodput share | TTFT p50 / p99 ms "
-        "(served) | shed | unfinished |",
-        "|" + "---|" * 8,
+        "(served) | shed | unfinished | prefix-cache hit rate (oracle) |",
+        "|" + "---|" * 9,
     ]
     for workload, phases in table.items():
         for phase, balancers in phases.items():
@@ -368,7 +423,8 @@ def markdown(table: dict[str, dict[str, dict[str, list[dict[str, Any]]]]]) -> st
                     f"| {workload} | {phase} | {name} | {median_cell(runs, 'goodput_rps')} | "
                     f"{median_cell(runs, 'goodput_share'):.0%} | "
                     f"{median_cell(runs, 'ttft_p50_ms')} / {median_cell(runs, 'ttft_p99_ms')} | "
-                    f"{median_cell(runs, 'shed'):g} | {median_cell(runs, 'unfinished'):g} |"
+                    f"{median_cell(runs, 'shed'):g} | {median_cell(runs, 'unfinished'):g} | "
+                    f"{hit_cell(runs) if workload == 'prefix' else '–'} |"
                 )
     return "\n".join(lines)
 
