@@ -68,7 +68,10 @@ from switchyard.backends.simulator.config import PRESETS  # noqa: E402
 OUT = BENCH_DIR / "results" / "replicas" / "replica_bench_load.json"
 BALANCERS = ("round_robin", "least_in_flight", "switchyard")
 # Switchyard with two sampled replicas per pick instead of three (upstream.replica_choices).
-VARIANTS = {"switchyard_p2c": {"balancer": "switchyard", "replica_choices": 2}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "switchyard_p2c": {"balancer": "switchyard", "replica_choices": 2},
+    "slo_itl": {"balancer": "slo"},  # with upstream.slo.itl_s = --slo-itl (fleet_for)
+}
 REPLICAS = (("fast", 32), ("medium", 16), ("slow", 4))
 MODEL = "m"
 TOKENS = (32, 96)
@@ -304,8 +307,14 @@ def summarize(
     }  # fmt: skip
 
 
+def fleet_for(balancer: str, a: argparse.Namespace) -> Fleet:
+    """The fleet for ``balancer``; ``slo_itl`` aims at the goodput's ITL target too."""
+    upstream = {"slo": {"itl_s": a.slo_itl}} if balancer == "slo_itl" else {}
+    return Fleet(balancer, a.logs, upstream=upstream)
+
+
 def run_phase(balancer: str, phase: str, a: argparse.Namespace) -> dict[str, Any]:
-    fleet = Fleet(balancer, a.logs)
+    fleet = fleet_for(balancer, a)
     try:
         fleet.start()
         rate = PHASES[phase] * capacity_rps()
@@ -322,7 +331,7 @@ def run_phase(balancer: str, phase: str, a: argparse.Namespace) -> dict[str, Any
 
 def run_fault(balancer: str, a: argparse.Namespace) -> dict[str, Any]:
     """50 % load; the medium replica is killed at 1/3 of the run and restarted at 2/3."""
-    fleet = Fleet(balancer, a.logs)
+    fleet = fleet_for(balancer, a)
     outcomes: list[Outcome] = []
     streaming: set[int] = set()
 

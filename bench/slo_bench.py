@@ -52,7 +52,7 @@ from replica_bench_prefix import capacity_rps  # noqa: E402
 
 from switchyard.backends.breaker import CircuitBreaker  # noqa: E402
 from switchyard.backends.endpoint import Endpoint  # noqa: E402
-from switchyard.backends.engine_state import EngineSnapshot  # noqa: E402
+from switchyard.backends.engine_state import EngineSnapshot, next_snapshot  # noqa: E402
 from switchyard.backends.pool import EndpointPool  # noqa: E402
 from switchyard.backends.prefix_blocks import PromptBlocks  # noqa: E402
 from switchyard.backends.prefix_index import PrefixIndex  # noqa: E402
@@ -60,16 +60,18 @@ from switchyard.backends.replica import ReplicaPolicy  # noqa: E402
 from switchyard.backends.simulator.config import PRESETS, PerfModel  # noqa: E402
 from switchyard.backends.simulator.prefix_cache import PrefixCache  # noqa: E402
 from switchyard.backends.slo import SloPolicy, SloShedError  # noqa: E402
+from switchyard.backends.vllm_metrics import PageReading  # noqa: E402
 
 OUT = BENCH_DIR / "results" / "replicas" / "slo_bench.json"
 PHASES = {"50%": 0.5, "80%": 0.8, "95%": 0.95, "burst": 0.5}
-# name -> (pool balancer, uses the prefix index)
+# name -> (pool balancer, uses the prefix index, aims at the ITL target too)
 BALANCERS = {
-    "round_robin": ("round_robin", False),
-    "least_in_flight": ("least_in_flight", False),
-    "switchyard": ("switchyard", False),
-    "slo": ("slo", False),
-    "slo_prefix": ("slo", True),
+    "round_robin": ("round_robin", False, False),
+    "least_in_flight": ("least_in_flight", False, False),
+    "switchyard": ("switchyard", False, False),
+    "slo": ("slo", False, False),
+    "slo_prefix": ("slo", True, False),
+    "slo_itl": ("slo", False, True),
 }
 SIM_BLOCK, INDEX_BLOCK = 16, 64
 
@@ -117,6 +119,9 @@ class Replica:
     stepping: bool = False
     queried: int = 0  # prompt tokens looked up in the prefix cache (vLLM's queries counter)
     hits: int = 0  # of them found cached
+    step_s: float = 0.0  # the step under way
+    itl_sum_s: float = 0.0  # seconds between tokens, all requests (vLLM's ITL histogram sum)
+    itl_count: int = 0  # gaps between tokens counted
 
     def submit(self, req: Request) -> None:
         self.waiting.append(req)
@@ -141,6 +146,7 @@ class Replica:
         perf = self.perf
         step = perf.prefill_s_per_token * prefill + perf.decode_base_s
         step += perf.decode_s_per_seq * len(self.running)
+        self.step_s = step
         self.clock.at(self.clock.now + step, self._deliver)
 
     def _deliver(self) -> None:
@@ -148,6 +154,9 @@ class Replica:
         still = []
         for req in self.running:
             req.generated += 1
+            if req.generated > 1:  # the step was the gap since its previous token
+                self.itl_sum_s += self.step_s
+                self.itl_count += 1
             if req.generated == 1:
                 req.first = now
                 assert req.endpoint is not None
@@ -206,7 +215,7 @@ def session_prompts(
 
 
 def build_pool(name: str, clock: Clock, seed: int, slo: SloPolicy) -> EndpointPool:
-    balancer, indexed = BALANCERS[name]
+    balancer, indexed, _ = BALANCERS[name]
     endpoints = [
         Endpoint(_Backend(f"http://{preset}/v1"), CircuitBreaker(3, 2.0),  # type: ignore[arg-type]
                  max_num_seqs=seqs, prefill_s_per_token=PRESETS[preset].prefill_s_per_token,
@@ -230,7 +239,8 @@ def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) 
     times = arrivals(rate, a.duration, phase == "burst", rng)
     prompts = make(len(times), random.Random(seed + 1))
     clock = Clock()
-    slo = SloPolicy(ttft_s=a.slo_ttft, shed=not a.no_shed, shed_below=a.shed_below)
+    itl = a.slo_itl if BALANCERS[name][2] else None
+    slo = SloPolicy(ttft_s=a.slo_ttft, shed=not a.no_shed, shed_below=a.shed_below, itl_s=itl)
     pool = build_pool(name, clock, seed, slo)
     snapshots: dict[str, EngineSnapshot] = {}
     pool._snapshots = snapshots.get  # the scraper's latest snapshot per endpoint
@@ -292,11 +302,15 @@ def send(pool: EndpointPool, replicas: dict[str, Replica], req: Request) -> None
 
 
 def scrape(clock: Clock, replicas: dict[str, Replica], out: dict[str, EngineSnapshot]) -> None:
+    """Each replica's page as the gateway's scraper reads it (``next_snapshot``: the ITL is
+    the mean since the previous scrape)."""
     for name, r in replicas.items():
-        kv_tokens = r.cache.capacity_blocks * SIM_BLOCK if r.cache is not None else None
-        out[name] = EngineSnapshot(
-            len(r.waiting), len(r.running), clock.now, kv_capacity_tokens=kv_tokens
-        )
+        page = PageReading(
+            waiting=len(r.waiting), running=len(r.running), itl_sum_s=r.itl_sum_s,
+            itl_count=r.itl_count,
+            kv_capacity_tokens=r.cache.capacity_blocks * SIM_BLOCK if r.cache is not None else None,
+        )  # fmt: skip
+        out[name] = next_snapshot(page, clock.now, out.get(name))
 
 
 def summarize(requests: list[Request], a: argparse.Namespace) -> dict[str, Any]:

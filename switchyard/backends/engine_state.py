@@ -38,9 +38,13 @@ class EngineSnapshot:
     preemptions: int | None = None  # cumulative
     new_preemptions: int = 0  # since the previous scrape
     engines: int = 1
+    # Mean seconds between two tokens of a request since the previous scrape.
+    itl_s: float | None = None
     # The raw counters behind the rates, kept for the next delta.
     prefix_cache_queries: float | None = None
     prefix_cache_hits: float | None = None
+    itl_sum_s: float | None = None
+    itl_count: float | None = None
     lora: LoraReading | None = None  # vllm:lora_requests_info, on --enable-lora servers
 
     def age(self, now: float) -> float:
@@ -79,8 +83,16 @@ def next_snapshot(
         preemptions=preemptions,
         new_preemptions=_new_preemptions(reading.preemptions, previous),
         engines=max(reading.engines, 1),
+        itl_s=_since(
+            reading.itl_sum_s,
+            reading.itl_count,
+            (previous.itl_sum_s, previous.itl_count) if previous is not None else None,
+            previous.itl_s if previous is not None else None,
+        ),
         prefix_cache_queries=queries,
         prefix_cache_hits=hits,
+        itl_sum_s=reading.itl_sum_s,
+        itl_count=reading.itl_count,
         lora=reading.lora,
     )
 
@@ -97,13 +109,27 @@ def _hit_rate(reading: PageReading, previous: EngineSnapshot | None) -> float | 
     queries, hits = reading.prefix_cache_queries, reading.prefix_cache_hits
     if queries is None or hits is None:
         return reading.prefix_cache_hit_rate
-    before_q = previous.prefix_cache_queries if previous is not None else None
-    before_h = previous.prefix_cache_hits if previous is not None else None
-    if before_q is None or before_h is None or queries < before_q or hits < before_h:
-        # First scrape or a restart: the lifetime ratio since the counters started.
-        return hits / queries if queries > 0 else None
-    asked = queries - before_q
-    if asked <= 0:
-        # No prompt reached the engine in between: the cache did not change either.
-        return previous.prefix_cache_hit_rate if previous is not None else None
-    return (hits - before_h) / asked
+    if previous is None:
+        return _since(hits, queries, None, None)
+    before = (previous.prefix_cache_hits, previous.prefix_cache_queries)
+    return _since(hits, queries, before, previous.prefix_cache_hit_rate)
+
+
+def _since(
+    part: float | None,
+    whole: float | None,
+    before: tuple[float | None, float | None] | None,
+    kept: float | None,
+) -> float | None:
+    """``Δpart / Δwhole`` of two cumulative counters since ``before`` (their previous
+    values): a hit rate, a mean latency. The lifetime ratio on a first scrape or after a
+    restart (a counter went down); ``kept`` (the previous ratio) when nothing was counted in
+    between, as nothing changed; ``None`` when the page lacks a counter."""
+    if part is None or whole is None:
+        return None
+    part_0, whole_0 = before if before is not None else (None, None)
+    if part_0 is None or whole_0 is None or part < part_0 or whole < whole_0:
+        return part / whole if whole > 0 else None
+    if whole - whole_0 <= 0:
+        return kept
+    return (part - part_0) / (whole - whole_0)

@@ -21,12 +21,18 @@ about ``C / S`` per second: the wait is modelled as Erlang(``k``, ``C / S``), me
 prompt there (prefix index) times the endpoint's prefill rate. The chance of meeting the
 target ``T`` is the Erlang distribution function at ``T`` less both prefills.
 
+Inter-token latency: with a target ``SloPolicy.itl_s``, a replica whose mean time between
+tokens since its last scrape (vLLM's ``inter_token_latency_seconds`` histogram) is above it
+is expected to miss the SLO however soon it starts the request: its chance counts as 0.
+A replica whose ITL is unknown (no fresh snapshot, no tokens yet) is not penalised.
+
 Choice (``choose_for_slo``): the least ``(1 - chance) * miss_cost_s + expected TTFT`` (plus a
 small tie-break for the replica that decodes fastest) over every replica that may take
 traffic: the chance of meeting the target first, the expected TTFT among replicas equally
 likely to meet it.
 
-Shedding: when even the best replica's chance is below ``SloPolicy.shed_below`` (and no
+Shedding: when even the best replica's chance (of the TTFT, among the replicas within the
+ITL target; of the TTFT alone when none is) is below ``SloPolicy.shed_below`` (and no
 replica whose hold time is not measured yet has a free slot, so a cold start never sheds,
 while a burst that fills a replica before it ever finished a request still can), the choice
 says ``shed``; the pool raises ``SloShedError`` (429 ``model_overloaded`` with
@@ -71,6 +77,8 @@ class SloPolicy:
     shed_below: float = 0.9
     # What a missed target weighs against a second of expected TTFT.
     miss_cost_s: float = 10.0
+    # Mean seconds between tokens a replica must stay under (None: not a target).
+    itl_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.ttft_s > 0:
@@ -79,6 +87,8 @@ class SloPolicy:
             raise ValueError("shed_below must be in [0, 1]")
         if not self.miss_cost_s >= 0:
             raise ValueError("miss_cost_s must be >= 0")
+        if self.itl_s is not None and not self.itl_s > 0:
+            raise ValueError("itl_s must be > 0")
 
 
 DEFAULT_SLO = SloPolicy()
@@ -98,6 +108,7 @@ class Prediction:
     hold_s: float  # seconds a request holds a batch slot there
     known: bool  # the hold time was measured (else the policy's prior)
     queued: bool  # it would wait for a batch slot there
+    itl_s: float | None = None  # its recent mean time between tokens (None: unknown)
 
     @property
     def ttft_s(self) -> float:
@@ -166,7 +177,8 @@ def predict(
     stalls = max(ahead, float(view.starting)) * queued_prefill_s
     wait_s = (ahead / rate if ahead > 0 else 0.0) + stalls
     chance = meet_chance(ahead, rate, slo.ttft_s - prefill_s - stalls)
-    return Prediction(wait_s, prefill_s, chance, hold_s, known, ahead > 0)
+    itl = snapshot.itl_s if snapshot is not None else None
+    return Prediction(wait_s, prefill_s, chance, hold_s, known, ahead > 0, itl)
 
 
 def choose_for_slo(
@@ -184,7 +196,7 @@ def choose_for_slo(
     traffic. ``shed`` is set when none is likely enough to."""
     best_index, best_cost = -1, math.inf
     best: Prediction | None = None
-    cold_room, top_chance = False, 0.0
+    cold_room, top_chance, top_met = False, 0.0, -1.0
     for i, view in enumerate(views):
         if not view.allows or view.weight <= 0:
             continue
@@ -193,12 +205,25 @@ def choose_for_slo(
         p = predict(view, now, prefill, slo, policy, queued)
         cold_room = cold_room or not (p.known or p.queued)
         top_chance = max(top_chance, p.chance)
+        met = 0.0  # the chance of meeting the whole SLO there
+        if _itl_ok(p, slo):
+            met = p.chance
+            top_met = max(top_met, met)
         # Among replicas equally sure to start in time, the one that frees its slots
         # fastest also streams fastest (the hold time is the request's decode time).
-        cost = (1.0 - p.chance) * slo.miss_cost_s + p.ttft_s + _SPEED_WEIGHT * p.hold_s
+        cost = (1.0 - met) * slo.miss_cost_s + p.ttft_s + _SPEED_WEIGHT * p.hold_s
         if cost < best_cost:  # strict: ties go to the earlier endpoint
             best_index, best_cost, best = i, cost, p
     if best is None:
         return None
-    shed = slo.shed and not cold_room and top_chance < slo.shed_below
+    # With no replica within the ITL target, the TTFT alone decides (shedding cannot bring
+    # the ITL down, and nothing would be served to measure it again).
+    best_chance = top_met if top_met >= 0 else top_chance
+    shed = slo.shed and not cold_room and best_chance < slo.shed_below
     return SloChoice(best_index, views[best_index].name, best, shed)
+
+
+def _itl_ok(p: Prediction, slo: SloPolicy) -> bool:
+    """Whether the replica's recent time between tokens is within the target (or either
+    is unknown)."""
+    return slo.itl_s is None or p.itl_s is None or p.itl_s <= slo.itl_s

@@ -11,6 +11,9 @@ sample per engine; older pages carry one unlabelled-by-engine sample.
   ``vllm:prefix_cache_hits_total`` (0.10; ``vllm:gpu_prefix_cache_*_total`` in 0.8-0.9),
   summed; V0 has only its own ``vllm:gpu_prefix_cache_hit_rate`` gauge, averaged.
 - preemptions: ``vllm:num_preemptions_total``; summed.
+- inter-token latency: the ``_sum`` (seconds) and ``_count`` (gaps) of the histogram
+  ``vllm:inter_token_latency_seconds`` (0.10; ``vllm:time_per_output_token_seconds`` before
+  and during its deprecation), summed; cumulative, so a mean over an interval is a delta.
 - KV capacity in tokens: ``num_gpu_blocks`` x ``block_size`` labels of
   ``vllm:cache_config_info``; summed.
 - LoRA adapters: the labels ``running_lora_adapters``, ``waiting_lora_adapters`` (names,
@@ -52,6 +55,10 @@ _SUMMED = {
     "vllm:prefix_cache_hits_total": "prefix_hits",
     "vllm:gpu_prefix_cache_queries_total": "old_prefix_queries",
     "vllm:gpu_prefix_cache_hits_total": "old_prefix_hits",
+    "vllm:inter_token_latency_seconds_sum": "itl_sum",
+    "vllm:inter_token_latency_seconds_count": "itl_count",
+    "vllm:time_per_output_token_seconds_sum": "old_itl_sum",
+    "vllm:time_per_output_token_seconds_count": "old_itl_count",
 }
 # Fractions: averaged over engines.
 _AVERAGED = {
@@ -91,6 +98,8 @@ class PageReading:
     prefix_cache_hits: float | None = None
     prefix_cache_hit_rate: float | None = None  # V0's own gauge, where no counters exist
     preemptions: float | None = None  # cumulative
+    itl_sum_s: float | None = None  # cumulative seconds between tokens
+    itl_count: float | None = None  # cumulative gaps between tokens
     kv_capacity_tokens: int | None = None
     max_num_seqs: int | None = None
     engines: int = 0  # samples of num_requests_running: one per data-parallel engine
@@ -149,6 +158,8 @@ class _Tally:
             prefix_cache_hits=_first(s("prefix_hits"), s("old_prefix_hits")),
             prefix_cache_hit_rate=self._mean("prefix_hit_rate"),
             preemptions=s("preemptions"),
+            itl_sum_s=_first(s("itl_sum"), s("old_itl_sum")),
+            itl_count=_first(s("itl_count"), s("old_itl_count")),
             kv_capacity_tokens=self.kv_capacity,
             max_num_seqs=self.max_num_seqs,
             engines=self.counts.get("running", 0),

@@ -30,5 +30,16 @@ class SloConfig(BaseModel):
         "this (docs/BENCHMARKS.md section 27).",
     )
 
+    itl_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=60,
+        description="Mean inter-token latency target: a replica whose recent time between "
+        "tokens (vLLM's inter_token_latency_seconds) is above it counts as missing the SLO "
+        "(unset: TTFT only).",
+    )
+
     def policy(self) -> SloPolicy:
-        return SloPolicy(ttft_s=self.ttft_s, shed=self.shed, shed_below=self.shed_below)
+        return SloPolicy(
+            ttft_s=self.ttft_s, shed=self.shed, shed_below=self.shed_below, itl_s=self.itl_s
+        )

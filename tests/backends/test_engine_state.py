@@ -165,3 +165,47 @@ def test_simulator_page_exposes_kv_capacity_through_cache_config_info() -> None:
     reading = read_page(generate_latest(app.registry).decode())
     assert reading.kv_capacity_tokens == app.config.perf.kv_cache_tokens
     assert (reading.running, reading.waiting, reading.preemptions) == (0, 0, 0)
+
+
+def test_inter_token_latency_counters_are_read_new_name_first_and_summed_over_engines() -> None:
+    v10 = read_page(page("vllm_v0.10_dp2.txt"))  # only the deprecated name is on this page
+    assert v10.itl_count == 14010 + 11760
+    assert v10.itl_sum_s == pytest.approx(89389.335 + 31712.205)
+    both = read_page(
+        "vllm:num_requests_running 1\n"
+        "vllm:time_per_output_token_seconds_sum 999\nvllm:time_per_output_token_seconds_count 9\n"
+        "vllm:inter_token_latency_seconds_sum 2.5\nvllm:inter_token_latency_seconds_count 100\n"
+        'vllm:inter_token_latency_seconds_bucket{le="0.05"} 90\n'
+    )
+    assert (both.itl_sum_s, both.itl_count) == (2.5, 100)
+    assert both == read_page_prometheus(
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 1\n"
+        "# TYPE vllm:inter_token_latency_seconds histogram\n"
+        'vllm:inter_token_latency_seconds_bucket{le="0.05"} 90\n'
+        'vllm:inter_token_latency_seconds_bucket{le="+Inf"} 100\n'
+        "vllm:inter_token_latency_seconds_sum 2.5\nvllm:inter_token_latency_seconds_count 100\n"
+        "# TYPE vllm:time_per_output_token_seconds histogram\n"
+        'vllm:time_per_output_token_seconds_bucket{le="+Inf"} 9\n'
+        "vllm:time_per_output_token_seconds_sum 999\nvllm:time_per_output_token_seconds_count 9\n"
+    )
+
+
+def _itl_page(total_s: float, gaps: int) -> PageReading:
+    return read_page(
+        "vllm:num_requests_running 4\n"
+        f"vllm:inter_token_latency_seconds_sum {total_s}\n"
+        f"vllm:inter_token_latency_seconds_count {gaps}\n"
+    )
+
+
+def test_snapshot_mean_inter_token_latency_is_the_delta_since_the_previous_scrape() -> None:
+    first = next_snapshot(_itl_page(10.0, 1000), scraped_at=1.0)
+    assert first.itl_s == pytest.approx(0.01)  # lifetime mean: nothing earlier to subtract
+    slower = next_snapshot(_itl_page(16.0, 1100), scraped_at=2.0, previous=first)
+    assert slower.itl_s == pytest.approx(0.06)  # 6 s over the last 100 gaps
+    idle = next_snapshot(_itl_page(16.0, 1100), scraped_at=3.0, previous=slower)
+    assert idle.itl_s == pytest.approx(0.06)  # no token since: carried over
+    restarted = next_snapshot(_itl_page(0.4, 20), scraped_at=4.0, previous=idle)
+    assert restarted.itl_s == pytest.approx(0.02)
+    silent = next_snapshot(read_page("vllm:num_requests_running 0\n"), 5.0, restarted)
+    assert silent.itl_s is None

@@ -107,12 +107,55 @@ def test_no_replica_that_may_take_traffic_means_no_choice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("ttft_s", 0.0), ("shed_below", 1.5), ("miss_cost_s", -1.0)]
+    ("field", "value"),
+    [("ttft_s", 0.0), ("shed_below", 1.5), ("miss_cost_s", -1.0), ("itl_s", 0.0)],
 )
 def test_bad_targets_are_refused_naming_the_field(field: str, value: float) -> None:
     settings: dict[str, Any] = {field: value}
     with pytest.raises(ValueError, match=field):
         SloPolicy(**settings)
+
+
+def itl_snap(running: int, seqs: int, itl_s: float | None) -> EngineSnapshot:
+    return EngineSnapshot(0, running, NOW, max_num_seqs=seqs, itl_s=itl_s)
+
+
+def test_a_replica_decoding_slower_than_the_itl_target_loses_to_one_that_starts_later() -> None:
+    # "full" must free a slot first (a likely miss of the TTFT target only with an ITL
+    # target in play); "crawl" has room but decodes at 80 ms a token.
+    full = EndpointView("full", snapshot=itl_snap(8, 8, 0.02), service_s=2.0)
+    crawl = EndpointView("crawl", snapshot=itl_snap(1, 8, 0.08), service_s=6.0)
+    plain = choose_for_slo([full, crawl], now=NOW)
+    assert plain is not None and plain.name == "crawl"  # no ITL target: the sooner start
+    itl = SloPolicy(itl_s=0.05)
+    choice = choose_for_slo([full, crawl], now=NOW, slo=itl)
+    assert choice is not None and choice.name == "full"
+    assert choice.prediction.itl_s == 0.02 and not choice.shed  # chance 1 - e^-4 = 0.98
+
+
+def test_with_an_itl_target_the_replicas_within_it_decide_the_shedding() -> None:
+    # The one replica within the ITL target is unlikely to start in time (1 - e^-2 = 0.86):
+    # a request the slow decoder could start at once is shed all the same.
+    full = EndpointView("full", snapshot=itl_snap(8, 8, 0.02), service_s=4.0)
+    crawl = EndpointView("crawl", snapshot=itl_snap(1, 8, 0.08), service_s=6.0)
+    choice = choose_for_slo([full, crawl], now=NOW, slo=SloPolicy(itl_s=0.05))
+    assert choice is not None and choice.shed
+    untargeted = choose_for_slo([full, crawl], now=NOW)
+    assert untargeted is not None and not untargeted.shed
+
+
+def test_an_unknown_itl_is_not_a_miss_and_a_fleet_all_over_the_itl_target_is_not_shed() -> None:
+    itl = SloPolicy(itl_s=0.05)
+    unknown = EndpointView("unknown", snapshot=itl_snap(1, 8, None), service_s=6.0)
+    crawl = EndpointView("crawl", snapshot=itl_snap(0, 8, 0.08), service_s=6.0)
+    choice = choose_for_slo([crawl, unknown], now=NOW, slo=itl)
+    assert choice is not None and choice.name == "unknown"
+    # None within the target: the TTFT alone decides, so it is served, not shed.
+    only = choose_for_slo([crawl], now=NOW, slo=itl)
+    assert only is not None and only.name == "crawl" and not only.shed
+    # A snapshot too old to trust says nothing about the ITL either.
+    stale = EndpointView("stale", snapshot=EngineSnapshot(0, 1, NOW - 60, itl_s=0.08))
+    assert predict(stale, NOW, 0.0, itl).itl_s is None
 
 
 def endpoint(name: str, **extra: Any) -> Endpoint:

@@ -3,16 +3,20 @@ sockets. A fast idle replica gets the requests while a slow one is busy; a model
 replica is over its TTFT budget answers 429 with Retry-After (counted in
 ``switchyard_slo_shed_total``) and the same model with room serves; a request's own
 ``max_ttft_ms`` replaces the configured target; a stream counts as starting until its first
-chunk; bad ``upstream.slo`` settings fail naming the field."""
+chunk; with an ITL target, a replica decoding slower than it gets no request; bad
+``upstream.slo`` settings fail naming the field."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
+from switchyard.backends.engine_state import EngineSnapshot
 from switchyard.gateway.settings import SettingsError, build_settings
 from tests.support.gateways import (
     Gateway,
@@ -27,6 +31,7 @@ from tests.support.hold import held_streams
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2}
 SLO: dict[str, Any] = {"balancer": "slo", "scrape_interval_s": 0.1, "seed": 3}
+EMPTY = EngineSnapshot(0, 0, 0.0)
 
 
 def chat(gw: Gateway) -> Any:
@@ -119,11 +124,39 @@ def test_a_stream_counts_as_starting_until_its_first_chunk(
     assert endpoint.starting == 0 and endpoint.in_flight == 0
 
 
+def test_a_replica_decoding_slower_than_the_itl_target_gets_no_request(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    crawl = simulator("m", preset="slow", decode_base_s=0.08)  # ~80 ms between tokens
+    fast = simulator("m", preset="fast")
+    # Tokens straight to the slow decoder: the gateways see its ITL, not its hold time.
+    direct = httpx.post(f"{crawl.base_url}/chat/completions", timeout=30,
+                        json={"model": "m", **CHAT, "max_tokens": 4})  # fmt: skip
+    assert direct.status_code == 200
+    entry = [model_entry("m", crawl.base_url, fast.base_url)]
+    untargeted = gateway(entry, upstream=SLO)
+    targeted = gateway(entry, upstream=SLO | {"slo": {"itl_s": 0.05}})
+
+    def itl_seen(gw: Gateway) -> float | None:
+        return (scraped(gw, crawl.base_url) or EMPTY).itl_s
+
+    for gw in (untargeted, targeted):
+        wait_for(functools.partial(lambda g: itl_seen(g) is not None, gw))
+        assert (itl_seen(gw) or 0.0) > 0.07
+    assert chat(untargeted).status_code == 200
+    assert served(untargeted, "m", crawl.base_url) == 1  # idle and listed first: it wins
+    for _ in range(6):
+        assert chat(targeted).status_code == 200
+    assert served(targeted, "m", fast.base_url) == 6
+    assert targeted.metric("switchyard_slo_shed_total", model="m") == 0
+
+
 @pytest.mark.parametrize(
     ("upstream", "named"),
     [
         ({"balancer": "slo", "slo": {"ttft_s": 0}}, "upstream.slo.ttft_s"),
         ({"balancer": "slo", "slo": {"shed_below": 2}}, "upstream.slo.shed_below"),
+        ({"balancer": "slo", "slo": {"itl_s": -0.05}}, "upstream.slo.itl_s"),
         ({"balancer": "slo", "slo": {"ttft_ms": 500}}, "upstream.slo.ttft_ms"),
         ({"balancer": "slowest"}, "upstream.balancer"),
     ],
