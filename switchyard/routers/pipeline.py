@@ -127,6 +127,7 @@ class RoutingPipeline:
             "models": self.models,
             "embedder": self.embedder.name,
             "embedder_checksum": getattr(self.embedder, "checksum", None),
+            "embedder_probe": _probe(self.embedder),
             "prices": {m: list(p) for m, p in self.prices.items()},
             "cost_weight": self.cost_weight,
             "metadata": {**self.metadata, **(metadata or {})},
@@ -143,7 +144,7 @@ class RoutingPipeline:
         """Load a saved router; EmbedderMismatchError if ``embedder`` is not the trained one."""
         manifest = _manifest(path)
         check_embedder(manifest["embedder"], embedder)
-        _check_checksum(path, manifest.get("embedder_checksum"), embedder)
+        _check_checksum(path, manifest, embedder)
         try:
             prices = {m: (float(p[0]), float(p[1])) for m, p in manifest["prices"].items()}
             pipe = cls(
@@ -175,17 +176,64 @@ def _manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _check_checksum(path: Path, recorded: object, embedder: Embedder) -> None:
-    """Warn when the embedder's table is not byte-identical to the one the router was trained
-    on (a static table distilled on another CPU differs in the last bits; a different source
-    model differs more: then re-train)."""
-    loaded = getattr(embedder, "checksum", None)
-    if isinstance(recorded, str) and loaded is not None and loaded != recorded:
-        logger.warning(
-            "router %s was trained on %s with table sha256 %s…, the loaded one is %s…; "
-            "routing uses the loaded table (re-train the router if its decisions look off)",
-            path, embedder.name, recorded[:12], str(loaded)[:12],
+# Texts whose embeddings a router records beside its table checksum: a table distilled on
+# another CPU embeds them the same to within float noise, a different one does not.
+PROBE_TEXTS = (
+    "What is the capital of France?",
+    "Write a Python function that reverses a linked list.",
+    "Solve for x: 3x + 7 = 22.",
+)
+# Least cosine between recorded and loaded probe embeddings that counts as the same table.
+PROBE_MIN_COSINE = 0.999
+
+
+def _probe(embedder: Embedder) -> list[str] | None:
+    """The probe texts' embeddings (a line of numbers each), for an embedder with a table
+    checksum (static ones)."""
+    if getattr(embedder, "checksum", None) is None:
+        return None
+    vectors = np.asarray(embedder.embed(list(PROBE_TEXTS)), dtype=np.float64)
+    return [" ".join(f"{v:.6g}" for v in row) for row in vectors]
+
+
+def _check_checksum(path: Path, manifest: Mapping[str, Any], embedder: Embedder) -> None:
+    """Warn when the embedder's table is not the one the router was trained on. A table
+    distilled on another CPU differs in the last bits: its checksum differs but the probe
+    texts embed the same (cosine >= PROBE_MIN_COSINE), which is only logged; a different
+    table (another source model) differs more: then re-train."""
+    recorded, loaded = manifest.get("embedder_checksum"), getattr(embedder, "checksum", None)
+    if not isinstance(recorded, str) or loaded is None or loaded == recorded:
+        return
+    similarity = _probe_similarity(manifest.get("embedder_probe"), embedder)
+    if similarity is not None and similarity >= PROBE_MIN_COSINE:
+        logger.info(
+            "router %s: the %s table differs from the trained one in its last bits only "
+            "(probe cosine %.6f)", path, embedder.name, similarity,
         )  # fmt: skip
+        return
+    logger.warning(
+        "router %s was trained on %s with table sha256 %s…, the loaded one is %s…%s; "
+        "routing uses the loaded table (re-train the router if its decisions look off)",
+        path, embedder.name, recorded[:12], str(loaded)[:12],
+        "" if similarity is None else f" (probe cosine {similarity:.4f})",
+    )  # fmt: skip
+
+
+def _probe_similarity(recorded: object, embedder: Embedder) -> float | None:
+    """The least cosine between the recorded probe embeddings and the loaded embedder's;
+    None when none were recorded (routers saved before probes) or they do not fit."""
+    if not isinstance(recorded, list) or len(recorded) != len(PROBE_TEXTS):
+        return None
+    try:
+        before = np.array([str(row).split() for row in recorded], dtype=np.float64)
+    except ValueError:
+        return None
+    now = np.asarray(embedder.embed(list(PROBE_TEXTS)), dtype=np.float64)
+    if before.shape != now.shape:
+        return None
+    norms = np.linalg.norm(before, axis=1) * np.linalg.norm(now, axis=1)
+    cosines = np.einsum("ij,ij->i", before, now) / np.maximum(norms, 1e-12)
+    return float(cosines.min())
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

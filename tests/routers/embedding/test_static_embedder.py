@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,7 +151,7 @@ def test_kind_of_maps_each_recorded_name_back_to_its_kind(
         kind_of("some-other-model/v1")
 
 
-def test_a_router_records_the_table_checksum_and_warns_when_loaded_on_another(
+def test_a_router_warns_on_another_table_but_not_on_one_that_differs_in_its_last_bits(
     static_embedder: StaticEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     quality = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]] * 2)
@@ -161,10 +162,26 @@ def test_a_router_records_the_table_checksum_and_warns_when_loaded_on_another(
     manifest = json.loads((tmp_path / "r" / "router.json").read_text())
     assert manifest["embedder_checksum"] == static_embedder.checksum
     assert RoutingPipeline.recorded_embedder(tmp_path / "r") == static_embedder.name
-    with caplog.at_level(logging.WARNING, logger="switchyard.routers.pipeline"):
-        RoutingPipeline.load(tmp_path / "r", static_embedder)
-        assert not caplog.records
-        manifest["embedder_checksum"] = "0" * 64
-        (tmp_path / "r" / "router.json").write_text(json.dumps(manifest))
-        RoutingPipeline.load(tmp_path / "r", static_embedder)
-    assert "table sha256 000000000000" in caplog.text
+    assert len(manifest["embedder_probe"]) == 3  # the probe texts as this table embeds them
+
+    def load_with(**changes: Any) -> list[logging.LogRecord]:
+        (tmp_path / "r" / "router.json").write_text(json.dumps(manifest | changes))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="switchyard.routers.pipeline"):
+            RoutingPipeline.load(tmp_path / "r", static_embedder)
+        return caplog.records
+
+    assert not load_with()
+    # Another CPU's table: another checksum, the same probe embeddings to within noise.
+    probe = [[float(v) for v in row.split()] for row in manifest["embedder_probe"]]
+    noisy = [" ".join(str(v + 1e-6) for v in row) for row in probe]
+    (quiet,) = load_with(embedder_checksum="0" * 64, embedder_probe=noisy)
+    assert quiet.levelno == logging.INFO and "last bits only" in quiet.getMessage()
+    # A different table: the probes embed differently.
+    other = [" ".join(str(-v) for v in row) for row in probe]
+    (loud,) = load_with(embedder_checksum="0" * 64, embedder_probe=other)
+    assert loud.levelno == logging.WARNING and "table sha256 000000000000" in loud.getMessage()
+    assert "probe cosine -1.0000" in loud.getMessage()
+    # A router saved before probes: the checksum alone decides.
+    (old,) = load_with(embedder_checksum="0" * 64, embedder_probe=None)
+    assert old.levelno == logging.WARNING and "probe" not in old.getMessage()
