@@ -4,9 +4,7 @@ trimming of GuideLLM's per-request lists."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -14,16 +12,12 @@ from typing import Any
 import pytest
 from tokenizers import Tokenizer
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.support.bench import bench_module
 
 
 @pytest.fixture(scope="module")
 def loadgen() -> Any:
-    sys.path.insert(0, str(BENCH))  # the bench scripts import each other by name
-    try:
-        return importlib.import_module("outside_loadgen")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("outside_loadgen")
 
 
 def test_the_written_tokenizer_loads_from_its_folder_and_spends_one_token_per_byte(

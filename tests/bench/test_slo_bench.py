@@ -4,24 +4,17 @@ stay under the oracle's, and prefix scoring finds more of the cache than least-i
 
 from __future__ import annotations
 
-import importlib
 import random
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.support.bench import bench_module
 
 
 @pytest.fixture(scope="module")
 def slo_bench() -> Any:
-    sys.path.insert(0, str(BENCH))  # the bench scripts import each other by name
-    try:
-        return importlib.import_module("slo_bench")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("slo_bench")
 
 
 def _run(slo_bench: Any, balancer: str, *extra: str) -> dict[str, Any]:
