@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/instructions.json")
     parser.add_argument("--only", nargs="*", default=None, help="gateways to measure (names)")
     parser.add_argument("--modes", nargs="*", default=["json", "stream"], help="json, stream")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="copy callgrind's dumps here (for callgrind_annotate)")  # fmt: skip
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="switchyard-instr-") as tmp:
@@ -179,6 +182,10 @@ def main() -> None:
                     rows.append(row)
         finally:
             backend.terminate()
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for dump in workdir.glob("callgrind.*"):
+                shutil.copy(dump, args.keep / dump.name)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"concurrency": args.concurrency, "rows": rows}, indent=2))
     print(table(rows))
