@@ -12,7 +12,8 @@ Setup
 Workload (deterministic for a seed)
   Chat sessions: each has one of ``--systems`` shared system prompts (~300 tokens; with 0,
   a system prompt of its own, as per-user instructions or memory would be) and its
-  own retrieved document (~400 tokens) in its first user turn (RAG), then grows turn by turn
+  own retrieved document (``--doc-tokens``, ~400; with ``--docs N`` one of a shared corpus of
+  N, the k-th most read with weight 1/k) in its first user turn (RAG), then grows turn by turn
   (a question of ~20 tokens, a canned answer of ~50 tokens: multi-turn). Each arrival opens a
   new session with probability ``--new-session`` (or when none is open), else continues a
   random open one; a session closes after ``--turns`` turns. Open-loop Poisson arrivals of
@@ -97,12 +98,15 @@ def plan(times: list[float], a: argparse.Namespace) -> list[list[dict[str, str]]
     """The messages of every arrival, in order: sessions opened, continued and closed."""
     rng = random.Random(a.seed)
     systems = [f"System prompt {i}. " + words(300, rng) for i in range(a.systems)]
+    corpus = [f"Document {i}. " + words(a.doc_tokens, rng) for i in range(a.docs)]
+    popularity = [1 / (k + 1) for k in range(a.docs)]  # the k-th most read: weight 1/k
     open_: list[Session] = []
     out = []
     for _ in times:
         if not open_ or rng.random() < a.new_session:
             system = rng.choice(systems) if systems else "System prompt. " + words(300, rng)
-            session = Session(system, words(400, rng))
+            doc = rng.choices(corpus, popularity)[0] if corpus else words(a.doc_tokens, rng)
+            session = Session(system, doc)
             session.messages = [{"role": "system", "content": session.system}]
             open_.append(session)
             question = f"Context:\n{session.doc}\n\nQuestion: {words(20, rng)}"
@@ -242,6 +246,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--systems", type=int, default=8, help="shared system prompts (0: one per session)"
     )
+    p.add_argument(
+        "--docs",
+        type=int,
+        default=0,
+        help="documents of a shared corpus, retrieved by popularity (0: one per session)",
+    )
+    p.add_argument("--doc-tokens", type=int, default=400, help="tokens of each document")
     p.add_argument("--new-session", type=float, default=0.3, help="chance an arrival opens one")
     p.add_argument("--turns", type=int, default=5, help="turns per session")
     p.add_argument("--slo-ttft", type=float, default=1.0, help="goodput SLO: TTFT, seconds")
@@ -278,7 +289,13 @@ def main(argv: list[str] | None = None) -> None:
         "capacity_rps_without_cache": round(capacity_rps(mean_prompt), 2),
         "mean_prompt_tokens": round(mean_prompt, 1),
         "load": a.load,
-        "workload": {"systems": a.systems, "new_session": a.new_session, "turns": a.turns},
+        "workload": {
+            "systems": a.systems,
+            "docs": a.docs,
+            "doc_tokens": a.doc_tokens,
+            "new_session": a.new_session,
+            "turns": a.turns,
+        },
         "replicas": [{"preset": p, "max_num_seqs": n} for p, n in REPLICAS],
         "slo": {"ttft_s": a.slo_ttft, "mean_itl_s": a.slo_itl},
         "duration_s": a.duration,

@@ -189,19 +189,24 @@ def plain_prompts(n: int, rng: random.Random) -> list[tuple[int, ...]]:
 
 
 def session_prompts(
-    n: int, rng: random.Random, systems: int = 8, doc_tokens: int = 400
+    n: int, rng: random.Random, systems: int = 8, doc_tokens: int = 400, docs: int = 0
 ) -> list[tuple[int, ...]]:
     """§20's chat sessions: one of ``systems`` shared system prompts (0: one per session), a
-    document of its own, up to 5 turns."""
+    document (its own, or with ``docs`` one of a shared corpus, the k-th most read with
+    weight 1/k: retrieval over one knowledge base), a question, up to 5 turns."""
     fresh = itertools.count(1_000_000)
     shared = [tuple(next(fresh) for _ in range(300)) for _ in range(systems)]
+    corpus = [tuple(next(fresh) for _ in range(doc_tokens)) for _ in range(docs)]
+    popularity = [1 / (k + 1) for k in range(docs)]
     open_: list[list[int]] = []
     turns: dict[int, int] = {}
     out = []
     for _ in range(n):
         if not open_ or rng.random() < 0.3:
             system = rng.choice(shared) if shared else tuple(next(fresh) for _ in range(300))
-            session = [*system, *(next(fresh) for _ in range(doc_tokens + 20))]
+            doc = rng.choices(corpus, popularity)[0] if corpus else ()
+            own = 0 if corpus else doc_tokens
+            session = [*system, *doc, *(next(fresh) for _ in range(own + 20))]
             open_.append(session)
             turns[id(session)] = 0
         else:
@@ -233,7 +238,9 @@ def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) 
     rng = random.Random(seed)
     make = plain_prompts
     if workload == "prefix":
-        make = functools.partial(session_prompts, systems=a.systems, doc_tokens=a.doc_tokens)
+        make = functools.partial(
+            session_prompts, systems=a.systems, doc_tokens=a.doc_tokens, docs=a.docs
+        )
     probe = make(2000, random.Random(seed + 7))
     rate = PHASES[phase] * capacity_rps(statistics.fmean(len(p) for p in probe))
     times = arrivals(rate, a.duration, phase == "burst", rng)
@@ -363,6 +370,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=400,
         help="prefix workload: tokens of each session's own document",
+    )
+    p.add_argument(
+        "--docs",
+        type=int,
+        default=0,
+        help="prefix workload: documents of a shared corpus (0: one per session)",
     )
     p.add_argument(
         "--kv-scale",

@@ -42,3 +42,14 @@ def test_a_session_of_its_own_system_prompt_shares_nothing_with_another(slo_benc
     starts = {p[:300] for p in prompts}
     opened = sum(1 for p in prompts if len(p) == 300 + 120)
     assert len(starts) == opened  # one system prompt per session opened
+
+
+def test_sessions_retrieving_from_a_shared_corpus_share_its_most_read_documents(
+    slo_bench: Any,
+) -> None:
+    prompts = slo_bench.session_prompts(200, random.Random(4), systems=1, doc_tokens=50, docs=20)
+    opened = [p for p in prompts if len(p) == 300 + 50 + 20]
+    docs = [p[300:350] for p in opened]
+    assert 1 < len(set(docs)) < len(opened)  # documents recur across sessions
+    top = max(set(docs), key=docs.count)
+    assert docs.count(top) > len(opened) / 10  # the most read one is read often
