@@ -78,9 +78,9 @@ def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> Routin
 
 
 def concrete_needs(payload: Payload) -> tuple[Needs | None, Payload, float | None]:
-    """What a request to a concrete model needs of it, its TTFT target in seconds (the
-    ``switchyard`` object's ``max_ttft_ms``, for replica choice), and its payload without
-    the routing options (they mean nothing to a backend)."""
+    """What a request to a concrete model needs of it, its payload without the routing
+    options (they mean nothing to a backend), and its TTFT target in seconds (the
+    ``switchyard`` object's ``max_ttft_ms``, for replica choice)."""
     needs = needs_of(payload.data, images=False)
     ttft_s = None
     if OPTIONS_FIELD in payload.data:
