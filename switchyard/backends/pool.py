@@ -140,18 +140,17 @@ class EndpointPool:
     ) -> Endpoint | None:
         """The endpoint for the next attempt, or ``None`` when none may take it (``ttft_s``:
         the request's own TTFT target, which the slo balancer uses instead of its own)."""
-        ok = [
-            ep not in exclude and ep.allows() and (not retry or ep.retry_budget.can_retry())
-            for ep in self.endpoints
-        ]
+        sheds = self.balancer == "slo" and self.adapter is None  # one replica may shed, too
+        if len(self.endpoints) == 1 and not sheds:  # no choice to make (affinity has one home)
+            only = self.endpoints[0]
+            return only if _may_take(only, exclude, retry) else None
+        ok = [_may_take(ep, exclude, retry) for ep in self.endpoints]
         if not any(ok):
             return None
-        if self.balancer == "slo" and self.adapter is None:  # one replica may shed, too
+        if sheds:
             # a target of 0 can only be missed: it sheds, it does not fail the policy's check
             slo = self.slo if ttft_s is None else replace(self.slo, ttft_s=max(ttft_s, 1e-3))
             return self._slo_pick(ok, retry, prefix, slo)
-        if len(self.endpoints) == 1:  # no choice to make (affinity has one home, too)
-            return self.endpoints[0]
         if self.balancer == "round_robin":
             n = len(self.endpoints)
             start = next(self._turn)
@@ -292,11 +291,13 @@ class EndpointPool:
     def expected_delay(self) -> float:
         """Seconds a new request is expected to wait on this model's best replica now
         (``inf`` when no endpoint may take traffic). For the routing policy and shedding."""
-        now = self._clock()
-        delays = [
-            view_delay(v, now, self.policy) for v in self.views() if v.allows and v.weight > 0
-        ]
-        return min(delays, default=math.inf)
+        now, best = self._clock(), math.inf
+        for view in self.views():  # a loop, not min() of a list: it runs for every request
+            if view.allows and view.weight > 0:
+                delay = view_delay(view, now, self.policy)
+                if delay < best:
+                    best = delay
+        return best
 
     def paused_for(self) -> float:
         """Seconds until an endpoint paused by ``Retry-After`` may take traffic (0: none is)."""
@@ -304,6 +305,16 @@ class EndpointPool:
 
     def healthy(self) -> bool:
         return any(ep.breaker.state is not BreakerState.open for ep in self.endpoints)
+
+
+def _may_take(endpoint: Endpoint, exclude: Sequence[Endpoint], retry: bool) -> bool:
+    """Whether ``endpoint`` may take this attempt: not tried yet, its breaker lets it
+    through, and for a retry, its retry budget has room."""
+    return (
+        endpoint not in exclude
+        and endpoint.allows()
+        and (not retry or endpoint.retry_budget.can_retry())
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
         "access_log": server.access_log,
         "backlog": 2048,
         "timeout_graceful_shutdown": 5,
+        # No "server: uvicorn" on every response: it names the software to whoever asks,
+        # and uvicorn checks each header of every response against two regexes.
+        "server_header": False,
     }
 
 

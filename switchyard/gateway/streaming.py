@@ -4,8 +4,8 @@
 gateway asked for usage on the client's behalf, drops that event again so the client gets
 exactly the stream it asked for. ``relay`` sends an upstream stream to the client without
 buffering, and ends a stream whose backend died with an error event that the OpenAI SDK
-raises. Per chunk, a stream costs a suffix test and two substring searches unless the chunk
-holds the usage event.
+raises. Per chunk, a stream costs a suffix test and a substring search, two more where
+every chunk says ``"usage": null``, and a parse only for the event that holds usage.
 
 ``KeepAlive`` covers the wait for a stream's first token: after ``upstream.stream_keepalive_s``
 without it, the response starts (200, SSE headers) and an SSE comment (``: keep-alive``)
@@ -25,7 +25,8 @@ from typing import Any
 import orjson
 from starlette.types import Send
 
-from switchyard.backends.errors import SwitchyardError, UpstreamError
+from switchyard.backends.client import STREAM_ERRORS, broken_stream
+from switchyard.backends.errors import SwitchyardError
 from switchyard.backends.pool import Attempt
 
 log = logging.getLogger("switchyard.gateway")
@@ -41,7 +42,7 @@ STREAM_HEADERS = (
 
 def _may_hold_usage(data: bytes) -> bool:
     """Whether ``data`` may hold a usage object (``"usage": null`` on every chunk does not)."""
-    return b'"usage":{' in data or b'"usage": {' in data
+    return data.find(b'"usage":{') >= 0 or data.find(b'"usage": {') >= 0
 
 
 class UsageTap:
@@ -57,7 +58,7 @@ class UsageTap:
     def feed(self, chunk: bytes) -> bytes:
         """Take bytes from upstream; return the bytes to send to the client now."""
         if not self._tail and chunk.endswith(b"\n\n"):  # whole events: the usual case
-            if b'"usage":{' not in chunk and b'"usage": {' not in chunk:  # _may_hold_usage
+            if not _may_hold_usage(chunk):
                 return chunk
             scanned = self._scan(chunk, keep=not self.drop)
             return scanned if self.drop else chunk
@@ -178,22 +179,27 @@ async def relay(
     """Stream ``attempt`` to the client; the status to record (``upstream_error`` when the
     backend broke off). ``headers`` None: the response has started already (keep-alive).
     The caller finishes the attempt, also when this is cancelled."""
-    status = attempt.response.status
+    resp = attempt.response
+    status = resp.status
     if headers is not None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
+    chunk, read = resp.first_chunk, resp.reader
     try:
-        async for chunk in attempt.response.chunks():
+        while chunk:
             # Whole events without a usage object pass as they are: UsageTap.feed's first
-            # test, inline, since it runs once per token.
-            if tap._tail or not chunk.endswith(b"\n\n") or b'"usage"' in chunk:
+            # test, inline, since it runs once per token (``find``, not ``in``: bytes'
+            # ``in`` first tries the needle as an integer and clears the TypeError).
+            if tap._tail or not chunk.endswith(b"\n\n") or chunk.find(b'"usage"') >= 0:
                 out = tap.feed(chunk)
             else:
                 out = chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-    except UpstreamError as err:
+            chunk = await read()
+    except STREAM_ERRORS as exc:
+        err = broken_stream(exc)
         log.warning("stream from %s broke: %s", attempt.endpoint.name, err.message)
-        attempt.response.abort()
+        resp.abort()
         body = tap.flush() + error_event(err)
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return "upstream_error"

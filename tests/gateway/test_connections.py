@@ -141,6 +141,14 @@ def test_requests_whose_heads_arrive_in_time_are_served_on_one_connection(
             time.sleep(0.4)  # longer than the head timeout, shorter than keep-alive
 
 
+def test_responses_do_not_name_the_server_software(serve: Callable[..., int]) -> None:
+    with connect(serve()) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        status, headers, _ = parse(read_until_closed(sock))
+    assert status == 200 and "date" in headers and "x-request-id" in headers
+    assert "server" not in headers
+
+
 def test_a_connection_over_the_cap_is_answered_503_and_closed(
     serve: Callable[..., int],
 ) -> None:

@@ -24,9 +24,9 @@ from switchyard.gateway.tenancy import periods
 from switchyard.gateway.tenancy.config import AuthConfig, Limits, Period
 from switchyard.gateway.tenancy.keys import (
     PREFIX,
+    KeyHasher,
     KeyRecord,
     bearer_token,
-    hash_key,
     static_records,
 )
 from switchyard.gateway.tenancy.store import (
@@ -78,6 +78,7 @@ class Guard:
         """Use new keys, tenants and limits (config reload); dynamic keys stay in the store."""
         self.auth = auth
         self._secret = auth.secret()
+        self._hash = KeyHasher(self._secret)
         self._static = static_records(auth.keys, self._secret)
         self._tenants = {t.name: t for t in auth.tenants}
         self._cache: dict[str, tuple[KeyRecord | None, float]] = {}
@@ -95,7 +96,7 @@ class Guard:
             )
         if not token.startswith(PREFIX):
             raise AuthenticationError(f"malformed API key: keys start with '{PREFIX}'")
-        digest = hash_key(self._secret, token)
+        digest = self._hash(token)
         record = self._static.get(digest) or await self._dynamic(digest)
         if record is None:
             raise AuthenticationError("invalid API key")
