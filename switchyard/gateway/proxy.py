@@ -299,7 +299,7 @@ class Proxy:
             send = self.shadow.watch(call.route, payload, capability, send)  # gateway.shadow
         watch = DisconnectWatch(receive)
         try:
-            await self._exchange(send, model, payload, capability, call, may_use)
+            await self._exchange(send, model, payload, capability, call, may_use, watch)
         except asyncio.CancelledError:
             if not watch.absorb():
                 raise
@@ -314,10 +314,11 @@ class Proxy:
         capability: Capability,
         call: Call,
         may_use: Callable[[str], bool],
+        watch: DisconnectWatch,
     ) -> None:
         """Dispatch, then answer; a client that leaves cancels this (recorded as such)."""
         asked = model
-        keepalive = self._keepalive(send, payload, call)
+        keepalive = self._keepalive(send, payload, call, watch)
         try:
             try:
                 model, attempt = await dispatch_chain(
@@ -354,11 +355,13 @@ class Proxy:
         else:
             await self._answer(send, model, attempt, call)
 
-    def _keepalive(self, send: Send, payload: Payload, call: Call) -> KeepAlive | None:
+    def _keepalive(
+        self, send: Send, payload: Payload, call: Call, watch: DisconnectWatch
+    ) -> KeepAlive | None:
         interval = self.upstreams.settings.upstream.stream_keepalive_s
         if not (payload.stream and interval > 0):
             return None
-        return KeepAlive(send, interval, lambda: call.headers(list(STREAM_HEADERS)))
+        return KeepAlive(send, interval, lambda: call.headers(list(STREAM_HEADERS)), watch)
 
     async def _answer(self, send: Send, model: ModelConfig, attempt: Attempt, call: Call) -> None:
         """The backend's whole answer, as it came."""

@@ -28,6 +28,7 @@ from starlette.types import Send
 from switchyard.backends.client import STREAM_ERRORS, broken_stream
 from switchyard.backends.errors import SwitchyardError
 from switchyard.backends.pool import Attempt
+from switchyard.gateway.disconnect import DisconnectWatch
 
 log = logging.getLogger("switchyard.gateway")
 
@@ -127,18 +128,36 @@ def error_event(err: SwitchyardError) -> bytes:
 class KeepAlive:
     """SSE comments while a stream waits for its first token (see the module docstring)."""
 
-    __slots__ = ("_head", "_interval", "_send", "_task", "_timer", "started")
+    __slots__ = ("_head", "_interval", "_rest", "_send", "_stopped", "_task", "_timer", "started")
 
     def __init__(
-        self, send: Send, interval_s: float, head: Callable[[], list[tuple[bytes, bytes]]]
+        self,
+        send: Send,
+        interval_s: float,
+        head: Callable[[], list[tuple[bytes, bytes]]],
+        watch: DisconnectWatch | None = None,
     ) -> None:
         self._send = send
         self._interval = interval_s
         self._head = head  # the response headers, asked for when the response starts
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
         self.started = False  # the response has started: no error status can follow
-        loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = loop.call_later(interval_s, self._start)
+        if watch is not None and interval_s > watch.after_s:
+            # Most streams start long before a comment is due: the timer is armed (for the
+            # rest of the interval) only if the request still waits when the request's
+            # disconnect watch starts, not for every stream.
+            self._rest = interval_s - watch.after_s
+            watch.on_slow(self._arm)
+        else:
+            self._rest = interval_s
+            self._arm()
+
+    def _arm(self) -> None:
+        if not self._stopped:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._rest, self._start)
 
     def _start(self) -> None:
         self._timer = None
@@ -155,6 +174,7 @@ class KeepAlive:
     def stop(self) -> asyncio.Task[None] | None:
         """No more comments. Returns the task sending them, if they began: await it (it is
         cancelled) before sending anything else."""
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

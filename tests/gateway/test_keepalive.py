@@ -3,13 +3,16 @@ simulated vLLM backends, the openai SDK and raw httpx as clients)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from switchyard.gateway.disconnect import DisconnectWatch
+from switchyard.gateway.streaming import KeepAlive
 from tests.support.gateways import Gateway, Simulator, model_entry
 
 CHAT: dict[str, Any] = {
@@ -51,6 +54,41 @@ def test_no_comment_is_sent_when_the_first_token_comes_in_time(
     status, lines = raw_stream(gw)
     assert status == 200 and lines[-1] == "data: [DONE]"
     assert KEEPALIVE not in lines
+
+
+def test_no_comment_is_sent_when_the_first_token_comes_after_the_watch_began_but_in_time(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    # The keep-alive's timer is armed when the request has waited 50 ms (the disconnect
+    # watch's moment); a first token at 200 ms must still cancel it before 600 ms.
+    sim = simulator("m", added_latency_ms=200)
+    gw = gateway([model_entry("m", sim.base_url)], upstream={"stream_keepalive_s": 0.6})
+    status, lines = raw_stream(gw, read_timeout=5.0)
+    assert status == 200 and lines[-1] == "data: [DONE]"
+    assert KEEPALIVE not in lines
+
+
+def test_a_keepalive_stopped_before_the_watch_starts_never_arms_itself() -> None:
+    # A stream whose first token came at once lasts on; when the request's disconnect watch
+    # starts mid-stream, the stopped keep-alive must not arm its timer then.
+    async def main() -> list[MutableMapping[str, Any]]:
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        watch = DisconnectWatch(receive, after_s=0.01)
+        keepalive = KeepAlive(send, 0.03, list, watch)
+        assert keepalive.stop() is None  # the first token came before anything was armed
+        await asyncio.sleep(0.15)  # the watch starts at 10 ms; a timer would fire at 40 ms
+        watch.stop()
+        return sent
+
+    assert asyncio.run(main()) == []
 
 
 def test_keepalives_cover_a_retry_on_another_replica_before_the_first_token(
