@@ -204,25 +204,29 @@ async def relay(
     if headers is not None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
     chunk, read = resp.first_chunk, resp.reader
-    try:
-        while chunk:
-            # Whole events without a usage object pass as they are: UsageTap.feed's first
-            # test, inline, since it runs once per token (``find``, not ``in``: bytes'
-            # ``in`` first tries the needle as an integer and clears the TypeError).
-            if tap._tail or not chunk.endswith(b"\n\n") or chunk.find(b'"usage"') >= 0:
-                out = tap.feed(chunk)
-            else:
-                out = chunk
-            if out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
+    while chunk:
+        # Whole events without a usage object pass as they are: UsageTap.feed's first test,
+        # inline, since it runs once per token (``find``, not ``in``: bytes' ``in`` first
+        # tries the needle as an integer and clears the TypeError).
+        if tap._tail or not chunk.endswith(b"\n\n") or chunk.find(b'"usage"') >= 0:
+            out = tap.feed(chunk)
+        else:
+            out = chunk
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        try:  # only the read: what sending to the client raises is not the backend's doing
             chunk = await read()
-    except STREAM_ERRORS as exc:
-        err = broken_stream(exc)
-        log.warning("stream from %s broke: %s", attempt.endpoint.name, err.message)
-        resp.abort()
-        body = tap.flush() + error_event(err)
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        return "upstream_error"
-    attempt.response.release()
+        except STREAM_ERRORS as exc:
+            await _broke_off(send, attempt, tap, broken_stream(exc))
+            return "upstream_error"
+    resp.release()
     await send({"type": "http.response.body", "body": tap.flush(), "more_body": False})
     return str(status)
+
+
+async def _broke_off(send: Send, attempt: Attempt, tap: UsageTap, err: SwitchyardError) -> None:
+    """End the client's stream with ``err`` as an error event; drop the backend's."""
+    log.warning("stream from %s broke: %s", attempt.endpoint.name, err.message)
+    attempt.response.abort()
+    body = tap.flush() + error_event(err)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
