@@ -252,13 +252,13 @@ def connect_sync(target: RedisTarget, timeout_s: float) -> Any:
         "ssl": target.ssl,
     }
     if target.mode == "cluster":
-        nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call, unused-ignore]
         return RedisCluster(startup_nodes=nodes, require_full_coverage=False, **common)
     if target.mode == "sentinel":
         assert target.master is not None
         kwargs = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
-        sentinels = Sentinel(list(target.nodes), sentinel_kwargs=kwargs)  # type: ignore[no-untyped-call]
-        return sentinels.master_for(target.master, db=target.db, **common)  # type: ignore[no-untyped-call]
+        sentinels = Sentinel(list(target.nodes), sentinel_kwargs=kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+        return sentinels.master_for(target.master, db=target.db, **common)  # type: ignore[no-untyped-call, unused-ignore]
     host, port = target.nodes[0]
     return redis.Redis(host=host, port=port, db=target.db, **common)
 
@@ -281,7 +281,7 @@ def _sentinel(
     from redis.asyncio.sentinel import Sentinel
 
     assert target.master is not None
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(target.nodes),
         sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
     )
