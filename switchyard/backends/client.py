@@ -20,6 +20,7 @@ from switchyard.backends.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from switchyard.backends.running import current_task
 
 # What reading a stream's body raises when the backend breaks off or falls silent.
 STREAM_ERRORS = (TimeoutError, aiohttp.ClientError, ConnectionError)
@@ -95,6 +96,10 @@ class UpstreamResponse:
         ~0.1 µs. Its errors are ``STREAM_ERRORS``; ``broken_stream`` says what they mean."""
         return self._resp.content.readany
 
+    def ended(self) -> bool:
+        """Whether the stream has ended and every byte of it was read."""
+        return bool(self._resp.content.at_eof())
+
     def release(self) -> None:
         """Done with a fully read response: the connection goes back to the pool."""
         self._resp.release()
@@ -138,8 +143,7 @@ class OpenAICompatBackend:
             headers = {**headers, **dict(request.headers)}
         # asyncio.timeout() does the same with a dozen more calls per request: a timer that
         # cancels this task, told apart from any other cancellation by ``expired``.
-        task = asyncio.current_task()
-        assert task is not None
+        task = current_task()
         before = task.cancelling()
         expired = False
 

@@ -27,10 +27,12 @@ import asyncio
 import functools
 import logging
 import os
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from switchyard.backends.errors import SwitchyardError
@@ -39,6 +41,7 @@ from switchyard.gateway.errors import (
     RequestTimeoutError,
     TooManyConnectionsError,
 )
+from switchyard.gateway.http_cycle import GatewayCycle
 from switchyard.gateway.metrics import HTTP_REJECTIONS
 from switchyard.gateway.settings import ServerConfig
 
@@ -135,10 +138,51 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
 
     def on_headers_complete(self) -> None:
+        """The head is complete: as uvicorn's, with the request's cycle a ``GatewayCycle``
+        (``switchyard.gateway.http_cycle``), and the head timer cancelled here."""
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
-        super().on_headers_complete()
+        scope, parser = self.scope, self.parser
+        scope["method"] = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        if version != "1.1":
+            scope["http_version"] = version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        url = httptools.parse_url(self.url)
+        path = url.path.decode("ascii")
+        scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+        scope["raw_path"] = self.root_path.encode("ascii") + url.path
+        scope["query_string"] = url.query or b""
+        app = self.app
+        if (
+            self.limit_concurrency is not None
+            and max(len(self.connections), len(self.tasks)) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        previous, self.cycle = self.cycle, self._cycle(version)
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # a pipelined request waits for the one before it
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
+
+    def _cycle(self, version: str) -> GatewayCycle:
+        return GatewayCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
 
     def send_400_response(self, msg: str) -> None:
         detail = msg if msg.isprintable() and len(msg) < 200 else "malformed request"

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from starlette.types import Receive
 
+from switchyard.backends.running import current_task
+
 WATCH_AFTER_S = 0.05
 
 
@@ -27,8 +29,7 @@ class DisconnectWatch:
     __slots__ = ("_receive", "_slow", "_task", "_timer", "_watcher", "after_s", "gone")
 
     def __init__(self, receive: Receive, after_s: float = WATCH_AFTER_S) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "DisconnectWatch needs a running task"
+        task = current_task()  # without asyncio's getpid() (switchyard.backends.running)
         self._task = task
         self._receive = receive
         self.after_s = after_s

@@ -43,6 +43,7 @@ from switchyard.gateway.errors import (
     error_head,
     log_error,
 )
+from switchyard.gateway.http_cycle import HOLD
 from switchyard.gateway.load import dispatch_chain, within_targets
 from switchyard.gateway.metrics import GatewayMetrics
 from switchyard.gateway.outcomes import Route
@@ -169,7 +170,8 @@ class Proxy:
                 self.metrics.refused(name, str(err.status))
             body = err.to_json() if dialect is None else dialect.error(err)
             head = call.headers(error_head(err, body))
-            await send({"type": "http.response.start", "status": err.status, "headers": head})
+            await send({"type": "http.response.start", "status": err.status, "headers": head,
+                        HOLD: True})  # fmt: skip
             await send({"type": "http.response.body", "body": body})
         finally:
             if span is not None:
@@ -378,7 +380,7 @@ class Proxy:
             (b"content-length", str(len(body)).encode()),
         ]
         await send({"type": "http.response.start", "status": resp.status,
-                    "headers": call.headers(head)})  # fmt: skip
+                    "headers": call.headers(head), HOLD: True})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
     async def _stream(

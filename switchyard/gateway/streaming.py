@@ -29,6 +29,7 @@ from switchyard.backends.client import STREAM_ERRORS, broken_stream
 from switchyard.backends.errors import SwitchyardError
 from switchyard.backends.pool import Attempt
 from switchyard.gateway.disconnect import DisconnectWatch
+from switchyard.gateway.http_cycle import HOLD, chunk_writer
 
 log = logging.getLogger("switchyard.gateway")
 
@@ -201,9 +202,11 @@ async def relay(
     The caller finishes the attempt, also when this is cancelled."""
     resp = attempt.response
     status = resp.status
-    if headers is not None:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-    chunk, read = resp.first_chunk, resp.reader
+    if headers is not None:  # written with the first chunk (HOLD), under our own server
+        await send({"type": "http.response.start", "status": status, "headers": headers,
+                    HOLD: True})  # fmt: skip
+    chunk, read, ended = resp.first_chunk, resp.reader, resp.ended
+    write = chunk_writer(send)  # None: ``send`` is not the server's own (a wrapper watches)
     while chunk:
         # Whole events without a usage object pass as they are: UsageTap.feed's first test,
         # inline, since it runs once per token (``find``, not ``in``: bytes' ``in`` first
@@ -212,15 +215,19 @@ async def relay(
             out = tap.feed(chunk)
         else:
             out = chunk
-        if out:
+        if ended():  # the backend's stream ended with this chunk: it goes with the end
+            break
+        if out and (write is None or not write(out)):
             await send({"type": "http.response.body", "body": out, "more_body": True})
         try:  # only the read: what sending to the client raises is not the backend's doing
             chunk = await read()
         except STREAM_ERRORS as exc:
             await _broke_off(send, attempt, tap, broken_stream(exc))
             return "upstream_error"
+    else:
+        out = b""
     resp.release()
-    await send({"type": "http.response.body", "body": tap.flush(), "more_body": False})
+    await send({"type": "http.response.body", "body": out + tap.flush(), "more_body": False})
     return str(status)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -147,6 +148,41 @@ def test_responses_do_not_name_the_server_software(serve: Callable[..., int]) ->
         status, headers, _ = parse(read_until_closed(sock))
     assert status == 200 and "date" in headers and "x-request-id" in headers
     assert "server" not in headers
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(
+    serve: Callable[..., int],
+) -> None:
+    closing = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    with connect(serve()) as sock:
+        sock.sendall(GET + b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n"
+                     b"Content-Length: 2\r\n\r\n{}" + closing)  # fmt: skip
+        answers = read_until_closed(sock)
+    assert re.findall(rb"HTTP/1.1 (\d+)", answers) == [b"200", b"400", b"200"]
+
+
+def test_an_http_1_0_request_is_answered_and_its_connection_closed(
+    serve: Callable[..., int],
+) -> None:
+    with connect(serve()) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.0\r\n\r\n")
+        status, headers, body = parse(read_until_closed(sock))
+    assert status == 200 and headers["connection"] == "close"
+    assert json.loads(body)["data"][0]["id"] == "m"
+
+
+def test_a_percent_encoded_path_is_decoded_and_a_head_request_gets_no_body(
+    serve: Callable[..., int],
+) -> None:
+    port = serve()
+    with connect(port) as sock:
+        sock.sendall(b"GET /v1/%6Dodels?x=1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        status, _, body = parse(read_until_closed(sock))
+    assert status == 200 and json.loads(body)["object"] == "list"
+    with connect(port) as sock:
+        sock.sendall(b"HEAD /v1/models HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        status, headers, body = parse(read_until_closed(sock))
+    assert body == b"" and "x-request-id" in headers
 
 
 def test_a_connection_over_the_cap_is_answered_503_and_closed(
