@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,15 @@ async def load(port: int, stream: bool, n: int, concurrency: int, auth: bool) ->
     return ok
 
 
+def stop(proc: subprocess.Popen[bytes], wait_s: float) -> None:
+    """Interrupt a gateway as Ctrl-C would; kill it if it has not exited in ``wait_s``."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def instructions(out: Path) -> int:
     """Total Ir of the dump files callgrind wrote for the measured part."""
     total = 0
@@ -129,11 +139,7 @@ def measure(cmd: list[str], name: str, stream: bool, args: argparse.Namespace, p
         ok = asyncio.run(load(port, stream, args.requests, args.concurrency, auth))
         subprocess.run([*ctl[:1], "-d", *ctl[1:]], check=True, capture_output=True)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 60)
     total = instructions(out)
     return {"gateway": name, "mode": "stream" if stream else "json", "requests": args.requests,
             "ok": ok, "instructions": total, "per_request": total / args.requests}  # fmt: skip
@@ -150,21 +156,30 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=2000, help="measured requests per run")
+def add_run_options(parser: argparse.ArgumentParser, requests: int, out: Path) -> None:
+    """The options this script and bench/syscalls.py share."""
+    parser.add_argument("--requests", type=int, default=requests, help="measured requests per run")
     parser.add_argument("--warmup", type=int, default=300, help="requests before measuring")
     parser.add_argument("--concurrency", type=int, default=32, help="client connections")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/instructions.json")
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--only", nargs="*", default=None, help="gateways to measure (names)")
     parser.add_argument("--modes", nargs="*", default=["json", "stream"], help="json, stream")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="copy callgrind's dumps here (for callgrind_annotate)")  # fmt: skip
-    args = parser.parse_args()
+
+
+Measure = Callable[[list[str], str, bool, argparse.Namespace, int, Path], dict[str, Any]]
+
+
+def run_gateways(
+    args: argparse.Namespace,
+    measure: Measure,
+    describe: Callable[[dict[str, Any]], str],
+    prefix: str,
+    done: Callable[[Path], None] | None = None,
+) -> list[dict[str, Any]]:
+    """``measure`` each gateway asked for in each mode, against one backend; the rows
+    (``done``: given the work directory before it goes)."""
     rows = []
-    with tempfile.TemporaryDirectory(prefix="switchyard-instr-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         workdir, backend_port = Path(tmp), free_port()
         backend = start_backend(backend_port)
         try:
@@ -174,21 +189,39 @@ def main() -> None:
                     continue
                 for stream in (mode == "stream" for mode in args.modes):
                     row = measure(cmd, name, stream, args, port, workdir)
-                    print(
-                        f"{row['gateway']:17} {row['mode']:6} {row['per_request']:12,.0f} "
-                        f"instructions/request ({row['ok']}/{row['requests']} ok)",
-                        flush=True,
-                    )
+                    print(describe(row), flush=True)
                     rows.append(row)
         finally:
             backend.terminate()
+        if done is not None:
+            done(workdir)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"concurrency": args.concurrency, "rows": rows}, indent=2))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_options(parser, 2000, ROOT / "bench/results/instructions.json")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="copy callgrind's dumps here (for callgrind_annotate)")  # fmt: skip
+    args = parser.parse_args()
+
+    def keep(workdir: Path) -> None:
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
             for dump in workdir.glob("callgrind.*"):
                 shutil.copy(dump, args.keep / dump.name)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"concurrency": args.concurrency, "rows": rows}, indent=2))
+
+    rows = run_gateways(args, measure, _describe, "switchyard-instr-", keep)
     print(table(rows))
+
+
+def _describe(row: dict[str, Any]) -> str:
+    return (f"{row['gateway']:17} {row['mode']:6} {row['per_request']:12,.0f} "
+            f"instructions/request ({row['ok']}/{row['requests']} ok)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from instructions import KEY, gateway_commands, load, start_backend  # noqa: E402
+from instructions import KEY, add_run_options, load, run_gateways, stop  # noqa: E402
 
-from tests.support.servers import free_port, wait_for_port  # noqa: E402
+from tests.support.servers import wait_for_port  # noqa: E402
 
 SHOWN = ("write", "read", "getpid", "epoll_pwait")
 
@@ -67,11 +65,7 @@ def measure(cmd: list[str], name: str, stream: bool, args: argparse.Namespace, p
         tracer.send_signal(signal.SIGINT)
         tracer.wait(30)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 30)
     calls = counts(out)
     per = {k: v / args.requests for k, v in calls.items()}
     return {"gateway": name, "mode": "stream" if stream else "json", "requests": args.requests,
@@ -93,35 +87,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=3000, help="counted requests per run")
-    parser.add_argument("--warmup", type=int, default=300, help="requests before counting")
-    parser.add_argument("--concurrency", type=int, default=32, help="client connections")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/syscalls.json")
-    parser.add_argument("--only", nargs="*", default=None, help="gateways to count (names)")
-    parser.add_argument("--modes", nargs="*", default=["json", "stream"], help="json, stream")
+    add_run_options(parser, 3000, ROOT / "bench/results/syscalls.json")
     args = parser.parse_args()
     if shutil.which("strace") is None:
         sys.exit("strace not found: apt-get install strace")
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="switchyard-syscalls-") as tmp:
-        workdir, backend_port = Path(tmp), free_port()
-        backend = start_backend(backend_port)
-        try:
-            port = free_port()
-            for name, cmd in gateway_commands(backend_port, port, workdir).items():
-                if args.only is not None and name not in args.only:
-                    continue
-                for stream in (mode == "stream" for mode in args.modes):
-                    row = measure(cmd, name, stream, args, port, workdir)
-                    total = sum(row["per_request"].values())
-                    print(f"{name:17} {row['mode']:6} {total:6.2f} syscalls/request "
-                          f"({row['ok']}/{row['requests']} ok)", flush=True)  # fmt: skip
-                    rows.append(row)
-        finally:
-            backend.terminate()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"concurrency": args.concurrency, "rows": rows}, indent=2))
+    rows = run_gateways(args, measure, _describe, "switchyard-syscalls-")
     print(table(rows))
+
+
+def _describe(row: dict[str, Any]) -> str:
+    total = sum(row["per_request"].values())
+    return (f"{row['gateway']:17} {row['mode']:6} {total:6.2f} syscalls/request "
+            f"({row['ok']}/{row['requests']} ok)")  # fmt: skip
 
 
 if __name__ == "__main__":
