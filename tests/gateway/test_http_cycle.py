@@ -3,6 +3,7 @@ in fewer writes where the app holds a response's head (``HOLD``) or writes a chu
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -113,3 +114,17 @@ def test_chunk_writer_is_only_for_the_cycles_own_send() -> None:
     assert chunk_writer(c.send) == c.write_chunk
     assert chunk_writer(wrapped) is None
     assert chunk_writer(cycle(RequestResponseCycle).send) is None
+
+
+def test_the_access_log_line_is_uvicorns(caplog: pytest.LogCaptureFixture) -> None:
+    lines = []
+    for kind in (GatewayCycle, RequestResponseCycle):
+        c = cycle(kind)
+        c.access_log = True
+        c.scope.update(client=("127.0.0.1", 5000), path="/v1/x", raw_path=b"/v1/x")
+        c.scope.update(query_string=b"a=1", root_path="")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="test.access"):
+            send(c, [start(404, JSON), body(b'{"a":1}')])
+        lines.append([record.getMessage() for record in caplog.records])
+    assert lines[0] == lines[1] == ['127.0.0.1:5000 - "POST /v1/x?a=1 HTTP/1.1" 404']
