@@ -57,6 +57,11 @@ def _name_ok(name: bytes) -> bool:
     return True
 
 
+def _frame(body: bytes) -> bytes:
+    """``body`` as one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(body), body)
+
+
 def _tokens(value: bytes) -> list[bytes]:
     return [token.strip().lower() for token in value.split(b",")]
 
@@ -98,11 +103,15 @@ class GatewayCycle(RequestResponseCycle):
             or self.flow.write_paused
         ):
             return False
-        data = b"%x\r\n%b\r\n" % (len(body), body)
+        self._write(_frame(body))
+        return True
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, after the held head if there is one."""
         if self._held is not None:
             data, self._held = self._held + data, None
-        self.transport.write(data)
-        return True
+        if data:
+            self.transport.write(data)
 
     def _head(self, status: int, extra: Any) -> bytes:
         """The status line and headers, as uvicorn writes them; the response has started."""
@@ -146,7 +155,7 @@ class GatewayCycle(RequestResponseCycle):
             self.expected_content_length = 0
             data = b""
         elif self.chunked_encoding:
-            data = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            data = _frame(body) if body else b""
             if not more_body:
                 data += b"0\r\n\r\n"
         else:
@@ -154,10 +163,7 @@ class GatewayCycle(RequestResponseCycle):
                 raise RuntimeError("Response content longer than Content-Length")
             self.expected_content_length -= len(body)
             data = body
-        if self._held is not None:
-            data, self._held = self._held + data, None
-        if data:
-            self.transport.write(data)
+        self._write(data)
         if not more_body:
             if self.expected_content_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")
