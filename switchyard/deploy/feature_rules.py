@@ -1,6 +1,7 @@
 """Alerts on the failure modes of optional features: requests refused by model constraints,
 Responses/Messages requests that cannot be translated, trace export, the response cache,
-requests the slo balancer sheds, cascade routers serving answers they doubted."""
+requests the slo balancer sheds, cascade routers (and routers with a second opinion) serving
+answers they doubted or could not check."""
 
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ def shadow_alerts() -> Group:
 
 
 def cascade_alerts() -> Group:
-    """Cascade routers serving doubted answers: escalations wanted and not made."""
+    """Cascade routers, and routers with a second opinion, serving doubted or unchecked
+    answers: escalations wanted and not made, checks that failed."""
     stopped = "sum by (router) (rate(switchyard_cascade_stops_total[15m]))"
     doubted = (
         "sum by (router) (rate(switchyard_cascade_escalations_total[15m]))\n"
@@ -138,11 +140,13 @@ def cascade_alerts() -> Group:
     )
     rule = alert(
         "SwitchyardCascadeStopsHigh", f"{stopped}\n/ ({doubted} > 0)\n> 0.5", "15m", "warning",
-        "Cascade {{ $labels.router }} serves answers its verifier doubted",
-        "{{ $value | humanizePercentage }} of the escalations cascade {{ $labels.router }} "
-        "wanted were not made (the reason label of switchyard_cascade_stops_total says why: "
-        "latency_budget, max_escalations or stage_failed), so those requests got the cheaper "
-        "answer it doubted. Raise cascade.latency_budget_ms or max_escalations, or check the "
-        "stronger stage's endpoints.",
+        "Router {{ $labels.router }} serves answers it doubted or could not check",
+        "{{ $value | humanizePercentage }} of the escalations or checks router "
+        "{{ $labels.router }} wanted were not made (the reason label of "
+        "switchyard_cascade_stops_total says why: latency_budget, max_escalations or "
+        "stage_failed), so those requests got the cheaper answer, doubted (a cascade) or "
+        "unchecked (a second opinion). Raise latency_budget_ms (cascade or second_opinion) or "
+        "cascade.max_escalations, or check the endpoints of the stronger stage, the checker "
+        "and escalate_to.",
     )  # fmt: skip
     return {"name": "switchyard.alerts.cascade", "rules": [rule]}

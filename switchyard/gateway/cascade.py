@@ -1,4 +1,5 @@
-"""Running a cascade router's request (``kind: cascade``) after its first stage is chosen.
+"""Running a cascade router's request (``kind: cascade``) after its first stage is chosen, and
+choosing how a routed request with more than one model to ask is served.
 
 The first stage comes from the pre-generation rule (``switchyard.gateway.cascade_rule``)
 inside the routing decision. A streamed request, or another API's translated one, is then
@@ -11,78 +12,40 @@ answer unless the client asked), and escalated to the next stage while one doubt
 most ``max_escalations`` times and not once ``latency_budget_ms`` has passed since the
 request arrived (a stronger stage still running at the budget is abandoned for the answer
 in hand). The client gets the last answer; ``x-switchyard-cascade`` lists the stages that
-answered; the cost settled and recorded is the sum; the outcome record keeps every stage.
+answered; the cost settled and recorded is the sum; the outcome record keeps every stage
+(``switchyard.gateway.stages``, with the metrics).
 
-Metrics: ``switchyard_cascade_escalations_total{router, reason}`` (verifier, logprobs) and
-``switchyard_cascade_stops_total{router, reason}``: an escalation wanted and not made
-(max_escalations, latency_budget, stage_failed) — the answer served was one the cascade
-doubted (alert ``SwitchyardCascadeStopsHigh``).
+A one-shot router with ``second_opinion:`` is served the same way by
+``switchyard.gateway.second_opinion``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from prometheus_client import CollectorRegistry, Counter
 from starlette.types import Receive, Send
 
-from switchyard.backends.errors import SwitchyardError
 from switchyard.gateway.cascade_config import CascadeConfig
 from switchyard.gateway.cascade_rule import stages_after
 from switchyard.gateway.disconnect import DisconnectWatch
-from switchyard.gateway.load import dispatch_chain
 from switchyard.gateway.payload import PROMPT_FIELD, Payload
-from switchyard.gateway.settings import Capability, ModelConfig
+from switchyard.gateway.second_opinion import second_opinion
+from switchyard.gateway.settings import Capability, ModelConfig, RouterConfig
 from switchyard.gateway.shadow_text import choice_text
+from switchyard.gateway.stages import HEADER, Answer, CascadeMetrics, StagedRequest, StageRun
 
 if TYPE_CHECKING:
     from switchyard.gateway.proxy import Call, Proxy
     from switchyard.routers.cascade import CascadeModel
 
-HEADER = b"x-switchyard-cascade"
 _RUN_HERE = (Capability.chat, Capability.completions)
 
 
-@dataclass(slots=True)
-class _Answer:
-    """One stage's whole answer."""
-
-    stage: str  # the cascade stage asked (a fallback may have answered for it)
-    served: ModelConfig
-    endpoint: str
-    status: int
-    body: bytes
-    content_type: str
-    data: Any  # the parsed body (None if not JSON)
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-class CascadeMetrics:
-    """The cascade counters, on the gateway's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.escalations = Counter(
-            "switchyard_cascade_escalations",
-            "Cascade answers doubted and sent to the next stage, by reason (verifier, logprobs).",
-            ["router", "reason"],
-            registry=registry,
-        )
-        self.stops = Counter(
-            "switchyard_cascade_stops",
-            "Cascade escalations wanted and not made, by reason (max_escalations, "
-            "latency_budget, stage_failed): the answer served was a doubted one.",
-            ["router", "reason"],
-            registry=registry,
-        )
-
-
 class Cascades:
-    """Serves the non-streamed requests of cascade routers for one ``Proxy``."""
+    """Serves the non-streamed requests of cascade routers, and of routers with a second
+    opinion, for one ``Proxy``."""
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -92,25 +55,23 @@ class Cascades:
         self, receive: Receive, send: Send, model: ModelConfig, payload: Payload,
         cap: Capability, call: Call, may_use: Callable[[str], bool],
     ) -> bool:  # fmt: skip
-        """Run a cascade router's request here (True), or let the proxy serve its first
-        stage alone (False: not a cascade, streamed, or another API's request)."""
+        """Run a cascade's or a second opinion's request here (True), or let the proxy serve
+        the routed pick alone (False: neither, streamed, or another API's request)."""
         routing, route = self.proxy.routing, call.route
-        if routing is None or route is None or (cascade := routing.cascade(route.router)) is None:
+        if routing is None or route is None:
             return False
-        if payload.stream or cap not in _RUN_HERE or call.translation is not None:
-            call.extra.append((HEADER, model.name.encode()))  # pre-generation only
-            return False
+        cascade = routing.cascade(route.router)
         router = routing.resolve(route.router)
-        config = (router.cascade if router is not None else None) or CascadeConfig()
-        models = self.proxy.upstreams.models
-
-        def usable(name: str) -> bool:
-            return name in models and cap in models[name].capabilities and may_use(name)
-
-        stages = stages_after(cascade, model.name, usable)
+        if cascade is None and (router is None or router.second_opinion is None):
+            return False
+        request = StagedRequest(self.proxy, self.metrics, payload, cap, call, may_use)
+        run = self._run(request, model.name, cascade, router)
+        if run is None:
+            call.extra.append((HEADER, model.name.encode()))  # the pick alone answers
+            return False
         watch = DisconnectWatch(receive)
         try:
-            await _Run(self, cascade, config, stages, payload, cap, call, may_use).serve(send)
+            await run.serve(send)
         except asyncio.CancelledError:
             if not watch.absorb():
                 raise
@@ -118,116 +79,59 @@ class Cascades:
             watch.stop()
         return True
 
+    def _run(
+        self, request: StagedRequest, pick: str, cascade: CascadeModel | None,
+        router: RouterConfig | None,
+    ) -> StageRun | None:  # fmt: skip
+        """How the request is run here (None: its pick alone answers, as the proxy does)."""
+        cap, call = request.cap, request.call
+        if request.payload.stream or cap not in _RUN_HERE or call.translation is not None:
+            return None
+        models = self.proxy.upstreams.models
 
-class _Run:
-    """One cascaded request: its stages so far and what they cost."""
+        def usable(name: str) -> bool:
+            return name in models and cap in models[name].capabilities and request.may_use(name)
+
+        if cascade is None:
+            assert router is not None and router.second_opinion is not None
+            return second_opinion(request, pick, router.second_opinion, usable)
+        config = (router.cascade if router is not None else None) or CascadeConfig()
+        return _CascadeRun(request, stages_after(cascade, pick, usable), cascade, config)
+
+
+class _CascadeRun(StageRun):
+    """One cascaded request: escalated stage by stage while its answer is doubted."""
 
     def __init__(
-        self, owner: Cascades, cascade: CascadeModel, config: CascadeConfig, stages: list[str],
-        payload: Payload, cap: Capability, call: Call, may_use: Callable[[str], bool],
+        self, request: StagedRequest, stages: list[str], cascade: CascadeModel,
+        config: CascadeConfig,
     ) -> None:  # fmt: skip
-        self.owner, self.proxy, self.cascade, self.config = owner, owner.proxy, cascade, config
-        self.stages, self.payload, self.cap, self.call, self.may_use = (
-            stages, payload, cap, call, may_use,
-        )  # fmt: skip
-        assert call.route is not None
-        self.route = call.route
-        self.ran: list[dict[str, Any]] = []
-        self.spent = [0, 0, 0.0]  # prompt tokens, completion tokens, USD
-        self.usage_known = False
-        self.injected = config.min_mean_logprob is not None and not _asks_logprobs(payload, cap)
-        budget = config.latency_budget_ms
-        self.deadline = None if budget is None else self.route.started + budget / 1e3
+        injected = config.min_mean_logprob is not None and not _asks_logprobs(request.payload)
+        super().__init__(request, stages, config.latency_budget_ms, injected)
+        self.cascade, self.config = cascade, config
 
-    async def serve(self, send: Send) -> None:
-        answer: _Answer | None = None
-        escalations = 0
-        try:
-            for i, stage in enumerate(self.stages):
-                last = i == len(self.stages) - 1
-                got = await self._stage(stage, last, answer is not None)
-                if got is None:  # failed or abandoned at the budget: serve what we have
-                    break
-                answer = got
-                if last or got.status != 200 or self.config.max_escalations == 0:
-                    break
-                reason = await self._doubt(got)
-                if reason is None:
-                    break
-                if escalations >= self.config.max_escalations:
-                    self._stopped("max_escalations")
-                    break
-                if self.deadline is not None and time.perf_counter() >= self.deadline:
-                    self._stopped("latency_budget")
-                    break
-                got.record["escalated"] = reason
-                self.owner.metrics.escalations.labels(self.route.router, reason).inc()
-                escalations += 1
-        except asyncio.CancelledError:
-            self._finish(answer, "client_closed")
-            raise
-        assert answer is not None  # the first stage raises rather than return None
-        self._finish(answer, str(answer.status))
-        await self._send(send, answer)
+    async def _run(self) -> Answer:
+        for i, stage in enumerate(self.stages):
+            last = i == len(self.stages) - 1
+            got = await self._stage(stage, last, self.answer is not None)
+            if got is None:  # failed or abandoned at the budget: serve what we have
+                break
+            self.answer = got
+            if last or got.status != 200 or self.config.max_escalations == 0:
+                break
+            reason = await self._doubt(got)
+            if reason is None:
+                break
+            if sum("escalated" in r for r in self.ran) >= self.config.max_escalations:
+                self._stopped("max_escalations")
+                break
+            if self._past_budget():
+                break
+            self._escalate(got, reason)
+        assert self.answer is not None  # the first stage raises rather than return None
+        return self.answer
 
-    async def _stage(self, stage: str, last: bool, fallback: bool) -> _Answer | None:
-        """Ask ``stage``; None when it fails or outlasts the budget after an earlier answer
-        (the first stage's error is raised, recorded)."""
-        proxy, call = self.proxy, self.call
-        metrics = proxy.metrics.model(stage)
-        call.open(metrics)
-        started = time.perf_counter()
-        payload = _stage_payload(self.payload, stage, self.cap, self.injected and not last)
-        left = None if self.deadline is None or not fallback else self.deadline - started
-        try:
-            async with asyncio.timeout(left):
-                served, attempt = await dispatch_chain(
-                    proxy.upstreams, proxy.metrics, proxy.upstreams.models[stage], payload,
-                    self.cap, call.request_id.decode(), self.may_use, proxy.tracing,
-                    call.ttft_s,
-                )  # fmt: skip
-        except (SwitchyardError, TimeoutError) as err:
-            status = "budget" if isinstance(err, TimeoutError) else str(err.status)
-            metrics.finished("-", status, time.perf_counter() - started)
-            self.ran.append({"model": stage, "status": status})
-            if not fallback:
-                self._finish(None, status)
-                raise
-            self._stopped("latency_budget" if status == "budget" else "stage_failed")
-            return None
-        attempt.finish()
-        resp = attempt.response
-        if served.name != stage:
-            metrics = proxy.metrics.model(served.name)
-            call.open(metrics)
-        metrics.finished(attempt.endpoint.name, str(resp.status), time.perf_counter() - started)
-        answer = _Answer(stage, served, attempt.endpoint.name, resp.status, resp.body,
-                         resp.content_type, _json(resp.body))  # fmt: skip
-        answer.record = self._account(answer, metrics, time.perf_counter() - started)
-        self.ran.append(answer.record)
-        return answer
-
-    def _account(self, answer: _Answer, metrics: Any, took: float) -> dict[str, Any]:
-        usage = answer.data.get("usage") if isinstance(answer.data, dict) else None
-        record: dict[str, Any] = {
-            "model": answer.served.name,
-            "endpoint": answer.endpoint,
-            "status": str(answer.status),
-            "latency_s": round(took, 6),
-        }
-        if isinstance(usage, dict) and answer.status == 200:
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if isinstance(prompt, int) and isinstance(completion, int):
-                cost = answer.served.cost_usd(prompt, completion)
-                metrics.usage(prompt, completion, cost)
-                self.spent[0] += prompt
-                self.spent[1] += completion
-                self.spent[2] += cost
-                self.usage_known = True
-                record.update(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
-        return record
-
-    async def _doubt(self, answer: _Answer) -> str | None:
+    async def _doubt(self, answer: Answer) -> str | None:
         """Why the answer should be escalated (None: it is trusted)."""
         data = answer.data
         if self.config.min_mean_logprob is not None:
@@ -256,59 +160,10 @@ class _Run:
         vector = await routing.embed(text)
         return self.cascade.verify(stage, np.asarray(prompt), np.asarray(vector))
 
-    def _stopped(self, reason: str) -> None:
-        self.owner.metrics.stops.labels(self.route.router, reason).inc()
-        if self.ran:
-            self.ran[-1].setdefault("stopped", reason)
 
-    def _finish(self, answer: _Answer | None, status: str) -> None:
-        """Close the call, settle its limits on the summed cost, record the outcome."""
-        proxy, call = self.proxy, self.call
-        call.close()
-        prompt, completion, cost = self.spent
-        if call.ticket is not None:
-            proxy.guard.settle(call.ticket, int(prompt + completion), float(cost))
-        spent = (int(prompt), int(completion), float(cost)) if self.usage_known else None
-        served = answer.served.name if answer is not None else self.stages[0]
-        endpoint = answer.endpoint if answer is not None else "-"
-        record = self.route.record(served, endpoint, status, spent, None)
-        record.stages = list(self.ran)
-        assert proxy.routing is not None
-        proxy.routing.finish(self.route, record)
-
-    async def _send(self, send: Send, answer: _Answer) -> None:
-        body = answer.body
-        if self.injected and isinstance(answer.data, dict):
-            body = _without_logprobs(answer.data)
-        self.call.extra.append((HEADER, ",".join(r["model"] for r in self.ran
-                                                 if "endpoint" in r).encode()))  # fmt: skip
-        head = [(b"content-type", answer.content_type.encode("latin-1")),
-                (b"content-length", str(len(body)).encode())]  # fmt: skip
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": self.call.headers(head)})  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _asks_logprobs(payload: Payload, cap: Capability) -> bool:
+def _asks_logprobs(payload: Payload) -> bool:
     value = payload.data.get("logprobs")
     return value is not None and value is not False
-
-
-def _stage_payload(payload: Payload, stage: str, cap: Capability, logprobs: bool) -> Payload:
-    """The request as sent to ``stage`` (with logprobs asked for the cascade's own use)."""
-    if stage == payload.model and not logprobs:
-        return payload
-    data = dict(payload.data, model=stage)
-    if logprobs:
-        data["logprobs"] = True if cap is Capability.chat else 1
-    return Payload(orjson.dumps(data), data, stage, payload.stream, payload.wants_usage)
 
 
 def _choice(data: Any) -> dict[str, Any]:
@@ -327,14 +182,6 @@ def _mean_logprob(data: Any, cap: Capability) -> float | None:
         values = [t.get("logprob") for t in logprobs.get("content") or [] if isinstance(t, dict)]
     numbers = [float(v) for v in values if isinstance(v, int | float)]
     return sum(numbers) / len(numbers) if numbers else None
-
-
-def _without_logprobs(data: dict[str, Any]) -> bytes:
-    """The answer as if logprobs had not been asked for (``"logprobs": null``)."""
-    for choice in data.get("choices") or []:
-        if isinstance(choice, dict) and "logprobs" in choice:
-            choice["logprobs"] = None
-    return orjson.dumps(data)
 
 
 __all__ = ["HEADER", "CascadeMetrics", "Cascades"]

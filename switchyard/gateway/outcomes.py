@@ -100,7 +100,8 @@ class OutcomeRecord:
     # to it ({"text", "status", "usage", "cost_usd", "shadow"}), attached once shadow calls end.
     prompt: Any = None
     outputs: dict[str, dict[str, Any]] | None = None
-    # Cascade routers only (switchyard.gateway.cascade): every stage run, cheapest first.
+    # Cascade routers and second opinions only (switchyard.gateway.stages): every stage run,
+    # in the order started (cheapest first; a second opinion: pick, checker, escalate_to).
     stages: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from switchyard.gateway.adapter_config import (
 from switchyard.gateway.cache.config import CacheConfig
 from switchyard.gateway.cascade_config import CascadeConfig, RouterKind, check_cascade
 from switchyard.gateway.discovery_config import DiscoveryConfig
+from switchyard.gateway.second_opinion_config import SecondOpinionConfig, check_second_opinion
 from switchyard.gateway.shadow_config import ShadowConfig
 from switchyard.gateway.slo_config import SloConfig
 from switchyard.gateway.state import StateConfig
@@ -296,6 +297,7 @@ class RouterConfig(_Strict):
     bandit: BanditConfig = BanditConfig()
     kind: RouterKind = Field(default=RouterKind.router, description="router or cascade.")
     cascade: CascadeConfig | None = None  # kind cascade: how it escalates (defaults if unset)
+    second_opinion: SecondOpinionConfig | None = None  # kind router: a checker, escalate_to
 
     def artifact_models(self) -> list[str]:
         """The models named in the artifact's router.json (ValueError if unreadable)."""
@@ -411,6 +413,7 @@ class Settings(BaseSettings):
         for i, router in enumerate(self.routers):
             try:
                 found = self.candidates(router)
+                check_second_opinion(router.kind, router.second_opinion, names)
                 check_cascade(router.kind, router.cascade, router.artifact, found)
             except ValueError as err:
                 raise ValueError(f"routers.{i}: {err}") from None

@@ -104,6 +104,15 @@ def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "")
         time.sleep(0.05)
 
 
+def outcome(gw: Any, decision: str, admin_key: str) -> dict[str, Any]:
+    """The outcome record of ``decision``, read from the gateway's ``GET /admin/outcomes``."""
+    resp = gw.client.get("/admin/outcomes", headers={"authorization": f"Bearer {admin_key}"})
+    assert resp.status_code == 200, resp.text
+    lines = [orjson.loads(line) for line in resp.content.splitlines() if line.strip()]
+    found: dict[str, Any] = {r["decision_id"]: r for r in lines}[decision]
+    return found
+
+
 def stream(redis_url: str, prefix: str = "switchyard") -> list[tuple[str, dict[str, Any]]]:
     """(kind, data) of every entry in the outcome stream."""
     client = redis.Redis.from_url(redis_url)

@@ -1,7 +1,9 @@
-"""Panel of cascade routers (``kind: cascade``, ``switchyard.gateway.cascade``), on the Routing
-board: answers escalated to a stronger stage by reason, and escalations wanted but not made
-(max_escalations, latency_budget, stage_failed): those requests got an answer the cascade
-doubted (alert ``SwitchyardCascadeStopsHigh``)."""
+"""Panel of cascade routers (``kind: cascade``, ``switchyard.gateway.cascade``) and routers with
+a second opinion (``switchyard.gateway.second_opinion``), on the Routing board: answers
+escalated to a stronger model by reason (verifier, logprobs; disagreement: the checker
+disagreed), and escalations or checks wanted but not made (max_escalations, latency_budget,
+stage_failed): those requests got an answer the router doubted or could not check (alert
+``SwitchyardCascadeStopsHigh``)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ __all__ = ["cascade_escalations"]
 def cascade_escalations() -> Panel:
     return timeseries(
         "Cascade escalations",
-        "Cascade routers: answers sent on to the next stage per second, by router and reason "
-        "(verifier, logprobs), and escalations wanted but not made, by reason (5m). Empty "
-        "without a router of kind cascade.",
+        "Cascade routers and routers with a second opinion: answers sent on to a stronger "
+        "model per second, by router and reason (verifier, logprobs; disagreement: the "
+        "checker's answer differed), and escalations or checks wanted but not made, by reason "
+        "(5m). Empty without a router of kind cascade or with second_opinion.",
         [
             target(
                 "sum by (router, reason) (rate(switchyard_cascade_escalations_total[5m]))",

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from switchyard.gateway.settings import SettingsError, build_settings
@@ -20,6 +19,7 @@ from tests.support.routed import (
     MESSAGES,
     constant_cascade,
     feedback,
+    outcome,
     routed_settings,
 )
 
@@ -74,11 +74,7 @@ def ask(gw: Gateway, stream: bool = False, **extra: Any) -> httpx.Response:
 
 
 def record(gw: Gateway, decision: str) -> dict[str, Any]:
-    resp = gw.client.get("/admin/outcomes", headers={"authorization": f"Bearer {ADMIN}"})
-    assert resp.status_code == 200, resp.text
-    lines = [orjson.loads(line) for line in resp.content.splitlines() if line.strip()]
-    found: dict[str, Any] = {r["decision_id"]: r for r in lines}[decision]
-    return found
+    return outcome(gw, decision, ADMIN)
 
 
 def test_accepted_cheap_answer_is_served_without_escalation(cascaded: Started) -> None:
