@@ -1,11 +1,13 @@
-"""Would a second opinion beat the learned verifier? An offline analysis on RouterBench.
+"""A second opinion against the learned verifier: the offline evaluation on RouterBench.
 
 The cascade of §25 escalates Mixtral to GPT-4 when a verifier on MiniLM embeddings of the
 (prompt, answer) pair expects a wrong answer; it misses its target (AIQ 0.799 against the
-one-shot default router's 0.854). This script measures a different answer-aware signal before
-anyone builds it: the one-shot router answers as it does today, a *checker* model answers
-the same prompt, and when the two answers disagree (their first word, lower-cased: the
-choice letter of ARC and Winogrande, the first token of MBPP code) GPT-4-1106 answers instead.
+one-shot default router's 0.854). This script measures the answer-aware signal the gateway
+serves as ``second_opinion:`` (``switchyard.gateway.second_opinion``): the one-shot router
+answers as it does today, a *checker* model answers the same prompt, and when the two answers
+disagree (their first word, lower-cased: the choice letter of ARC and Winogrande, the first
+token of MBPP code; the gateway's own rule, ``switchyard.routers.agreement``) GPT-4-1106
+answers instead.
 Cost: the routed model + the checker (when it is another model) + GPT-4 on a disagreement.
 
 Protocol (no test-split choice):
@@ -15,6 +17,8 @@ Protocol (no test-split choice):
      the largest gain in quality at equal cost over the one-shot hull.
   2. The checker best on validation, then every checker, on the test split with the shipped
      default router (953 prompts).
+  3. What one deployed configuration gets on the test split: the points at the shipped
+     router's cost weight, and at the one where the chosen checker gained most on validation.
 
 The curve of a verifying router is the one-shot sweep's points plus the verified ones (a
 router that verifies only where it pays): its AIQ cannot fall below the one-shot router's.
@@ -25,7 +29,6 @@ router that verifies only where it pays): its AIQ cannot fall below the one-shot
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ import numpy as np
 from routerkit import DATA, LoadProbe, machine_info, write_results
 
 from switchyard.resources import default_router
+from switchyard.routers.agreement import agree
 from switchyard.routers.datasets.outputs import ModelOutputs, load_outputs
 from switchyard.routers.embedding import load_embedder
 from switchyard.routers.evaluation.metrics import (
@@ -53,15 +57,6 @@ CHECKERS = ("zero-one-ai/Yi-34B-Chat", "mistralai/mixtral-8x7b-chat", "gpt-3.5-t
             "runner-up")  # fmt: skip
 
 
-def first_word(text: str | None) -> str | None:
-    """What two answers are compared on: the first word, lower-cased (None: no answer)."""
-    if text is None:
-        return None
-    text = text.strip().strip("[]'\" ").lower()
-    found = re.match(r"[a-z0-9]+", text)
-    return found.group(0) if found else text[:20]
-
-
 def checker_picks(pred: Prediction, pick: np.ndarray, lam: float, checker: str,
                   models: list[str]) -> np.ndarray:  # fmt: skip
     """Per prompt, the checker's model index (the runner-up: the router's second choice)."""
@@ -73,20 +68,24 @@ def checker_picks(pred: Prediction, pick: np.ndarray, lam: float, checker: str,
     return np.asarray(score.argmax(axis=1))
 
 
-def verified_point(out: ModelOutputs, words: list[list[str | None]], pick: np.ndarray,
-                   check: np.ndarray) -> tuple[float, float]:  # fmt: skip
-    """(total USD, mean quality) when disagreements go to the strong model."""
+def verified_point(out: ModelOutputs, pick: np.ndarray,
+                   check: np.ndarray) -> tuple[float, float, int, int]:  # fmt: skip
+    """(total USD, mean quality, prompts checked, prompts escalated) when disagreements go to
+    the strong model."""
     d = out.data
     assert d.cost is not None
     strong = list(d.models).index(STRONG)
     rows = np.arange(len(pick))
     cost, quality = d.cost[rows, pick].copy(), d.quality[rows, pick].copy()
-    for i in np.flatnonzero((pick != strong) & (check != pick)):
+    checked = np.flatnonzero((pick != strong) & (check != pick))
+    escalated = 0
+    for i in checked:
         cost[i] += d.cost[i, check[i]]
-        if words[i][pick[i]] is None or words[i][pick[i]] != words[i][check[i]]:
+        if not agree(out.texts[i][pick[i]], out.texts[i][check[i]]):
             cost[i] += d.cost[i, strong]
             quality[i] = d.quality[i, strong]
-    return float(np.nansum(cost)), float(np.nanmean(quality))
+            escalated += 1
+    return float(np.nansum(cost)), float(np.nanmean(quality)), len(checked), escalated
 
 
 def score(pred: Prediction, out: ModelOutputs) -> dict[str, Any]:
@@ -95,25 +94,50 @@ def score(pred: Prediction, out: ModelOutputs) -> dict[str, Any]:
     assert d.cost is not None
     single = d.cost.sum(axis=0)
     c_range = (float(single.min()), float(single.max()))
-    words = [[first_word(t) for t in row] for row in out.texts]
     lams = breakpoint_lambdas(pred)
     oc, oq = sweep_points(pred, d.quality, d.cost, lams)
     hc, hq = nondecreasing_convex_hull(oc, oq)
     result: dict[str, Any] = {"one-shot AIQ": round(aiq(hc, hq, *c_range), 4), "checkers": {}}
     for checker in CHECKERS:
         points = [
-            verified_point(out, words, pick, checker_picks(pred, pick, float(lam), checker,
-                                                           list(d.models)))
+            verified_point(out, pick, checker_picks(pred, pick, float(lam), checker,
+                                                    list(d.models)))
             for lam in lams
             for pick in [choose(pred.quality, pred.cost, float(lam))]
         ]  # fmt: skip
         cost = np.concatenate([oc, [p[0] for p in points]])
         quality = np.concatenate([oq, [p[1] for p in points]])
-        gains = [q - float(np.interp(c, hc, hq)) for c, q in points if hc[0] <= c <= hc[-1]]
+        gains = [q - float(np.interp(c, hc, hq)) if hc[0] <= c <= hc[-1] else -np.inf
+                 for c, q, _, _ in points]  # fmt: skip
+        best = int(np.argmax(gains))
         result["checkers"][checker] = {
             "AIQ": round(aiq(*nondecreasing_convex_hull(cost, quality), *c_range), 4),
-            "best gain at equal cost (points)": round(100 * max(gains, default=0.0), 2),
+            "best gain at equal cost (points)": round(100 * max(gains[best], 0.0), 2),
+            "cost_weight at the best gain": float(lams[best]),
         }
+    return result
+
+
+def at_cost_weight(pred: Prediction, out: ModelOutputs, lam: float) -> dict[str, Any]:
+    """What a deployment at one cost weight gets: the one-shot router's (USD, quality), and
+    per checker the second opinion's, with the one-shot hull's quality at its cost."""
+    d = out.data
+    assert d.cost is not None
+    hc, hq = nondecreasing_convex_hull(*sweep_points(pred, d.quality, d.cost,
+                                                     breakpoint_lambdas(pred)))  # fmt: skip
+    pick = choose(pred.quality, pred.cost, lam)
+    cost, quality, _, _ = verified_point(out, pick, pick)  # the checker is the pick: no check
+    result: dict[str, Any] = {"cost_weight": round(lam, 2), "one-shot": {
+        "USD": round(cost, 3), "quality %": round(100 * quality, 2)}}  # fmt: skip
+    for checker in CHECKERS:
+        check = checker_picks(pred, pick, lam, checker, list(d.models))
+        cost, quality, checked, escalated = verified_point(out, pick, check)
+        result[checker] = {
+            "USD": round(cost, 3), "quality %": round(100 * quality, 2),
+            "one-shot hull quality % at that cost": round(100 * float(np.interp(cost, hc, hq)), 2),
+            "checked %": round(100 * checked / len(pick), 1),
+            "escalated %": round(100 * escalated / len(pick), 1),
+        }  # fmt: skip
     return result
 
 
@@ -140,6 +164,20 @@ def markdown(r: dict[str, Any]) -> str:
             mark = " (chosen)" if name == r["chosen"] else ""
             lines.append(f"| {split} | {name}{mark} | {c['AIQ']} ({base}) | "
                          f"{c['best gain at equal cost (points)']} |")  # fmt: skip
+    lines += ["", "Test split at one cost_weight: the shipped router's, and the one where the "
+              "chosen checker gained most on validation:", "",
+              "| cost_weight | router | USD | quality % | one-shot hull at that USD | checked % "
+              "| escalated % |", "|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for key in ("at the shipped cost_weight", "at the validation's cost_weight"):
+        point = r["test"][key]
+        lam, one = point["cost_weight"], point["one-shot"]
+        lines.append(f"| {lam} | one-shot | {one['USD']} | {one['quality %']} | "
+                     f"{one['quality %']} | 0 | 0 |")  # fmt: skip
+        for name in CHECKERS:
+            c = point[name]
+            lines.append(f"| {lam} | second opinion: {name} | {c['USD']} | {c['quality %']} | "
+                         f"{c['one-shot hull quality % at that cost']} | {c['checked %']} | "
+                         f"{c['escalated %']} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -157,9 +195,14 @@ def main() -> None:
     checkers = validation["checkers"]
     chosen = max(checkers, key=lambda name: checkers[name]["AIQ"])
     shipped = RoutingPipeline.load(default_router(), embedder)
+    predicted = shipped.predict(test.data)
+    tested = score(predicted, test)
+    tested["at the shipped cost_weight"] = at_cost_weight(predicted, test, shipped.cost_weight)
+    tuned = checkers[chosen]["cost_weight at the best gain"]
+    tested["at the validation's cost_weight"] = at_cost_weight(predicted, test, tuned)
     results = {
         "command": f"python bench/cascade_agreement.py --folds {args.folds} --seed {args.seed}",
-        "validation": validation, "chosen": chosen, "test": score(shipped.predict(test.data), test),
+        "validation": validation, "chosen": chosen, "test": tested,
         "wall_s": round(time.perf_counter() - started, 1),
         "machine": machine_info(probe, ("numpy",)),
     }  # fmt: skip
