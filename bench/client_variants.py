@@ -1,5 +1,6 @@
-"""The real gateway app with its upstream HTTP client swapped: aiohttp (the product), plain
-``httpx.AsyncClient``, or httpx on the ``httpx-aiohttp`` transport.
+"""The real gateway app with its upstream HTTP client swapped: the product's own HTTP/1.1 client
+(``http1``, ``switchyard.backends.http1``), aiohttp's ``ClientSession`` (the product's client
+until 2026-12-04), plain ``httpx.AsyncClient``, or httpx on the ``httpx-aiohttp`` transport.
 
 Serve mode (the default) is a gateway command for the shared harness::
 
@@ -23,7 +24,7 @@ import argparse
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ from switchyard.gateway.app import create_app
 from switchyard.gateway.serve import uvicorn_options
 from switchyard.gateway.settings import ServerConfig, Settings, build_settings
 
-CLIENTS = ("aiohttp", "httpx", "httpx-aiohttp")
+CLIENTS = ("http1", "aiohttp", "httpx", "httpx-aiohttp")
+PRODUCT = "http1"
 TRANSPORT_ERRORS = (httpx.TransportError, aiohttp.ClientError, ConnectionError)
 
 
@@ -78,15 +80,28 @@ class HttpxResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         yield self.first_chunk
-        if self._iter is None:
-            return
-        try:
-            async for chunk in self._iter:
-                yield chunk
-        except httpx.TimeoutException:
-            raise UpstreamTimeoutError("upstream stream stalled past the read timeout") from None
-        except TRANSPORT_ERRORS as err:
-            raise UpstreamConnectError(f"upstream connection broke mid-stream: {err}") from None
+        read = self.reader
+        while chunk := await read():
+            yield chunk
+
+    @property
+    def reader(self) -> Callable[[], Awaitable[bytes]]:
+        rest = self._iter
+
+        async def read() -> bytes:
+            if rest is None:
+                return b""
+            try:
+                return await anext(rest, b"")
+            except httpx.TimeoutException:
+                raise TimeoutError("upstream stream stalled past the read timeout") from None
+            except TRANSPORT_ERRORS as err:
+                raise ConnectionError(f"upstream connection broke mid-stream: {err}") from None
+
+        return read
+
+    def ended(self) -> bool:
+        return False  # not known before the next read; the relay then ends on its own
 
     def release(self) -> None:
         """A fully read httpx response has already given its connection back."""
@@ -144,8 +159,65 @@ class HttpxBackend:
             raise
 
 
+class AiohttpResponse:
+    """``UpstreamResponse``'s surface over an ``aiohttp.ClientResponse``."""
+
+    __slots__ = ("_resp", "body", "content_type", "first_chunk", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, body: bytes, first_chunk: bytes) -> None:
+        self._resp, self.status, self.headers = resp, resp.status, resp.headers
+        self.content_type = resp.headers.get("content-type", "application/json")
+        self.body, self.first_chunk = body, first_chunk
+
+    @property
+    def reader(self) -> Callable[[], Awaitable[bytes]]:
+        return self._resp.content.readany
+
+    def ended(self) -> bool:
+        return bool(self._resp.content.at_eof())
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def abort(self) -> None:
+        self._resp.close()
+
+
+class AiohttpBackend:
+    """``OpenAICompatBackend``'s contract on a shared ``aiohttp.ClientSession``."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeouts: Timeouts) -> None:
+        self.base_url, self.timeouts, self._session = base_url.rstrip("/"), timeouts, session
+        self._headers = {"content-type": "application/json"}
+
+    async def send(self, request: UpstreamRequest) -> AiohttpResponse:
+        headers = self._headers
+        if request.request_id:
+            headers = {**headers, "x-request-id": request.request_id}
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte_s):
+                resp = await self._session.post(
+                    self.base_url + request.path, data=request.body, headers=headers
+                )
+                try:
+                    if resp.status >= 400 or not request.stream:
+                        body = await resp.read()
+                        if resp.status == 429 or resp.status >= 500:
+                            retry_after = resp.headers.get("retry-after")
+                            raise UpstreamStatusError(resp.status, body, retry_after)
+                        return AiohttpResponse(resp, body, b"")
+                    return AiohttpResponse(resp, b"", await resp.content.readany())
+                except BaseException:
+                    resp.close()
+                    raise
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"no answer from {self.base_url} in time") from None
+        except TRANSPORT_ERRORS as err:
+            raise UpstreamConnectError(f"cannot reach {self.base_url}: {err}") from None
+
+
 def make_httpx_client(kind: str, settings: Settings, timeouts: Timeouts) -> httpx.AsyncClient:
-    """One shared client per process, pooled like the product's aiohttp session."""
+    """One shared client per process, pooled like the product's client."""
     size = settings.upstream.pool_size
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
     timeout = httpx.Timeout(
@@ -166,15 +238,20 @@ def swap_clients(app: FastAPI, kind: str) -> Callable[[], AbstractAsyncContextMa
     @asynccontextmanager
     async def swapped() -> AsyncIterator[None]:
         upstreams = app.state.upstreams
-        client = make_httpx_client(kind, upstreams.settings, upstreams.timeouts)
+        client: Any
+        if kind == "aiohttp":
+            client = create_session(upstreams.settings.upstream.pool_size, upstreams.timeouts)
+        else:
+            client = make_httpx_client(kind, upstreams.settings, upstreams.timeouts)
         for pool in upstreams.pools.values():
             for endpoint in pool.endpoints:
-                endpoint.backend = HttpxBackend(endpoint.name, client, upstreams.timeouts)
-                bk.log(f"{endpoint.name}: upstream client {kind} ({type(client._transport)})")
+                backend = AiohttpBackend if kind == "aiohttp" else HttpxBackend
+                endpoint.backend = backend(endpoint.name, client, upstreams.timeouts)
+                bk.log(f"{endpoint.name}: upstream client {kind}")
         try:
             yield
         finally:
-            await client.aclose()
+            await (client.close() if kind == "aiohttp" else client.aclose())
 
     return swapped
 
@@ -194,7 +271,7 @@ def build_app(kind: str, upstream: str, model: str) -> FastAPI:
         }
     )
     app = create_app(settings)
-    if kind == "aiohttp":
+    if kind == PRODUCT:
         return app
     original = app.router.lifespan_context
     swapped = swap_clients(app, kind)
@@ -236,7 +313,7 @@ def run_variant(kind: str, args: argparse.Namespace, extra: list[str]) -> Path:
 
 
 def version_of(kind: str) -> str:
-    names = {"aiohttp": ["aiohttp"], "httpx": ["httpx", "httpcore"]}.get(
+    names = {"http1": ["httptools"], "aiohttp": ["aiohttp"], "httpx": ["httpx", "httpcore"]}.get(
         kind, ["httpx", "httpx-aiohttp", "aiohttp"]
     )
     found = bk.versions(["switchyard", *names, "uvicorn"])
@@ -246,7 +323,7 @@ def version_of(kind: str) -> str:
 
 
 def comparison_table(paths: dict[str, Path]) -> str:
-    """Markdown: one row per client; CPU ratios against aiohttp."""
+    """Markdown: one row per client; CPU ratios against the product's client."""
     data = {k: orjson.loads(p.read_bytes()) for k, p in paths.items()}
 
     def get(kind: str, key: str, tgt: str, field: str) -> Any:
@@ -255,13 +332,13 @@ def comparison_table(paths: dict[str, Path]) -> str:
     def over(kind: str, key: str, field: str) -> Any:
         return data[kind]["summary"].get(key, {}).get("overhead", {}).get(field)
 
-    base_json = get("aiohttp", "json@c64", "gateway", "gateway_cpu_ms_per_req")
-    base_stream = get("aiohttp", "stream@c64", "gateway", "gateway_cpu_ms_per_req")
+    base_json = get(PRODUCT, "json@c64", "gateway", "gateway_cpu_ms_per_req")
+    base_stream = get(PRODUCT, "stream@c64", "gateway", "gateway_cpu_ms_per_req")
     rows = [
         "| upstream client | added p50 ms (json c=1) | added p99 ms (json c=1) | "
         "TTFB added p50 ms (c=1) | req/s json c=32 | req/s json c=64 | streams/s c=32 | "
         "streams/s c=64 | CPU ms/req (json c=1) | CPU ms/req (json c=64) | CPU ms/stream (c=64) | "
-        "CPU vs aiohttp (json / stream) | errors |",
+        "CPU vs http1 (json / stream) | errors |",
         "|" + "---|" * 13,
     ]
     for kind in data:
@@ -307,7 +384,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--client", choices=CLIENTS, default="aiohttp", help="serve mode: client")
+    ap.add_argument("--client", choices=CLIENTS, default=PRODUCT, help="serve mode: client")
     ap.add_argument("--port", type=int, default=4620, help="gateway port")
     ap.add_argument("--upstream", default="http://127.0.0.1:18000/v1", help="backend base URL")
     ap.add_argument("--model", default="fake-model")

@@ -1,9 +1,10 @@
-"""``OpenAICompatBackend``: one endpoint of an OpenAI-compatible server, on a shared aiohttp
-session (measured: plain httpx costs 2x aiohttp's CPU per proxied request at concurrency 1
-and ~20x at 64, httpx-aiohttp ~1.5x; see docs/BENCHMARKS.md). Bodies travel as bytes;
-nothing here parses or re-validates them.
+"""``OpenAICompatBackend``: one endpoint of an OpenAI-compatible server, on the process's
+shared keep-alive client (``switchyard.backends.http1``; measured against aiohttp and httpx
+in docs/BENCHMARKS.md §4 and §13). Bodies travel as bytes; nothing here parses or
+re-validates them.
 
-aiohttp and asyncio errors are translated into ``switchyard.backends.errors`` right here.
+Connection and timeout errors are translated into ``switchyard.backends.errors`` right here.
+The aiohttp session (``create_session``) serves the replicas' other calls: adapter loading.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from switchyard.backends.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from switchyard.backends.http1 import JSON_TYPE, Http1Client, Http1Response, Origin, header_lines
 from switchyard.backends.running import current_task
 
 # What reading a stream's body raises when the backend breaks off or falls silent.
-STREAM_ERRORS = (TimeoutError, aiohttp.ClientError, ConnectionError)
+STREAM_ERRORS = (TimeoutError, ConnectionError)
 
 
 def broken_stream(err: BaseException) -> UpstreamError:
@@ -66,12 +68,18 @@ def create_session(pool_size: int, timeouts: Timeouts) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
 
 
+def create_client(pool_size: int, timeouts: Timeouts) -> Http1Client:
+    """The proxied requests' keep-alive client, one per process. Idle connections are
+    dropped before the 5 s keep-alive of uvicorn-based servers (vLLM) ends."""
+    return Http1Client(pool_size, timeouts.connect_s, timeouts.read_s, keepalive_s=4.0)
+
+
 class UpstreamResponse:
     """A backend's answer: whole ``body`` when not streaming, else ``chunks()``."""
 
     __slots__ = ("_resp", "body", "content_type", "first_chunk", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, body: bytes, first_chunk: bytes) -> None:
+    def __init__(self, resp: Http1Response, body: bytes, first_chunk: bytes) -> None:
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
@@ -94,11 +102,11 @@ class UpstreamResponse:
         """The stream's next bytes after ``first_chunk`` (``b""`` at its end), unwrapped: the
         pass-through relay loops on it itself, since an async generator costs every chunk
         ~0.1 µs. Its errors are ``STREAM_ERRORS``; ``broken_stream`` says what they mean."""
-        return self._resp.content.readany
+        return self._resp.readany
 
     def ended(self) -> bool:
         """Whether the stream has ended and every byte of it was read."""
-        return bool(self._resp.content.at_eof())
+        return self._resp.at_eof()
 
     def release(self) -> None:
         """Done with a fully read response: the connection goes back to the pool."""
@@ -115,19 +123,18 @@ class OpenAICompatBackend:
     def __init__(
         self,
         base_url: str,
-        session: aiohttp.ClientSession,
+        client: Http1Client,
         timeouts: Timeouts,
         api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
-        self._session = session
-        self._headers = {"content-type": "application/json"}
+        self._client = client
         # What the replica's other /v1 calls (adapter loading) send: its key, if it has one.
         self.auth: dict[str, str] = {}
         if api_key:
             self.auth = {"authorization": f"Bearer {api_key}"}
-            self._headers |= self.auth
+        self._origin = Origin(self.base_url, self.auth)
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """POST the request; return once the head (and a stream's first chunk) arrived.
@@ -136,11 +143,12 @@ class OpenAICompatBackend:
         cannot be reached, ``UpstreamTimeoutError`` past the first-byte timeout. Other 4xx
         answers are returned: they are the client's to see.
         """
-        headers = self._headers
-        if request.request_id:
-            headers = {**headers, "x-request-id": request.request_id}
-        if request.headers:
-            headers = {**headers, **dict(request.headers)}
+        extra = b"x-request-id: %s\r\n" % request.request_id.encode() if request.request_id else b""
+        kind = JSON_TYPE
+        if request.headers:  # a form's own content-type (its boundary), a trace's traceparent
+            extra += header_lines(request.headers)
+            if any(name.lower() == "content-type" for name, _ in request.headers):
+                kind = b""
         # asyncio.timeout() does the same with a dozen more calls per request: a timer that
         # cancels this task, told apart from any other cancellation by ``expired``.
         task = current_task()
@@ -155,14 +163,16 @@ class OpenAICompatBackend:
         # task.get_loop(), not asyncio.get_running_loop(): that one costs a getpid() syscall.
         timer = task.get_loop().call_later(self.timeouts.first_byte_s, expire)
         try:
-            return await self._exchange(request, headers)
+            return await self._exchange(request, extra, kind)
         except asyncio.CancelledError:
             if expired and task.uncancel() <= before:
                 raise self._timed_out() from None
             raise
-        except TimeoutError:  # aiohttp's connect or read timeout
-            raise self._timed_out() from None
-        except (aiohttp.ClientError, ConnectionError) as err:
+        except TimeoutError:  # connecting took longer than connect_s
+            raise UpstreamConnectError(
+                f"cannot reach {self.base_url}: no connection within {self.timeouts.connect_s:g}s"
+            ) from None
+        except OSError as err:  # refused, reset, unresolvable, closed before the answer
             raise UpstreamConnectError(f"cannot reach {self.base_url}: {err}") from None
         finally:
             timer.cancel()
@@ -173,18 +183,18 @@ class OpenAICompatBackend:
         )
 
     async def _exchange(
-        self, request: UpstreamRequest, headers: dict[str, str]
+        self, request: UpstreamRequest, extra: bytes, kind: bytes
     ) -> UpstreamResponse:
-        resp = await self._session.post(
-            self.base_url + request.path, data=request.body, headers=headers
-        )
+        stream = request.stream
+        resp = await self._client.post(self._origin, request.path, extra, request.body,
+                                       not stream, kind)  # fmt: skip
         try:
-            if resp.status >= 400 or not request.stream:
+            if resp.status >= 400 or not stream:
                 body = await resp.read()
                 if resp.status == 429 or resp.status >= 500:
                     raise UpstreamStatusError(resp.status, body, resp.headers.get("retry-after"))
                 return UpstreamResponse(resp, body, b"")
-            first = await resp.content.readany()
+            first = await resp.readany()
             if not first:
                 raise UpstreamConnectError(f"{self.base_url} closed the stream before any data")
             return UpstreamResponse(resp, b"", first)
@@ -204,5 +214,6 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "broken_stream",
+    "create_client",
     "create_session",
 ]

@@ -27,11 +27,12 @@ import aiohttp
 
 from switchyard.backends.adapters import AdapterLoader
 from switchyard.backends.breaker import CircuitBreaker
-from switchyard.backends.client import OpenAICompatBackend, Timeouts
+from switchyard.backends.client import OpenAICompatBackend, Timeouts, create_client
 from switchyard.backends.client import create_session as create_http_session
 from switchyard.backends.discovery import Discovery, DnsSource, Source, Target
 from switchyard.backends.endpoint import RetryBudget
 from switchyard.backends.engine_state import EngineSnapshot
+from switchyard.backends.http1 import Http1Client
 from switchyard.backends.pool import Endpoint, EndpointPool, RetryPolicy
 from switchyard.backends.prefix_index import PrefixIndex
 from switchyard.backends.replica import ReplicaPolicy
@@ -57,7 +58,8 @@ class Upstreams:
     def __init__(self, settings: Settings) -> None:
         self.pools: dict[str, EndpointPool] = {}
         self.scraper: Scraper | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # adapter loading
+        self._http: Http1Client | None = None  # the proxied requests
         self._closing: set[asyncio.Task[None]] = set()
         self.discoveries: dict[SourceKey, Discovery] = {}
         # Failed lookups per model since start (a counter: kept across reloads).
@@ -89,6 +91,7 @@ class Upstreams:
 
     async def start(self) -> None:
         self._session = create_http_session(self.settings.upstream.pool_size, self.timeouts)
+        self._http = create_client(self.settings.upstream.pool_size, self.timeouts)
         self.discoveries = self._start_discovery(self.settings, {})
         self.pools = self._build_pools(self.settings, self.timeouts)
         self.scraper = self._start_scraper(self.settings)
@@ -217,10 +220,10 @@ class Upstreams:
         return list(out.values())
 
     def _endpoint(self, url: str, cfg: EndpointConfig) -> Endpoint:
-        assert self._session is not None, "start() first"
+        assert self._http is not None, "start() first"
         up = self.settings.upstream
         return Endpoint(
-            OpenAICompatBackend(url, self._session, self.timeouts, cfg.api_key()),
+            OpenAICompatBackend(url, self._http, self.timeouts, cfg.api_key()),
             CircuitBreaker(up.breaker_failures, up.breaker_cooldown_s),
             weight=cfg.weight,
             max_num_seqs=cfg.max_num_seqs,
@@ -279,6 +282,9 @@ class Upstreams:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
 
 def _source(cfg: DiscoveryConfig) -> Source:
