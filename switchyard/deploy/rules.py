@@ -244,6 +244,16 @@ def availability_alerts(config: RulesConfig) -> Group:
             "replicas.",
         ),
         _alert(
+            "SwitchyardUpstreamConnectionsExhausted",
+            "sum by (job, instance) (rate(switchyard_upstream_connection_waits_total[5m])) > 0",
+            "5m",
+            "warning",
+            "Gateway {{ $labels.instance }} runs out of connections to the engines",
+            "Requests wait for a free upstream connection: the process holds "
+            "upstream.pool_size of them. Raise it (and the file descriptor limit) or add "
+            "gateway replicas.",
+        ),
+        _alert(
             "SwitchyardEngineScrapeDown",
             f"{vllm_up} == 0",
             "5m",

@@ -41,6 +41,7 @@ from switchyard.gateway.system import system_routes
 from switchyard.gateway.tenancy.guard import Guard
 from switchyard.gateway.tenancy.store import TenancyStore, open_store
 from switchyard.gateway.tracing import open_tracing
+from switchyard.gateway.upstream_metrics import UpstreamConnectionsCollector
 from switchyard.gateway.upstreams import Upstreams
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ def create_app(
     registry.register(PrefixIndexCollector(upstreams))
     registry.register(AdapterCollector(upstreams))
     registry.register(SloCollector(lambda: upstreams.pools))
+    registry.register(UpstreamConnectionsCollector(upstreams))
     state = settings.state
     store = open_store(state.redis_url, state.key_prefix, state.timeout_s, state.mode)
     guard = Guard(settings.auth, store, metrics)

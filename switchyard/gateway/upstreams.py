@@ -86,6 +86,11 @@ class Upstreams:
             self.prefix_index = PrefixIndex(up.prefix_index_blocks)
 
     @property
+    def http_client(self) -> Http1Client | None:
+        """The proxied requests' connections (None before ``start``)."""
+        return self._http
+
+    @property
     def started(self) -> bool:
         return self._session is not None
 

@@ -216,11 +216,13 @@ async def test_past_the_limit_a_request_waits_for_a_connection() -> None:
         second = asyncio.ensure_future(client.post(origin, "/x", b"", b"{}", whole=True))
         await asyncio.sleep(0.1)
         assert client.opened == 1 and not second.done()
+        assert (client.waiting, client.waits, client.idle) == (1, 1, 0)
         release.set()
         one = await first
         await one.read()
         two = await second
         assert await two.read() == b"{}" and served == 2 and client.opened == 1
+        assert (client.waiting, client.idle) == (0, 1)
         await client.close()
 
 

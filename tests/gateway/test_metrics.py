@@ -64,6 +64,20 @@ def test_requests_latency_and_in_flight_are_counted(
     assert gw.metric("switchyard_circuit_breaker_state", **breaker) == 0
 
 
+def test_upstream_connections_are_kept_and_reported(
+    sim_gateway: tuple[Simulator, Gateway],
+) -> None:
+    _, gw = sim_gateway
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+    for _ in range(3):  # one after the other: one keep-alive connection serves them all
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert gw.metric("switchyard_upstream_connections", kind="open") == 1
+    assert gw.metric("switchyard_upstream_connections", kind="idle") == 1
+    assert gw.metric("switchyard_upstream_connections", kind="limit") == 1024
+    assert gw.metric("switchyard_upstream_connections", kind="waiting") == 0
+    assert gw.metric("switchyard_upstream_connection_waits_total") == 0
+
+
 def test_metrics_endpoint_serves_prometheus_text(sim_gateway: tuple[Simulator, Gateway]) -> None:
     _, gw = sim_gateway
     gw.client.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES})

@@ -26,6 +26,7 @@ from switchyard.gateway.settings import Settings, build_settings
 from switchyard.gateway.shadow import ShadowMetrics
 from switchyard.gateway.slo_metrics import SloCollector
 from switchyard.gateway.tracing.metrics import TraceExportMetrics
+from switchyard.gateway.upstream_metrics import UpstreamConnectionsCollector
 from switchyard.gateway.upstreams import Upstreams
 from tests.support.servers import free_port
 
@@ -42,6 +43,7 @@ def gateway_series() -> set[str]:
     metrics.registry.register(PrefixIndexCollector(upstreams))
     metrics.registry.register(AdapterCollector(upstreams))
     metrics.registry.register(SloCollector(lambda: upstreams.pools))
+    metrics.registry.register(UpstreamConnectionsCollector(upstreams))
     api_requests(metrics.registry)  # switchyard.gateway.apis: the Responses and Messages APIs
     TraceExportMetrics(metrics.registry)  # with tracing on
     CacheMetrics(metrics.registry)  # with the response cache on

@@ -105,6 +105,26 @@ def connections() -> Panel:
     )
 
 
+UPSTREAM = "switchyard_upstream_connections"
+UPSTREAM_WAITS = "switchyard_upstream_connection_waits_total"
+
+
+def upstream_connections() -> Panel:
+    return timeseries(
+        "Upstream connections",
+        "Connections to the engines per gateway replica (open, idle among them) against "
+        "upstream.pool_size per process, and requests waiting for one: past the limit a "
+        "request waits until a connection is free.",
+        [
+            target(f'sum by (instance) ({UPSTREAM}{{kind="open"}})', "{{instance}} open"),
+            target(f'sum by (instance) ({UPSTREAM}{{kind="idle"}})', "{{instance}} idle"),
+            target(f'max({UPSTREAM}{{kind="limit"}})', "limit per process"),
+            target(f"sum by (instance) (rate({UPSTREAM_WAITS}[5m]))", "{{instance}} waits/s"),
+        ],
+        "short",
+    )
+
+
 def connections_rejected() -> Panel:
     return timeseries(
         "Connections rejected by the HTTP server",
@@ -253,8 +273,8 @@ def board() -> Dashboard:
         in_flight(), requests_by_model(), requests_by_status(), errors_by_model(),
         ttft_slo_misses(), latency(), ttft(), spend_by_model(), spend_per_1k_by_model(),
         traffic_share(), priciest_share_over_time(), tokens(), connections(),
-        connections_rejected(), api_requests(), trace_export(), response_cache(),
-        semantic_similarity(),
+        upstream_connections(), connections_rejected(), api_requests(), trace_export(),
+        response_cache(), semantic_similarity(),
     ]  # fmt: skip
     return dashboard(
         "overview",
