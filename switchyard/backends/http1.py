@@ -93,7 +93,7 @@ class Http1Response:
     arrived, then the body through ``read()`` (all of it) or ``readany()`` (what came)."""
 
     __slots__ = (
-        "_buffer", "_conn", "_error", "_size", "_waiter", "complete", "headers", "status",
+        "_buffer", "_conn", "_error", "_size", "_waiter", "complete", "headers", "status", "whole",
     )  # fmt: skip
 
     def __init__(self, conn: _Connection) -> None:
@@ -101,6 +101,7 @@ class Http1Response:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.complete = False  # the whole body arrived
+        self.whole = False  # read whole: never paused, however large (a stream's is paced)
         self._buffer: list[bytes] = []
         self._size = 0
         self._error: BaseException | None = None
@@ -108,6 +109,9 @@ class Http1Response:
 
     async def read(self) -> bytes:
         """The whole body; the connection is released."""
+        self.whole = True
+        if self._conn is not None:
+            self._conn.resume()
         while not self.complete:
             self._check()
             await self._wait(None)
@@ -178,7 +182,7 @@ class Http1Response:
     def _feed(self, data: bytes) -> None:
         self._buffer.append(data)
         self._size += len(data)
-        if self._size > HIGH_WATER and self._conn is not None:
+        if self._size > HIGH_WATER and not self.whole and self._conn is not None:
             self._conn.pause()
         self._wake()
 
@@ -212,6 +216,7 @@ class _Connection(asyncio.Protocol):
         the whole body) arrived."""
         assert self.transport is not None and self.response is None
         self.response = Http1Response(self)
+        self.response.whole = whole
         self.head, self.whole = self.loop.create_future(), whole
         self.transport.write(data)
         return self.head

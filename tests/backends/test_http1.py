@@ -115,6 +115,32 @@ async def test_a_chunked_stream_is_read_as_it_comes_and_ends_with_empty_bytes() 
 
 
 @on_uvloop
+async def test_a_large_answer_is_read_whole_and_a_large_stream_paced_by_its_reader() -> None:
+    big = b"x" * (3 * 1024 * 1024)  # well past the 256 KiB at which a stream's reading pauses
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await read_request(reader)
+            writer.write(answer(big))
+            await writer.drain()
+        await reader.read()
+
+    client = Http1Client()
+    async with raw_server(handler) as (url, _):
+        origin = Origin(url, JSON)
+        async with asyncio.timeout(10):  # a paused socket under read() would hang it
+            whole = await client.post(origin, "/x", b"", b"{}", whole=True)
+            assert await whole.read() == big  # never paused: nothing reads it until whole
+        stream = await client.post(origin, "/x", b"", b"{}", whole=False)
+        got = bytearray()
+        while chunk := await stream.readany():
+            got += chunk
+            await asyncio.sleep(0.001)  # a slow reader: the socket pauses and resumes
+        assert got == big
+        await client.close()
+
+
+@on_uvloop
 async def test_a_server_that_closes_mid_body_raises_connection_error() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
