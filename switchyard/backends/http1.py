@@ -51,13 +51,11 @@ class Origin:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self.scheme, self.host = url.scheme, url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.prefix = url.path.rstrip("/")
         default = 443 if url.scheme == "https" else 80
-        host = url.hostname if self.port == default else f"{url.hostname}:{self.port}"
-        if ":" in url.hostname:  # an IPv6 literal keeps its brackets in Host
-            host = f"[{url.hostname}]" if self.port == default else f"[{url.hostname}]:{self.port}"
+        self.scheme, self.host, self.port = url.scheme, url.hostname, url.port or default
+        self.prefix = url.path.rstrip("/")
+        name = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # IPv6 literal
+        host = name if self.port == default else f"{name}:{self.port}"
         lines = [f"host: {host}", *(f"{k}: {_checked(v)}" for k, v in headers.items())]
         self._static = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._heads: dict[str, bytes] = {}
@@ -101,7 +99,9 @@ class Http1Response:
         self.status = 0
         self.headers: dict[str, str] = {}
         self.complete = False  # the whole body arrived
-        self.whole = False  # read whole: never paused, however large (a stream's is paced)
+        # Read whole: resolved once complete and never paused, however large (a stream
+        # resolves at its head, and its reader paces the socket).
+        self.whole = False
         self._buffer: list[bytes] = []
         self._size = 0
         self._error: BaseException | None = None
@@ -205,7 +205,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.response: Http1Response | None = None
         self.head: asyncio.Future[Http1Response] | None = None
-        self.whole = False  # the head waiter waits for the whole body
         self.closed = False
         self.keep_alive = False
         self.idle_since = 0.0
@@ -217,7 +216,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self.response is None
         self.response = Http1Response(self)
         self.response.whole = whole
-        self.head, self.whole = self.loop.create_future(), whole
+        self.head = self.loop.create_future()
         self.transport.write(data)
         return self.head
 
@@ -286,7 +285,7 @@ class _Connection(asyncio.Protocol):
         response, head = self.response, self.head
         assert response is not None and head is not None
         response.status = self._parser.get_status_code()
-        if not self.whole and not head.done():
+        if not response.whole and not head.done():
             head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
