@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
@@ -73,6 +73,7 @@ class RouterService:
         self.semantic: SemanticEmbedder | None = None  # the cache's, when not the routers'
         self.learner: Learner | None = None
         self.shared: SharedState = LocalState()
+        self._counted: dict[tuple[str, str], tuple[Any, Any]] = {}  # decide()'s metrics
 
     async def start(self) -> None:
         """Load the embedder and the routers (on the worker thread; exports if needed), then
@@ -321,10 +322,17 @@ class RouterService:
         chosen = await future
         decision = chosen.decision
         took = time.perf_counter() - started
-        self.metrics.decision_seconds.labels(name).observe(took)
-        self.metrics.routed.labels(name, decision.model).inc()
+        counted = self._counted.get((name, decision.model))
+        if counted is None:  # a Prometheus child per router and model, found once
+            metrics = self.metrics
+            counted = self._counted[(name, decision.model)] = (
+                metrics.decision_seconds.labels(name),
+                metrics.routed.labels(name, decision.model),
+            )
+        counted[0].observe(took)
+        counted[1].inc()
         route = Route(
-            decision_id=uuid.uuid4().hex,
+            decision_id=os.urandom(16).hex(),
             router=name,
             model=decision.model,
             cost_weight=lam,

@@ -33,9 +33,23 @@ def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
     }
 
 
+# numpy's BLAS starts a thread per core, which spins after each product; a routing decision
+# multiplies a few prompts by a few thousand training rows on the event loop, where those
+# threads only take the CPU from it (and every worker process would start its own set).
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_blas_thread() -> None:
+    """BLAS on one thread in this process and its workers, unless the environment sets it
+    (numpy reads these variables when it is first imported, which has not happened yet)."""
+    for name in BLAS_THREADS:
+        os.environ.setdefault(name, "1")
+
+
 def run_gateway(settings: Settings, config_path: Path | None = None) -> None:
     """Serve until interrupted. Several workers need the config as a file to re-read."""
     server = settings.server
+    one_blas_thread()
     configure_logging(server.log_level)
     logging.getLogger("switchyard.gateway").info(
         "Switchyard on http://%s:%d with %d worker(s), models: %s",

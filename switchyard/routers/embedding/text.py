@@ -24,7 +24,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from switchyard.routers.embedding.wordpiece import AsciiWordPiece
+from switchyard.routers.embedding.wordpiece import FastWordPiece
 
 MAX_TOKENS = 256
 """all-MiniLM-L6-v2's configured ``max_seq_length``, special tokens included."""
@@ -93,16 +93,16 @@ class PromptTokenizer:
         self.max_tokens = max_tokens
         self.head = head
         unk = tokenizer.token_to_id("[UNK]")
-        self._fast = None if unk is None else AsciiWordPiece(tokenizer.get_vocab(), unk)
+        self._fast = None if unk is None else FastWordPiece(tokenizer.get_vocab(), unk)
 
     @property
     def vocab_size(self) -> int:
         return int(self._tokenizer.get_vocab_size())
 
     def content_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text in full, without special tokens (plain ASCII text by the
-        fast path of :mod:`~switchyard.routers.embedding.wordpiece`, the rest by the
-        ``tokenizers`` library)."""
+        """Token ids of each text in full, without special tokens (ASCII, CJK and
+        punctuation by the fast path of :mod:`~switchyard.routers.embedding.wordpiece`, the
+        rest by the ``tokenizers`` library)."""
         fast = self._fast
         out = [None if fast is None else fast.ids(t) for t in texts]
         rest = [i for i, ids in enumerate(out) if ids is None]

@@ -1,52 +1,98 @@
-"""A fast path for the embedders' tokeniser: BERT's uncased WordPiece on plain ASCII text.
+"""A fast path for the embedders' tokeniser: BERT's uncased WordPiece on common text.
 
 Routing with the static embedder is a tokeniser pass and a table lookup, so the tokeniser is
 most of its cost: the ``tokenizers`` library takes ~75 µs for a 60-token prompt (one Rust
-call through its whole normaliser, pre-tokeniser and offsets machinery). For text of printable
-ASCII plus tab, newline and carriage return (nearly all prompts), BERT's pipeline reduces to:
-lowercase; split into runs of letters and digits, each other printable character alone, and
-whitespace between; then WordPiece (greedy longest match, ``##`` for continuations, ``[UNK]``
-for a word it cannot cover or longer than 100 characters). Each distinct word's pieces are
-remembered, so a prompt costs a regular expression and a dictionary lookup per word.
+call through its whole normaliser, pre-tokeniser and offsets machinery). For text made of
+printable ASCII, tab, newline and carriage return, CJK ideographs and Unicode punctuation
+(nearly all prompts, Chinese ones included), BERT's pipeline reduces to: lowercase; split
+into runs of letters and digits, each other character alone (BERT pads CJK ideographs with
+spaces and splits punctuation off), and whitespace between; then WordPiece (greedy longest
+match, ``##`` for continuations, ``[UNK]`` for a word it cannot cover or longer than 100
+characters). Each distinct word's pieces are remembered, so a prompt costs a regular
+expression and a dictionary lookup per word.
 
-Any other text (accents, CJK, control characters) goes to the ``tokenizers`` library, whose
-normaliser handles it. ``tests/routers/embedding/test_wordpiece.py`` checks the two agree on
-every prompt of the reference data.
+Any other text (accents, kana, Hangul, symbols such as the multiplication sign, which BERT
+keeps inside words, control characters) goes to the ``tokenizers`` library, whose normaliser
+handles it.
+``tests/routers/embedding/test_wordpiece.py`` checks the two agree on every prompt of the
+reference data.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
+from itertools import chain
 
 _PLAIN = re.compile(r"[\x20-\x7e\t\n\r]*")
+_PLAIN_CHARS = frozenset(map(chr, range(0x20, 0x7F))) | {"\t", "\n", "\r"}
 _WORDS = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 MAX_WORD_CHARS = 100
 CACHE_WORDS = 100_000
+# The code points BERT treats as Chinese characters (each one a word of its own).
+_CJK = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)  # fmt: skip
 
 
-class AsciiWordPiece:
-    """WordPiece over ``vocab`` for plain ASCII text; :meth:`ids` is None for other text."""
+def is_single_char_word(char: str) -> bool:
+    """Whether BERT's uncased normaliser and pre-tokeniser make ``char`` (not ASCII) a word
+    of its own, unchanged: a CJK ideograph, or punctuation that lowercasing and accent
+    stripping leave alone."""
+    point = ord(char)
+    if any(low <= point <= high for low, high in _CJK):
+        return True
+    return (
+        unicodedata.category(char).startswith("P")
+        and char.lower() == char
+        and unicodedata.normalize("NFD", char) == char
+    )
+
+
+class FastWordPiece:
+    """WordPiece over ``vocab``; :meth:`ids` is None for text it leaves to the library."""
 
     def __init__(self, vocab: Mapping[str, int], unk_id: int) -> None:
         self._vocab = dict(vocab)
         self._unk = unk_id
         self._cache: dict[str, list[int]] = {}
+        self._single: dict[str, bool] = {}  # non-ASCII characters seen: single-char words?
 
     def ids(self, text: str) -> list[int] | None:
-        """Token ids of ``text`` without special tokens, or None when it is not plain ASCII."""
-        if not _PLAIN.fullmatch(text):
+        """Token ids of ``text`` without special tokens, or None when the fast path cannot
+        tokenise it exactly."""
+        if not _PLAIN.fullmatch(text) and not self._covered(text):
             return None
-        cache, out = self._cache, []
-        for word in _WORDS.findall(text.lower()):
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = self._pieces(word)
-                if len(cache) >= CACHE_WORDS:
-                    cache.clear()
-                cache[word] = pieces
-            out += pieces
-        return out
+        words = _WORDS.findall(text.lower())
+        cache = self._cache
+        try:
+            return list(chain.from_iterable(map(cache.__getitem__, words)))
+        except KeyError:  # a word not seen yet: add the new ones, then look up again
+            if len(cache) + len(words) > CACHE_WORDS:
+                cache.clear()
+            for word in words:
+                if word not in cache:
+                    cache[word] = self._pieces(word)
+            return list(chain.from_iterable(map(cache.__getitem__, words)))
+
+    def _covered(self, text: str) -> bool:
+        """Every character is plain ASCII or a non-ASCII single-character word."""
+        single = self._single
+        for char in set(text):
+            if char < "\x80":
+                if char not in _PLAIN_CHARS:
+                    return False
+                continue
+            known = single.get(char)
+            if known is None:
+                if len(single) >= CACHE_WORDS:
+                    single.clear()
+                known = single[char] = is_single_char_word(char)
+            if not known:
+                return False
+        return True
 
     def _pieces(self, word: str) -> list[int]:
         """Greedy longest-match-first WordPiece of one word."""

@@ -35,7 +35,7 @@ class KNNRouter(QualityRouter):
         # float16 halves the saved size; cosines move by < 1e-3
         self.X_train_ = _unit_rows(X).astype(np.float16)
         self._train32: npt.NDArray[np.float32] | None = None  # X_train_.T, made once
-        self._targets64: tuple[FloatArray, FloatArray] | None = None
+        self._targets64: FloatArray | None = None
         self.Y_train_ = Y.astype(np.float32)
         self.mean_quality_ = nan_column_means(Y)
 
@@ -46,36 +46,51 @@ class KNNRouter(QualityRouter):
             out[start : start + self.chunk] = self._chunk(queries[start : start + self.chunk])
         return out
 
-    def _neighbours(self, Q: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.intp], FloatArray]:
-        """Indices and cosines of the k nearest training prompts per query."""
+    def _weights(self, Q: npt.NDArray[np.float32]) -> FloatArray:
+        """Per query (row) and training prompt (column): ``exp((cos − cos_max) / temperature)``
+        for the query's ``k`` nearest training prompts, 0 for the others.
+
+        Dense rather than gathered: the k-th largest cosine of each row is found by one
+        partition, and the neighbourhood's sums are then small matrix products (cheaper than
+        indexing ``k`` rows per query). A row where cosines tie at the k-th place would hold
+        more than ``k``; it takes exactly the ``k`` that ``argpartition`` picks."""
         train_t = getattr(self, "_train32", None)
         if train_t is None:  # (dim, n_train), C order: BLAS is ~1.5x faster than on a .T view
             train_t = self._train32 = np.ascontiguousarray(self.X_train_.T, dtype=np.float32)
         sims = Q @ train_t
-        k = min(self.k, sims.shape[1])
-        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        return idx, np.take_along_axis(sims, idx, axis=1).astype(np.float64)
+        n_train = sims.shape[1]
+        k = min(self.k, n_train)
+        wide = sims.astype(np.float64)
+        weights: FloatArray = np.exp((wide - wide.max(axis=1, keepdims=True)) / self.temperature)
+        if k == n_train:
+            return weights
+        cut = n_train - k
+        inside = sims >= np.partition(sims, cut, axis=1)[:, cut : cut + 1]
+        for row in np.flatnonzero(np.count_nonzero(inside, axis=1) != k):
+            inside[row] = False
+            inside[row, np.argpartition(-sims[row], k - 1)[:k]] = True
+        weights *= inside
+        return weights
 
-    def _targets(self) -> tuple[FloatArray, FloatArray]:
-        """The training qualities with unscored cells as 0, and 1 where scored (float64, made
-        once): a neighbourhood's weighted sums are then two contractions."""
+    def _targets(self) -> FloatArray:
+        """The training qualities with unscored cells as 0, then 1 where scored, side by side
+        (n_train, 2 · models; float64, made once): a neighbourhood's weighted sums are then
+        one product."""
         cached = getattr(self, "_targets64", None)
         if cached is None:
             y = self.Y_train_.astype(np.float64)
             scored = ~np.isnan(y)
-            cached = self._targets64 = (np.where(scored, y, 0.0), scored.astype(np.float64))
+            cached = self._targets64 = np.hstack([np.where(scored, y, 0.0), scored])
         return cached
 
-    def _weighted(self, idx: npt.NDArray[np.intp], weights: FloatArray) -> tuple[FloatArray, ...]:
+    def _weighted(self, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Per query and model: Σ w·y over scored neighbours, and Σ w over them."""
-        values, scored = self._targets()
-        local = np.einsum("nk,nkm->nm", weights, values[idx])
-        return local, np.einsum("nk,nkm->nm", weights, scored[idx])
+        sums = weights @ self._targets()
+        models = self.Y_train_.shape[1]
+        return sums[:, :models], sums[:, models:]
 
     def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
-        idx, top = self._neighbours(Q)
-        weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
-        local, total = self._weighted(idx, weights)
+        local, total = self._weighted(self._weights(Q))
         mean = local / np.maximum(total, 1e-12)
         return np.where(total > 0, mean, self.mean_quality_[None, :])
 
@@ -122,14 +137,16 @@ class TaskPriorKNNRouter(KNNRouter):
             labels = np.array([names.index(t) for t in tasks], dtype=np.int64)
         n_tasks = int(labels.max()) + 1
         self.task_labels_ = labels
+        self._task_onehot: FloatArray | None = None  # made on first use
         self.task_means_ = np.stack([nan_column_means(Y[labels == t]) for t in range(n_tasks)])
 
     def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
-        idx, top = self._neighbours(Q)
-        weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
-        votes = np.zeros((Q.shape[0], self.task_means_.shape[0]))
-        np.add.at(votes, (np.arange(Q.shape[0])[:, None], self.task_labels_[idx]), weights)
+        weights = self._weights(Q)
+        task_of = getattr(self, "_task_onehot", None)
+        if task_of is None:  # (n_train, n_tasks): 1 in each training prompt's task
+            task_of = self._task_onehot = np.eye(self.task_means_.shape[0])[self.task_labels_]
+        votes = weights @ task_of
         votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-300)
         prior = votes @ self.task_means_
-        local, total = self._weighted(idx, weights)
+        local, total = self._weighted(weights)
         return np.asarray((local + self.alpha * prior) / (total + self.alpha))

@@ -1,4 +1,4 @@
-"""The tokeniser's plain-ASCII fast path gives exactly the ``tokenizers`` library's ids."""
+"""The tokeniser's fast path gives exactly the ``tokenizers`` library's ids."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from switchyard.routers.embedding import PromptTokenizer, model_dir
-from switchyard.routers.embedding.wordpiece import AsciiWordPiece
+from switchyard.routers.embedding.wordpiece import FastWordPiece
 from tests.support.requirements import reference_data
 
 EDGE_CASES = [
@@ -21,6 +21,9 @@ EDGE_CASES = [
     "unbelievably antidisestablishmentarianism supercalifragilistic",
     "def f(x):\n\treturn x**2 + 1  # comment\r\n",
     "1234567890 3.14159 1e-9 0xFF",
+    "数学问题：下列哪个选项是正确的？（A）甲；（B）乙。",  # noqa: RUF001
+    "mixed中文and English，「quoted」— dash… ellipsis",  # noqa: RUF001
+    "\u4e00\u9fff\U00020000 rare ideographs, 丂丄 and 龥",
 ]
 
 
@@ -41,7 +44,7 @@ def reference_prompts() -> list[str]:
     return texts
 
 
-def test_plain_ascii_edge_cases_match_the_library(embedder_cache: Path) -> None:
+def test_ascii_cjk_and_punctuation_edge_cases_match_the_library(embedder_cache: Path) -> None:
     ours, theirs = (
         PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
         library(embedder_cache),
@@ -69,7 +72,20 @@ def test_every_reference_prompt_matches_the_library_alone_and_in_a_batch(
         assert ours.content_ids([text]) == [ids]
 
 
-@pytest.mark.parametrize("text", ["café au lait", "数学问题", "tab\x0bcontrol", "nul\x00", "\x7f"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "café au lait",
+        "カタカナ",
+        "한국어",
+        "3\u00d74",
+        "½",
+        "tab\x0bcontrol",
+        "nul\x00",
+        "\x7f",
+        "数\u3000学",
+    ],
+)
 def test_other_text_is_left_to_the_library(text: str, embedder_cache: Path) -> None:
     ours = PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json")
     assert ours._fast is not None and ours._fast.ids(text) is None
@@ -80,7 +96,7 @@ def test_other_text_is_left_to_the_library(text: str, embedder_cache: Path) -> N
 
 
 def test_a_word_the_vocabulary_cannot_cover_is_one_unk() -> None:
-    wp = AsciiWordPiece({"ab": 1, "##c": 2, "x": 3, "!": 4}, unk_id=0)
+    wp = FastWordPiece({"ab": 1, "##c": 2, "x": 3, "!": 4}, unk_id=0)
     assert wp.ids("abc x!") == [1, 2, 3, 4]
     assert wp.ids("abd x") == [0, 3]  # "d" has no piece: the whole word is [UNK]
     assert wp.ids("ABC") == [1, 2]  # lowercased
