@@ -31,14 +31,18 @@ small tie-break for the replica that decodes fastest) over every replica that ma
 traffic: the chance of meeting the target first, the expected TTFT among replicas equally
 likely to meet it.
 
-Shedding: when even the best replica's chance (of the TTFT, among the replicas within the
-ITL target; of the TTFT alone when none is) is below ``SloPolicy.shed_below`` (and no
+Shedding: when even the best replica's chance of starting in time (of the wait for a slot
+and the prefills ahead fitting the target; among the replicas within the ITL target, or all
+when none is) is below ``SloPolicy.shed_below`` (and no
 replica whose hold time is not measured yet has a free slot, so a cold start never sheds,
 while a burst that fills a replica before it ever finished a request still can), the choice
 says ``shed``; the pool raises ``SloShedError`` (429 ``model_overloaded`` with
 ``Retry-After``). A request that would miss its target anyway is better refused at once
 than queued: it would only delay the requests behind it (docs/BENCHMARKS.md section 27).
-A request's own ``max_ttft_ms`` replaces the configured target for its choice.
+Shedding is about load: the request's own prefill ranks the replicas (a cached prefix wins)
+but does not shed it, or a prompt long enough to miss the target on an idle replica would be
+refused on every retry. A request's own ``max_ttft_ms`` replaces the configured target for
+its choice.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class Prediction:
     known: bool  # the hold time was measured (else the policy's prior)
     queued: bool  # it would wait for a batch slot there
     itl_s: float | None = None  # its recent mean time between tokens (None: unknown)
+    start_chance: float = 1.0  # of the wait and the prefills ahead within the target
 
     @property
     def ttft_s(self) -> float:
@@ -177,8 +182,9 @@ def predict(
     stalls = max(ahead, float(view.starting)) * queued_prefill_s
     wait_s = (ahead / rate if ahead > 0 else 0.0) + stalls
     chance = meet_chance(ahead, rate, slo.ttft_s - prefill_s - stalls)
+    start = chance if prefill_s <= 0 else meet_chance(ahead, rate, slo.ttft_s - stalls)
     itl = snapshot.itl_s if snapshot is not None else None
-    return Prediction(wait_s, prefill_s, chance, hold_s, known, ahead > 0, itl)
+    return Prediction(wait_s, prefill_s, chance, hold_s, known, ahead > 0, itl, start)
 
 
 def choose_for_slo(
@@ -204,11 +210,11 @@ def choose_for_slo(
         queued = queued_prefill_s[i] if queued_prefill_s is not None else 0.0
         p = predict(view, now, prefill, slo, policy, queued)
         cold_room = cold_room or not (p.known or p.queued)
-        top_chance = max(top_chance, p.chance)
+        top_chance = max(top_chance, p.start_chance)
         met = 0.0  # the chance of meeting the whole SLO there
         if _itl_ok(p, slo):
             met = p.chance
-            top_met = max(top_met, met)
+            top_met = max(top_met, p.start_chance)
         # Among replicas equally sure to start in time, the one that frees its slots
         # fastest also streams fastest (the hold time is the request's decode time).
         cost = (1.0 - met) * slo.miss_cost_s + p.ttft_s + _SPEED_WEIGHT * p.hold_s
@@ -217,7 +223,8 @@ def choose_for_slo(
     if best is None:
         return None
     # With no replica within the ITL target, the TTFT alone decides (shedding cannot bring
-    # the ITL down, and nothing would be served to measure it again).
+    # the ITL down, and nothing would be served to measure it again). The chances here
+    # leave the request's own prefill out: shedding answers load, not a long prompt.
     best_chance = top_met if top_met >= 0 else top_chance
     shed = slo.shed and not cold_room and best_chance < slo.shed_below
     return SloChoice(best_index, views[best_index].name, best, shed)

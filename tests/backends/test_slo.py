@@ -59,9 +59,22 @@ def test_a_loaded_replica_ranks_below_an_idle_one_and_a_long_prefill_counts() ->
     idle = EndpointView("idle", snapshot=snap(0, 0), service_s=2.0)
     choice = choose_for_slo([loaded, idle], now=NOW)
     assert choice is not None and choice.name == "idle"
-    # The same idle replica without the prompt cached: 3 s of prefill misses a 1 s target.
+    # The same idle replica without the prompt cached: 3 s of prefill misses a 1 s target,
+    # so the loaded one (prompt cached) ranks first, and neither is likely to meet it.
     choice = choose_for_slo([loaded, idle], now=NOW, prefill_s=[0.0, 3.0])
-    assert choice is not None and choice.prediction.chance < 0.8 and choice.shed
+    assert choice is not None and choice.prediction.chance < 0.8
+    # But the idle replica can start it at once: a long prompt is not shed for its length.
+    assert not choice.shed
+
+
+def test_a_prompt_too_long_for_the_target_is_served_on_an_idle_fleet_and_shed_under_load() -> None:
+    idle = [EndpointView(f"r{i}", snapshot=snap(0, 1), service_s=2.0) for i in range(3)]
+    choice = choose_for_slo(idle, now=NOW, prefill_s=[2.5, 2.5, 1.5])
+    assert choice is not None and choice.name == "r2" and not choice.shed
+    assert choice.prediction.chance == 0.0 and choice.prediction.start_chance == 1.0
+    busy = [EndpointView(f"r{i}", snapshot=snap(30, 8), service_s=2.0) for i in range(3)]
+    choice = choose_for_slo(busy, now=NOW, prefill_s=[2.5, 2.5, 1.5])
+    assert choice is not None and choice.shed  # the queues, not the prompt, refuse it
 
 
 def test_gateway_sends_since_the_scrape_count_as_load() -> None:

@@ -3,8 +3,9 @@ sockets. A fast idle replica gets the requests while a slow one is busy; a model
 replica is over its TTFT budget answers 429 with Retry-After (counted in
 ``switchyard_slo_shed_total``) and the same model with room serves; a request's own
 ``max_ttft_ms`` replaces the configured target; a stream counts as starting until its first
-chunk; with an ITL target, a replica decoding slower than it gets no request; bad
-``upstream.slo`` settings fail naming the field."""
+chunk; with an ITL target, a replica decoding slower than it gets no request; a prompt whose
+own prefill is over the target is served by an idle replica, not shed; bad ``upstream.slo``
+settings fail naming the field."""
 
 from __future__ import annotations
 
@@ -165,3 +166,20 @@ def test_bad_slo_settings_fail_naming_the_field(upstream: dict[str, Any], named:
     models = [model_entry("m", "http://127.0.0.1:9/v1")]
     with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
         build_settings({"models": models, "upstream": upstream})
+
+
+def test_a_prompt_too_long_for_the_target_is_served_by_an_idle_replica_not_shed(
+    simulator: Callable[..., Simulator], gateway: Callable[..., Gateway]
+) -> None:
+    idle, busy = simulator("m", preset="fast"), simulator("m", preset="fast", max_num_seqs=1)
+    upstream = SLO | {"prefix_scoring": True, "slo": {"ttft_s": 0.05}}
+    gw = gateway([model_entry("m", idle.base_url, busy.base_url)], upstream=upstream)
+    assert chat(gw).status_code == 200  # to the idle one (ties go first): its speed is learned
+    # ~2,000 uncached tokens at the default 0.1 ms a token: 0.2 s of prefill, over 0.05 s.
+    long = {"messages": [{"role": "user", "content": "lorem ipsum " * 1000}], "max_tokens": 2}
+    with held_streams(busy.base_url, "m", 2):  # the other replica has a queue
+        wait_for(queue_of(gw, busy.base_url, 1))
+        resp = gw.client.post("/v1/chat/completions", json={"model": "m", **long})
+    assert resp.status_code == 200, resp.text  # the idle replica starts it at once
+    assert served(gw, "m", idle.base_url) == 2
+    assert gw.metric("switchyard_slo_shed_total", model="m") == 0
