@@ -17,7 +17,8 @@ On a saturated core, throughput is about the inverse of this cost, so A / S esti
 same for both, is not counted, so the estimate is a little low). A decision batch holds the
 prompts read in one turn of the event loop; at c=32 under valgrind that is ~7 prompts, close
 to the ~8 of ``routing_speed.py``'s c=32 on one core (the mean batch is reported, from the
-gateway's ``switchyard_routing_batches`` counter). Needs ``valgrind`` and the reference data in ``../shared/data``.
+gateway's ``switchyard_routing_batches`` counter). Needs ``valgrind`` and the reference data
+in ``../shared/data``.
 
     .venv/bin/python bench/routing_instructions.py [--requests 2000] [--concurrency 32]
 """

@@ -74,6 +74,8 @@ class Upstreams:
         # Derived once per config, not per request.
         up = settings.upstream
         self.settings = settings
+        self._delays_at = -1.0  # the loop time of expected_delays()'s remembered values
+        self._delays: dict[str, float] = {}
         self.models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         self.timeouts = Timeouts(up.connect_timeout_s, up.first_byte_timeout_s, up.read_timeout_s)
         self.retry = RetryPolicy(up.max_attempts, up.retry_budget_s)
@@ -128,9 +130,22 @@ class Upstreams:
 
     def expected_delays(self, models: Iterable[str]) -> dict[str, float]:
         """Seconds a new request would wait on each model's best replica now (``inf`` for
-        a model without a pool or with no endpoint that may take traffic)."""
-        pools = self.pools
-        return {m: pools[m].expected_delay() if m in pools else math.inf for m in models}
+        a model without a pool or with no endpoint that may take traffic).
+
+        Remembered for one turn of the event loop (uvloop's clock stands still during a
+        turn): the routed requests read in one turn see the same delays, so their decisions
+        share one policy call in the router's batch, and the pools are read once."""
+        now = asyncio.get_running_loop().time()
+        if now != self._delays_at:
+            self._delays_at, self._delays = now, {}
+        known, pools = self._delays, self.pools
+        out = {}
+        for m in models:
+            delay = known.get(m)
+            if delay is None:
+                delay = known[m] = pools[m].expected_delay() if m in pools else math.inf
+            out[m] = delay
+        return out
 
     def discovered(self) -> dict[str, int]:
         """Pods each model with a discovery source knows now (all its sources together)."""

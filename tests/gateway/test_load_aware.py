@@ -5,12 +5,17 @@ endpoint's retry budget."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import uvloop
 
+from switchyard.gateway.settings import build_settings
+from switchyard.gateway.upstreams import Upstreams
 from tests.support.gateways import (
     Gateway,
     Simulator,
@@ -188,3 +193,33 @@ def test_prefix_affinity_keeps_a_shared_system_prompt_on_one_replica(
     for k in range(6):  # other system prompts have other homes
         send(f"You are assistant number {k}.", 2)
     assert sum(served(gw, "m", url) > 0 for url in urls) >= 2
+
+
+def test_expected_delays_are_read_once_per_tick_of_the_event_loop_clock() -> None:
+    model = {"name": "m", "price_input_per_mtok": 0, "price_output_per_mtok": 0}
+    settings = build_settings(
+        {
+            "models": [model | {"endpoints": [{"url": f"http://127.0.0.1:{free_port()}/v1"}]}],
+            "upstream": {"scrape_interval_s": 0},
+        }
+    )
+
+    async def scenario() -> tuple[dict[str, float], ...]:
+        upstreams = Upstreams(settings)
+        await upstreams.start()
+        try:
+            first = upstreams.expected_delays(["m", "gone"])
+            for endpoint in upstreams.pools["m"].endpoints:
+                endpoint.in_flight += 1000  # load that arrives within the same tick
+            same = upstreams.expected_delays(["m"])
+            await asyncio.sleep(0.01)  # uvloop's clock moves on between turns
+            later = upstreams.expected_delays(["m"])
+        finally:
+            await upstreams.close()
+        return first, same, later
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        first, same, later = runner.run(scenario())
+    assert first["gone"] == math.inf
+    assert same == {"m": first["m"]}  # routed requests of one turn share one policy call
+    assert later["m"] > first["m"]
