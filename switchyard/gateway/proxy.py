@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from switchyard.backends.errors import OverloadedError, SwitchyardError, UpstreamError
@@ -60,7 +59,12 @@ from switchyard.gateway.payload import routed_payload as _routed
 from switchyard.gateway.request_metrics import ModelMetrics
 from switchyard.gateway.requestid import assign_request_id
 from switchyard.gateway.routing import RouterService
-from switchyard.gateway.routing_options import OPTIONS_FIELD, concrete_needs, parse_options
+from switchyard.gateway.routing_options import (
+    OPTIONS_FIELD,
+    concrete_needs,
+    option_headers,
+    parse_options,
+)
 from switchyard.gateway.settings import Capability, ModelConfig
 from switchyard.gateway.streaming import STREAM_HEADERS, KeepAlive, UsageTap, relay
 from switchyard.gateway.tenancy.guard import Guard, Ticket
@@ -263,7 +267,7 @@ class Proxy:
                 param="model",
                 code="model_not_allowed",
             )
-        options = parse_options(payload.data, Headers(raw=headers))
+        options = parse_options(payload.data, option_headers(headers))
         allowed = routing.allowed(name, options, key.allows if key is not None else _any, needs)
         prompt = payload.data[PROMPT_FIELD[capability]]
         if capability is Capability.completions and isinstance(prompt, list):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +58,23 @@ def _models(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+NO_OPTIONS = RoutingOptions()
+_PREFIX = b"x-switchyard-"
+
+
+def option_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """A request's ``X-Switchyard-*`` headers, by lower-case name (ASGI gives names in lower
+    case): one pass over the headers, and usually empty."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k.startswith(_PREFIX)}
+
+
 def parse_options(data: Mapping[str, Any], headers: Mapping[str, str]) -> RoutingOptions:
-    """Options from the body's ``switchyard`` object, else from ``X-Switchyard-*`` headers."""
+    """Options from the body's ``switchyard`` object, else from ``X-Switchyard-*`` headers
+    (``headers``: by lower-case name, as :func:`option_headers` gives them)."""
     given = data.get(OPTIONS_FIELD)
     if given is None:
+        if not headers:
+            return NO_OPTIONS
         given = {}
     if not isinstance(given, dict):
         raise InvalidRequestError(f"'{OPTIONS_FIELD}' must be an object", param=OPTIONS_FIELD)
