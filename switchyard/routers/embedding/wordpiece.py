@@ -39,16 +39,13 @@ _CJK = (
 
 def is_single_char_word(char: str) -> bool:
     """Whether BERT's uncased normaliser and pre-tokeniser make ``char`` (not ASCII) a word
-    of its own, unchanged: a CJK ideograph, or punctuation that lowercasing and accent
-    stripping leave alone."""
+    of its own, unchanged: a CJK ideograph or a punctuation character that lowercasing and
+    accent stripping (NFD) leave alone (a CJK compatibility ideograph decomposes into
+    another)."""
     point = ord(char)
-    if any(low <= point <= high for low, high in _CJK):
-        return True
-    return (
-        unicodedata.category(char).startswith("P")
-        and char.lower() == char
-        and unicodedata.normalize("NFD", char) == char
-    )
+    single = any(low <= point <= high for low, high in _CJK)
+    single = single or unicodedata.category(char).startswith("P")
+    return single and char.lower() == char and unicodedata.normalize("NFD", char) == char
 
 
 class FastWordPiece:

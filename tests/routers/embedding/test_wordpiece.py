@@ -100,3 +100,18 @@ def test_a_word_the_vocabulary_cannot_cover_is_one_unk() -> None:
     assert wp.ids("abc x!") == [1, 2, 3, 4]
     assert wp.ids("abd x") == [0, 3]  # "d" has no piece: the whole word is [UNK]
     assert wp.ids("ABC") == [1, 2]  # lowercased
+
+
+def test_every_character_the_fast_path_takes_alone_gets_the_library_s_ids(
+    embedder_cache: Path,
+) -> None:
+    ours, theirs = (
+        PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
+        library(embedder_cache),
+    )
+    assert ours._fast is not None
+    taken = [chr(c) for c in range(0x80, 0x30000) if ours._fast.ids(chr(c)) is not None]
+    assert len(taken) > 80_000  # the CJK blocks and the punctuation
+    assert "\uf902" not in taken  # a compatibility ideograph: NFD makes it another one
+    expected = [e.ids for e in theirs.encode_batch(taken, add_special_tokens=False)]
+    assert [ours._fast.ids(c) for c in taken] == expected
