@@ -34,6 +34,11 @@ def library(cache: Path) -> Tokenizer:
     return tokenizer
 
 
+def both(cache: Path) -> tuple[PromptTokenizer, Tokenizer]:
+    """The project's tokeniser (fast path on) and the library's, on the same vocabulary."""
+    return PromptTokenizer(model_dir(cache) / "tokenizer.json"), library(cache)
+
+
 def reference_prompts() -> list[str]:
     texts = []
     for path in sorted(reference_data("routing", "routerdc").glob("*.json")):
@@ -45,10 +50,7 @@ def reference_prompts() -> list[str]:
 
 
 def test_ascii_cjk_and_punctuation_edge_cases_match_the_library(embedder_cache: Path) -> None:
-    ours, theirs = (
-        PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
-        library(embedder_cache),
-    )
+    ours, theirs = both(embedder_cache)
     for text in EDGE_CASES:
         assert ours._fast is not None and ours._fast.ids(text) is not None, text
         assert ours.content_ids([text])[0] == theirs.encode(text, add_special_tokens=False).ids
@@ -58,10 +60,7 @@ def test_ascii_cjk_and_punctuation_edge_cases_match_the_library(embedder_cache: 
 def test_every_reference_prompt_matches_the_library_alone_and_in_a_batch(
     embedder_cache: Path,
 ) -> None:
-    ours, theirs = (
-        PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
-        library(embedder_cache),
-    )
+    ours, theirs = both(embedder_cache)
     texts = reference_prompts()
     expected = [e.ids for e in theirs.encode_batch(texts, add_special_tokens=False)]
     assert ours.content_ids(texts) == expected
@@ -105,10 +104,7 @@ def test_a_word_the_vocabulary_cannot_cover_is_one_unk() -> None:
 def test_every_character_the_fast_path_takes_alone_gets_the_library_s_ids(
     embedder_cache: Path,
 ) -> None:
-    ours, theirs = (
-        PromptTokenizer(model_dir(embedder_cache) / "tokenizer.json"),
-        library(embedder_cache),
-    )
+    ours, theirs = both(embedder_cache)
     assert ours._fast is not None
     taken = [chr(c) for c in range(0x80, 0x30000) if ours._fast.ids(chr(c)) is not None]
     assert len(taken) > 80_000  # the CJK blocks and the punctuation
