@@ -82,11 +82,14 @@ def bodies(model: str, prompts: list[str]) -> list[bytes]:
     ]
 
 
+def quiet(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def measure(args: argparse.Namespace, workdir: Path, prompts: list[str]) -> list[dict[str, Any]]:
     sims = {m.name: free_port() for m in DEMO_MODELS}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    argv = [[*simulator_argv(name, port), "--host", "127.0.0.1"] for name, port in sims.items()]
-    procs = [subprocess.Popen(cmd, **quiet) for cmd in argv]  # type: ignore[call-overload]
+    procs = [quiet([*simulator_argv(name, port), "--host", "127.0.0.1"])
+             for name, port in sims.items()]  # fmt: skip
     port = free_port()
     config = demo_settings("127.0.0.1", port, sims).model_dump(mode="json")
     config["server"].update(workers=1, log_level="warning")
@@ -97,8 +100,7 @@ def measure(args: argparse.Namespace, workdir: Path, prompts: list[str]) -> list
     path.write_text(json.dumps(config), encoding="utf-8")
     out = workdir / "callgrind.gateway"
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    gateway = subprocess.Popen([*vg, str(SWITCHYARD), "serve", "-c", str(path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    gateway = quiet([*vg, str(SWITCHYARD), "serve", "-c", str(path)])
     ctl = ["callgrind_control", str(gateway.pid)]
     rows: list[dict[str, Any]] = []
     try:

@@ -322,15 +322,7 @@ class RouterService:
         chosen = await future
         decision = chosen.decision
         took = time.perf_counter() - started
-        counted = self._counted.get((name, decision.model))
-        if counted is None:  # a Prometheus child per router and model, found once
-            metrics = self.metrics
-            counted = self._counted[(name, decision.model)] = (
-                metrics.decision_seconds.labels(name),
-                metrics.routed.labels(name, decision.model),
-            )
-        counted[0].observe(took)
-        counted[1].inc()
+        self._count(name, decision.model, took)
         route = Route(
             decision_id=os.urandom(16).hex(),
             router=name,
@@ -347,6 +339,19 @@ class RouterService:
         )
         self.outcomes.pending(route)
         return route
+
+    def _count(self, name: str, model: str, took: float) -> None:
+        """One decision of router ``name`` for ``model`` in the metrics (the Prometheus
+        children of each router and model are found once)."""
+        counted = self._counted.get((name, model))
+        if counted is None:
+            metrics = self.metrics
+            counted = self._counted[(name, model)] = (
+                metrics.decision_seconds.labels(name),
+                metrics.routed.labels(name, model),
+            )
+        counted[0].observe(took)
+        counted[1].inc()
 
     def _flush(self) -> None:
         if self._timer is not None:

@@ -35,6 +35,10 @@ class RoutingOptions:
     max_ttft_ms: float | None = None
 
 
+NO_OPTIONS = RoutingOptions()  # a request that asks for nothing
+_PREFIX = b"x-switchyard-"
+
+
 def _number(value: Any, name: str) -> float:
     if isinstance(value, str):
         try:
@@ -56,10 +60,6 @@ def _models(value: Any) -> tuple[str, ...]:
             "'models' must be a non-empty list of model names", param="models"
         )
     return tuple(value)
-
-
-NO_OPTIONS = RoutingOptions()
-_PREFIX = b"x-switchyard-"
 
 
 def option_headers(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
