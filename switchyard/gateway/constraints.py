@@ -36,6 +36,7 @@ _FIELDS = ("max_params_b", "min_params_b", "min_context", "capabilities", "relea
            "tags")  # fmt: skip
 _FEATURES = frozenset(Feature)
 _JSON_MODES = {"json_object": Feature.json_mode, "json_schema": Feature.json_schema}
+_MAY_NEED = frozenset({"switchyard", "tools", "response_format"})  # body fields needs_of reads
 CODE = "constraints_unsatisfiable"
 
 
@@ -119,6 +120,8 @@ def _declared(model: ModelConfig) -> bool:
 def needs_of(data: Mapping[str, Any], images: bool) -> Needs | None:
     """What the request body needs (None: nothing); 400 for a malformed ``require``.
     ``images``: also look for image parts in ``messages`` (routed requests)."""
+    if not (data.keys() & _MAY_NEED) and not (images and _has_images(data.get("messages"))):
+        return None  # the common case: nothing to read
     options = data.get("switchyard")
     given = options.get(REQUIRE) if isinstance(options, dict) else None
     needs = _parse(given) if given is not None else Needs()

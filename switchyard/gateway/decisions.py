@@ -46,19 +46,18 @@ def choose(
     offline: Sequence[dict[str, float]],
     contexts: Sequence[tuple[float, ...] | None],
 ) -> list[Chosen | Exception]:
-    """One policy call for ``jobs``, which share a cost weight, constraints and penalties."""
+    """One policy call for ``jobs``, which share a cost weight, constraints and penalties;
+    ``quality`` and ``cost`` have the columns of the models the router decides among."""
     import numpy as np
 
     from switchyard.routers.policy import Constraints, NoModelAllowedError, decide
 
     job = jobs[0]
-    pipe = job.router.pipeline
-    penalty = np.array([job.penalty.get(m, 0.0) for m in pipe.models]) if job.penalty else None
+    models = job.router.decides
+    penalty = np.array([job.penalty.get(m, 0.0) for m in models]) if job.penalty else None
     try:
         constraints = Constraints(allowed=job.allowed)
-        decisions = decide(
-            pipe.models, quality, cost, job.cost_weight, constraints, pipe.prices, penalty
-        )
+        decisions = decide(models, quality, cost, job.cost_weight, constraints, None, penalty)
     except NoModelAllowedError as err:
         return [InvalidRequestError(str(err), param="models")] * len(jobs)
     except ValueError as err:

@@ -16,7 +16,12 @@ from prometheus_client.registry import Collector
 
 from switchyard.backends.errors import UpstreamError
 from switchyard.backends.pool import EndpointPool
-from switchyard.gateway.request_metrics import ModelMetrics, RequestMetrics, SpendMetrics
+from switchyard.gateway.request_metrics import (
+    ModelMetrics,
+    RequestMetrics,
+    RoutingMetrics,
+    SpendMetrics,
+)
 from switchyard.gateway.state import StoreHealth
 
 if TYPE_CHECKING:
@@ -73,24 +78,8 @@ class GatewayMetrics:
         )
 
     def _add_routing_metrics(self, registry: CollectorRegistry) -> None:
-        self.routed = Counter(
-            "switchyard_routed_requests",
-            "Routed requests by router and chosen model.",
-            ["router", "model"],
-            registry=registry,
-        )
-        self.decision_seconds = Histogram(
-            "switchyard_routing_decision_seconds",
-            "Time from a routed request's arrival at the router to its decision.",
-            ["router"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=registry,
-        )
-        self.router_batches = Counter(
-            "switchyard_routing_batches",
-            "Embedding calls made by the routers (each embeds a batch of prompts).",
-            registry=registry,
-        )
+        self.routing = RoutingMetrics()  # on the request path: plain numbers
+        registry.register(self.routing)
         self.feedback = Histogram(
             "switchyard_feedback_score",
             "Feedback scores in [0, 1] given to routed requests, by router and chosen model.",

@@ -268,7 +268,7 @@ class Proxy:
                 code="model_not_allowed",
             )
         options = parse_options(payload.data, option_headers(headers))
-        allowed = routing.allowed(name, options, key.allows if key is not None else _any, needs)
+        allowed = routing.allowed(name, options, key.allows if key is not None else None, needs)
         prompt = payload.data[PROMPT_FIELD[capability]]
         if capability is Capability.completions and isinstance(prompt, list):
             prompt = prompt[0] if prompt else ""

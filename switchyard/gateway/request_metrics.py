@@ -1,5 +1,6 @@
-"""The request path's metrics: per model, plain numbers bumped on the event loop's thread
-(``switchyard.backends.metric_values``), exported at scrape time by ``RequestMetrics.collect``.
+"""The request path's metrics: per model, and per router for routed requests, plain numbers
+bumped on the event loop's thread (``switchyard.backends.metric_values``), exported at scrape
+time by the collectors here (``RequestMetrics``, ``RoutingMetrics``, ``SpendMetrics``).
 
 A proxied request updates about six of these; as prometheus_client objects (a lock and
 several Python calls per update, and a ``labels()`` lookup) they cost more than any other
@@ -107,6 +108,42 @@ class RequestMetrics(Collector):
                        [(m.name, m.cost) for m in models])  # fmt: skip
 
 
+class RoutingMetrics(Collector):
+    """What a routing decision counts: decisions by router and chosen model, the time each
+    took, and the decision batches (each one embedding call)."""
+
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+    def __init__(self) -> None:
+        self._routed: dict[tuple[str, str], int] = {}
+        self._seconds: dict[str, Histogram] = {}
+        self.batches = 0
+
+    def decided(self, router: str, model: str, seconds: float) -> None:
+        self._routed[router, model] = self._routed.get((router, model), 0) + 1
+        histogram = self._seconds.get(router)
+        if histogram is None:
+            histogram = self._seconds[router] = Histogram(self.BUCKETS)
+        histogram.observe(seconds)
+
+    def collect(self) -> Iterable[Metric]:
+        routed = CounterMetricFamily(
+            "switchyard_routed_requests", "Routed requests by router and chosen model.",
+            labels=["router", "model"],
+        )  # fmt: skip
+        for (router, model), count in list(self._routed.items()):
+            routed.add_metric([router, model], count)
+        yield routed
+        yield _histogram("switchyard_routing_decision_seconds",
+                         "Time from a routed request's arrival at the router to its decision.",
+                         list(self._seconds.items()), label="router")  # fmt: skip
+        yield CounterMetricFamily(
+            "switchyard_routing_batches",
+            "Embedding calls made by the routers (each embeds a batch of prompts).",
+            value=self.batches,
+        )
+
+
 class SpendMetrics(Collector):
     """``switchyard_spend_usd{key, tenant}``: spend by API key name and tenant, a plain number
     per pair added on the event loop's thread (one call per request with a key)."""
@@ -141,8 +178,10 @@ def _counter(name: str, doc: str, values: list[tuple[str, float]]) -> Metric:
     return family
 
 
-def _histogram(name: str, doc: str, values: list[tuple[str, Histogram]]) -> Metric:
-    family = HistogramMetricFamily(name, doc, labels=["model"])
-    for model, histogram in values:
-        family.add_metric([model], histogram.buckets(), histogram.total)
+def _histogram(
+    name: str, doc: str, values: list[tuple[str, Histogram]], label: str = "model"
+) -> Metric:
+    family = HistogramMetricFamily(name, doc, labels=[label])
+    for value, histogram in values:
+        family.add_metric([value], histogram.buckets(), histogram.total)
     return family

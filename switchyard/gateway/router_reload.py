@@ -41,6 +41,18 @@ class Loaded:
     cost_weight: float
     fingerprint: str = ""  # of the artifact's files when loaded (a reload compares it)
     cascade: Any = None  # kind cascade: its CascadeModel (switchyard.gateway.cascade)
+    # What its decisions rank: the candidates and a cascade's stages, in the artifact's model
+    # order (the rule breaks ties by it), and their columns in the artifact's predictions.
+    # The artifact may know many more models; deciding among these alone is the same choice.
+    decides: tuple[str, ...] = field(init=False)
+    columns: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        stages = () if self.cascade is None else tuple(self.cascade.stages)
+        wanted = {*self.candidates, *stages}
+        models = list(self.pipeline.models)
+        self.columns = [j for j, m in enumerate(models) if m in wanted]
+        self.decides = tuple(models[j] for j in self.columns)
 
 
 @dataclass(slots=True)

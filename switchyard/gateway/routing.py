@@ -40,7 +40,7 @@ from switchyard.gateway.router_reload import (
     plan,
     routing_restart,
 )
-from switchyard.gateway.routing_options import RoutingOptions
+from switchyard.gateway.routing_options import NO_OPTIONS, RoutingOptions
 from switchyard.gateway.settings import RouterConfig, Settings
 from switchyard.gateway.tenancy.keys import KeyRecord
 
@@ -62,6 +62,7 @@ class RouterService:
         self.batches = 0  # embedding calls made (one per batch)
         self._routers: dict[str, Loaded] = {}
         self.candidates = {r.name: settings.candidates(r) for r in settings.routers}
+        self._every: dict[tuple[str, ...], frozenset[str]] = {}  # allowed() with no limits
         self._prompt_text: Callable[[Any], str] = str
         self._embed: Callable[[list[str]], Any] | None = None
         self._embedder: Any = None
@@ -73,7 +74,6 @@ class RouterService:
         self.semantic: SemanticEmbedder | None = None  # the cache's, when not the routers'
         self.learner: Learner | None = None
         self.shared: SharedState = LocalState()
-        self._counted: dict[tuple[str, str], tuple[Any, Any]] = {}  # decide()'s metrics
 
     async def start(self) -> None:
         """Load the embedder and the routers (on the worker thread; exports if needed), then
@@ -196,6 +196,7 @@ class RouterService:
         self.settings = prepared.settings
         self._routers = prepared.routers
         self.candidates = {name: r.candidates for name, r in prepared.routers.items()}
+        self._every = {}
         todo = prepared.plan
         if self.learner is not None and (todo.drop or todo.bandits):
             await self.on_worker(self._swap_bandits, self.learner, todo, prepared.routers)
@@ -251,12 +252,18 @@ class RouterService:
         self,
         name: str,
         options: RoutingOptions,
-        may_use: Callable[[str], bool],
+        may_use: Callable[[str], bool] | None,
         needs: Needs | None = None,
     ) -> frozenset[str]:
-        """The candidates this request may go to; 400 if the options, or the model
-        constraints ``needs`` (``switchyard.gateway.constraints``), leave none."""
+        """The candidates this request may go to; 400 if the options, the caller's key
+        (``may_use``; None: one that may use every model) or the model constraints ``needs``
+        (``switchyard.gateway.constraints``) leave none."""
         candidates = self.candidates[name]
+        if options is NO_OPTIONS and may_use is None and needs is None:  # the common case
+            every = self._every.get(candidates)
+            if every is None:
+                every = self._every[candidates] = frozenset(candidates)
+            return every
         if options.models is not None:
             unknown = [m for m in options.models if m not in candidates]
             if unknown:
@@ -269,7 +276,7 @@ class RouterService:
         allowed = frozenset(
             m
             for m in (options.models or candidates)
-            if may_use(m) and (cap is None or self._price_out(m) <= cap)
+            if (may_use is None or may_use(m)) and (cap is None or self._price_out(m) <= cap)
         )
         if not allowed:
             raise InvalidRequestError(
@@ -322,7 +329,7 @@ class RouterService:
         chosen = await future
         decision = chosen.decision
         took = time.perf_counter() - started
-        self._count(name, decision.model, took)
+        self.metrics.routing.decided(name, decision.model, took)
         route = Route(
             decision_id=os.urandom(16).hex(),
             router=name,
@@ -340,19 +347,6 @@ class RouterService:
         self.outcomes.pending(route)
         return route
 
-    def _count(self, name: str, model: str, took: float) -> None:
-        """One decision of router ``name`` for ``model`` in the metrics (the Prometheus
-        children of each router and model are found once)."""
-        counted = self._counted.get((name, model))
-        if counted is None:
-            metrics = self.metrics
-            counted = self._counted[(name, model)] = (
-                metrics.decision_seconds.labels(name),
-                metrics.routed.labels(name, model),
-            )
-        counted[0].observe(took)
-        counted[1].inc()
-
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -363,7 +357,7 @@ class RouterService:
         jobs, self._queue = self._queue[:size], self._queue[size:]
         self._busy = True
         self.batches += 1
-        self.metrics.router_batches.inc()
+        self.metrics.routing.batches += 1
         if self.inline:
             try:
                 self._resolve(jobs, self._run_batch(jobs))
@@ -401,8 +395,9 @@ class RouterService:
             rows = [i for i, job in enumerate(jobs) if job.router is router]
             pred = router.pipeline.predict_features(X[rows], [texts[i] for i in rows])
             quality, contexts = self._adjust([jobs[i] for i in rows], X[rows], pred.quality)
-            models = router.pipeline.models
-            offline = [dict(zip(models, q, strict=True)) for q in pred.quality.tolist()]
+            cols, models = router.columns, router.decides  # the candidates' columns
+            quality, cost = quality[:, cols], pred.cost[:, cols]
+            offline = [dict(zip(models, q, strict=True)) for q in pred.quality[:, cols].tolist()]
             z = [None] * len(rows) if contexts is None else list(map(tuple, contexts.tolist()))
             groups: dict[tuple[Any, ...], list[int]] = {}
             for k, i in enumerate(rows):
@@ -410,8 +405,8 @@ class RouterService:
                 key = (job.cost_weight, job.allowed, tuple(sorted(job.penalty.items())))
                 groups.setdefault(key, []).append(k)
             for ks in groups.values():
-                chosen = choose([jobs[rows[k]] for k in ks], quality[ks], pred.cost[ks],
-                                      [offline[k] for k in ks], [z[k] for k in ks])  # fmt: skip
+                chosen = choose([jobs[rows[k]] for k in ks], quality[ks], cost[ks],
+                                [offline[k] for k in ks], [z[k] for k in ks])  # fmt: skip
                 for k, result in zip(ks, chosen, strict=True):
                     out[rows[k]] = result
                     if isinstance(result, Chosen):

@@ -53,6 +53,10 @@ def prompt_text(messages: Sequence[Mapping[str, Any]] | str) -> str:
     """The text a router embeds for a chat request: system prompt(s) plus the last user turn."""
     if isinstance(messages, str):
         return messages
+    if len(messages) == 1 and isinstance(only := messages[0], dict):  # the common case
+        content = only.get("content")
+        if only.get("role") == "user" and isinstance(content, str):
+            return content if content.strip() else ""
     parts = [content_text(m.get("content")) for m in messages if m.get("role") in SYSTEM_ROLES]
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
     if last_user is not None:

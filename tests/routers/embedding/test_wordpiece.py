@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from switchyard.routers.embedding import PromptTokenizer, model_dir
+from switchyard.routers.embedding import PromptTokenizer, model_dir, wordpiece
 from switchyard.routers.embedding.wordpiece import FastWordPiece
 from tests.support.requirements import reference_data
 
@@ -111,3 +111,16 @@ def test_every_character_the_fast_path_takes_alone_gets_the_library_s_ids(
     assert "\uf902" not in taken  # a compatibility ideograph: NFD makes it another one
     expected = [e.ids for e in theirs.encode_batch(taken, add_special_tokens=False)]
     assert [ours._fast.ids(c) for c in taken] == expected
+
+
+def test_a_chunk_s_ids_are_remembered_and_the_memory_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wordpiece, "CACHE_WORDS", 4)
+    wp = FastWordPiece({"ab": 1, "##c": 2, "x": 3, "!": 4, "(": 5, ")": 6}, unk_id=0)
+    assert wp.ids("(abc) x!") == [5, 1, 2, 6, 3, 4]  # chunks "(abc)" and "x!"
+    assert wp.ids("x! (abc)\tx!") == [3, 4, 5, 1, 2, 6, 3, 4]  # the same chunks, remembered
+    for text in ("ab x", "abc!", "x!x", "(x)", "ab ab(", "!ab"):  # past the bound: cleared
+        assert wp.ids(text) == [i for w in text.split() for i in wp._chunk_ids(w.lower())]
+        assert len(wp._chunks) <= 4 and len(wp._words) <= 4
+    assert wp.ids("(abc) x!") == [5, 1, 2, 6, 3, 4]

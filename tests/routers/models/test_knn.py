@@ -1,4 +1,5 @@
-"""The kNN routers' dense neighbourhood sums give what summing over the k nearest gives."""
+"""The kNN routers' batched neighbourhood sums give what summing over the k nearest, one query
+at a time, gives."""
 
 from __future__ import annotations
 
@@ -70,8 +71,27 @@ def test_cosines_tied_at_the_kth_place_count_exactly_k_neighbours() -> None:
     X = np.ones((10, 4))  # every training prompt at the same place: all ten tie
     Y = np.arange(10, dtype=np.float64)[:, None] * np.ones((1, 2))
     router = KNNRouter(k=3, temperature=0.05).fit(X, Y)
-    weights = router._weights(np.full((1, 4), 0.5, dtype=np.float32))
-    assert np.count_nonzero(weights) == 3
-    ((idx, _, local, total),) = gathered(router, np.ones((1, 4)))
+    idx, weights = router._nearest(np.full((1, 4), 0.5, dtype=np.float32))
+    assert idx.shape == weights.shape == (1, 3) and len(set(idx[0])) == 3
+    ((expected, _, local, total),) = gathered(router, np.ones((1, 4)))
     close(router.predict_quality(np.ones((1, 4))), (local / total)[None, :])
-    assert sorted(np.flatnonzero(weights[0])) == sorted(idx)
+    assert sorted(idx[0]) == sorted(expected)
+
+
+def test_a_batch_with_ties_in_one_row_keeps_exactly_k_in_every_row() -> None:
+    rng = np.random.default_rng(7)
+    X = np.vstack([np.tile([1.0, 0, 0, 0], (5, 1)), rng.normal(size=(20, 4))])  # five tie
+    Y = rng.uniform(size=(25, 3))
+    router = KNNRouter(k=3, temperature=0.1).fit(X, Y)
+    queries = np.array([[1.0, 0, 0, 0], [0.1, 0.9, -0.3, 0.2]])
+    idx, _ = router._nearest(_unit(queries))
+    assert idx.shape == (2, 3) and all(len(set(row)) == 3 for row in idx)
+    reference = gathered(router, queries)
+    for row, (expected, _, _, _) in zip(idx, reference, strict=True):
+        assert sorted(row) == sorted(expected)
+    expected_q = [local / total for _, _, local, total in reference]
+    close(router.predict_quality(queries), np.array(expected_q))
+
+
+def _unit(X: FloatArray) -> npt.NDArray[np.float32]:
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
