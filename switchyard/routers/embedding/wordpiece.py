@@ -33,6 +33,7 @@ _PLAIN_CHARS = frozenset(map(chr, range(0x20, 0x7F))) | {"\t", "\n", "\r"}
 _WORDS = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 MAX_WORD_CHARS = 100
 CACHE_WORDS = 100_000  # remembered words, and remembered chunks (each bound on its own)
+MAX_CHUNK_CHARS = 24  # longer chunks are tokenised each time (bounds the chunks' memory)
 # The code points BERT treats as Chinese characters (each one a word of its own).
 _CJK = (
     (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
@@ -59,7 +60,8 @@ class FastWordPiece:
         self._unk = unk_id
         self._chunks: dict[str, tuple[int, ...]] = {}  # whitespace-separated chunk -> ids
         self._words: dict[str, list[int]] = {}  # word -> its WordPiece ids
-        self._single: dict[str, bool] = {}  # non-ASCII characters seen: single-char words?
+        self._single: set[str] = set()  # non-ASCII characters seen that are words alone
+        self._other: set[str] = set()  # non-ASCII characters seen that are not
 
     def ids(self, text: str) -> list[int] | None:
         """Token ids of ``text`` without special tokens, or None when the fast path cannot
@@ -70,41 +72,45 @@ class FastWordPiece:
         known = self._chunks
         try:
             return list(chain.from_iterable(map(known.__getitem__, chunks)))
-        except KeyError:  # a chunk not seen yet: add the new ones, then look up again
-            if len(known) + len(chunks) > CACHE_WORDS:
+        except KeyError:  # chunks not seen yet: tokenise them (set operations run in C)
+            missing = set(chunks).difference(known)
+            if len(known) + len(missing) > CACHE_WORDS:
                 known.clear()
-            for chunk in chunks:
-                if chunk not in known:
-                    known[chunk] = self._chunk_ids(chunk)
+                missing = set(chunks)
+            new = {chunk: self._chunk_ids(chunk) for chunk in missing}
+            kept = {c: ids for c, ids in new.items() if len(c) <= MAX_CHUNK_CHARS}
+            known.update(kept)
+            if len(kept) < len(new):  # a long chunk (text without spaces) is not kept
+                return list(chain.from_iterable(new[c] if c in new else known[c] for c in chunks))
             return list(chain.from_iterable(map(known.__getitem__, chunks)))
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
         """The ids of one lower-cased chunk without whitespace: its words' pieces in turn."""
         words = _WORDS.findall(chunk)
         cache = self._words
-        if len(cache) + len(words) > CACHE_WORDS:
-            cache.clear()
-        for word in words:
-            if word not in cache:
+        missing = set(words).difference(cache)
+        if missing:
+            if len(cache) + len(missing) > CACHE_WORDS:
+                cache.clear()
+                missing = set(words)
+            for word in missing:
                 cache[word] = self._pieces(word)
         return tuple(chain.from_iterable(map(cache.__getitem__, words)))
 
     def _covered(self, text: str) -> bool:
         """Every character is plain ASCII or a non-ASCII single-character word."""
-        single = self._single
-        for char in set(text):
-            if char < "\x80":
-                if char not in _PLAIN_CHARS:
-                    return False
-                continue
-            known = single.get(char)
-            if known is None:
-                if len(single) >= CACHE_WORDS:
-                    single.clear()
-                known = single[char] = is_single_char_word(char)
-            if not known:
-                return False
-        return True
+        rest = set(text).difference(_PLAIN_CHARS)
+        rest.difference_update(self._single)
+        if not rest:
+            return True
+        if not rest.isdisjoint(self._other) or min(rest) < "\x80":  # ASCII control chars
+            return False
+        if len(self._single) + len(self._other) + len(rest) > CACHE_WORDS:
+            self._single.clear()
+            self._other.clear()
+        for char in rest:
+            (self._single if is_single_char_word(char) else self._other).add(char)
+        return rest.isdisjoint(self._other)
 
     def _pieces(self, word: str) -> list[int]:
         """Greedy longest-match-first WordPiece of one word."""

@@ -124,3 +124,21 @@ def test_a_chunk_s_ids_are_remembered_and_the_memory_stays_bounded(
         assert wp.ids(text) == [i for w in text.split() for i in wp._chunk_ids(w.lower())]
         assert len(wp._chunks) <= 4 and len(wp._words) <= 4
     assert wp.ids("(abc) x!") == [5, 1, 2, 6, 3, 4]
+
+
+def test_a_long_chunk_is_tokenised_each_time_and_not_kept() -> None:
+    wp = FastWordPiece({"ab": 1, "##c": 2, "x": 3, "!": 4}, unk_id=0)
+    long = "abc!" * 10  # 40 characters without whitespace
+    assert len(long) > wordpiece.MAX_CHUNK_CHARS
+    assert wp.ids(f"x {long} x!") == [3, *[1, 2, 4] * 10, 3, 4]
+    assert long.lower() not in wp._chunks and "x!" in wp._chunks
+    assert wp.ids(long) == [1, 2, 4] * 10
+
+
+def test_characters_judged_once_are_remembered_either_way() -> None:
+    wp = FastWordPiece({"x": 3, "，": 5}, unk_id=0)  # noqa: RUF001
+    for _ in range(2):
+        assert wp.ids("x，x") == [3, 5, 3]  # noqa: RUF001
+        assert wp.ids("x café") is None  # "é" is not a word alone: the library's
+        assert wp.ids("x\x0b") is None  # an ASCII control character
+    assert "，" in wp._single and "é" in wp._other  # noqa: RUF001
