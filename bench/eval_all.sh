@@ -23,6 +23,9 @@ rdc=routing/routerdc
 "$SY" eval --router switchyard/data/default-router --protocol routerbench --data routing/routerbench \
   --out $OUT/routerbench --compare knn --compare mlp --compare mf --compare routerdc --compare knn-residual
 
+# knn-prior's hyperparameters re-checked on validation folds of the train splits (issue 15).
+"${PYTHON:-.venv/bin/python}" bench/knn_prior_tuning.py --no-progress
+
 # The prompt encoders' quality-cost frontier (issue 15): static tables, MiniLM, the fine-tune.
 "${PYTHON:-.venv/bin/python}" bench/encoder_frontier.py --minilm --finetune
 

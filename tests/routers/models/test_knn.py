@@ -94,4 +94,4 @@ def test_a_batch_with_ties_in_one_row_keeps_exactly_k_in_every_row() -> None:
 
 
 def _unit(X: FloatArray) -> npt.NDArray[np.float32]:
-    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(X / np.linalg.norm(X, axis=1, keepdims=True), dtype=np.float32)
