@@ -10,7 +10,7 @@ prometheus_client metrics, less the ``_created`` series.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -127,13 +127,8 @@ class RoutingMetrics(Collector):
         histogram.observe(seconds)
 
     def collect(self) -> Iterable[Metric]:
-        routed = CounterMetricFamily(
-            "switchyard_routed_requests", "Routed requests by router and chosen model.",
-            labels=["router", "model"],
-        )  # fmt: skip
-        for (router, model), count in list(self._routed.items()):
-            routed.add_metric([router, model], count)
-        yield routed
+        yield _by_pair("switchyard_routed_requests", "Routed requests by router and chosen model.",
+                       ("router", "model"), self._routed)  # fmt: skip
         yield _histogram("switchyard_routing_decision_seconds",
                          "Time from a routed request's arrival at the router to its decision.",
                          list(self._seconds.items()), label="router")  # fmt: skip
@@ -155,13 +150,18 @@ class SpendMetrics(Collector):
         self._usd[key, tenant] = self._usd.get((key, tenant), 0.0) + usd
 
     def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            "switchyard_spend_usd", "Spend in USD by API key name and tenant.",
-            labels=["key", "tenant"],
-        )  # fmt: skip
-        for (key, tenant), usd in list(self._usd.items()):
-            family.add_metric([key, tenant], usd)
-        yield family
+        yield _by_pair("switchyard_spend_usd", "Spend in USD by API key name and tenant.",
+                       ("key", "tenant"), self._usd)  # fmt: skip
+
+
+def _by_pair(
+    name: str, doc: str, labels: tuple[str, str], values: Mapping[tuple[str, str], float]
+) -> Metric:
+    """A counter family from plain numbers kept by a pair of label values."""
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for pair, value in list(values.items()):
+        family.add_metric(list(pair), value)
+    return family
 
 
 def _gauge(name: str, doc: str, values: list[tuple[str, float]]) -> Metric:
