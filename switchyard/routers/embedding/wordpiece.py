@@ -72,35 +72,32 @@ class FastWordPiece:
         known = self._chunks
         try:
             return list(chain.from_iterable(map(known.__getitem__, chunks)))
-        except KeyError:  # chunks not seen yet: tokenise them (set operations run in C)
-            missing = set(chunks).difference(known)
-            if len(known) + len(missing) > CACHE_WORDS:
+        except KeyError:  # a chunk not seen yet: add the new ones, then look up again
+            if len(known) + len(chunks) > CACHE_WORDS:
                 known.clear()
-                missing = set(chunks)
-            new = {chunk: self._chunk_ids(chunk) for chunk in missing}
-            kept = {c: ids for c, ids in new.items() if len(c) <= MAX_CHUNK_CHARS}
-            known.update(kept)
-            if len(kept) < len(new):  # a long chunk (text without spaces) is not kept
-                return list(chain.from_iterable(new[c] if c in new else known[c] for c in chunks))
+            long: dict[str, tuple[int, ...]] = {}  # chunks too long to keep (no spaces)
+            for chunk in chunks:
+                if chunk not in known and chunk not in long:
+                    ids = self._chunk_ids(chunk)
+                    (known if len(chunk) <= MAX_CHUNK_CHARS else long)[chunk] = ids
+            if long:
+                return list(chain.from_iterable(long.get(c) or known[c] for c in chunks))
             return list(chain.from_iterable(map(known.__getitem__, chunks)))
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
         """The ids of one lower-cased chunk without whitespace: its words' pieces in turn."""
         words = _WORDS.findall(chunk)
         cache = self._words
-        missing = set(words).difference(cache)
-        if missing:
-            if len(cache) + len(missing) > CACHE_WORDS:
-                cache.clear()
-                missing = set(words)
-            for word in missing:
+        if len(cache) + len(words) > CACHE_WORDS:
+            cache.clear()
+        for word in words:  # a loop beats set differences: most chunks are a word or two
+            if word not in cache:
                 cache[word] = self._pieces(word)
         return tuple(chain.from_iterable(map(cache.__getitem__, words)))
 
     def _covered(self, text: str) -> bool:
         """Every character is plain ASCII or a non-ASCII single-character word."""
-        rest = set(text).difference(_PLAIN_CHARS)
-        rest.difference_update(self._single)
+        rest = set(text).difference(_PLAIN_CHARS).difference(self._single)
         if not rest:
             return True
         if not rest.isdisjoint(self._other) or min(rest) < "\x80":  # ASCII control chars
