@@ -59,7 +59,6 @@ class RouterService:
         self.settings = settings
         self.metrics = metrics
         self.outcomes = OutcomeLog(settings.routing.records)
-        self.batches = 0  # embedding calls made (one per batch)
         self._routers: dict[str, Loaded] = {}
         self.candidates = {r.name: settings.candidates(r) for r in settings.routers}
         self._every: dict[tuple[str, ...], frozenset[str]] = {}  # allowed() with no limits
@@ -74,6 +73,11 @@ class RouterService:
         self.semantic: SemanticEmbedder | None = None  # the cache's, when not the routers'
         self.learner: Learner | None = None
         self.shared: SharedState = LocalState()
+
+    @property
+    def batches(self) -> int:
+        """Embedding calls made (one per batch), as ``switchyard_routing_batches`` counts them."""
+        return self.metrics.routing.batches
 
     async def start(self) -> None:
         """Load the embedder and the routers (on the worker thread; exports if needed), then
@@ -356,7 +360,6 @@ class RouterService:
         size = self.settings.routing.max_batch
         jobs, self._queue = self._queue[:size], self._queue[size:]
         self._busy = True
-        self.batches += 1
         self.metrics.routing.batches += 1
         if self.inline:
             try:

@@ -90,10 +90,13 @@ class KNNRouter(QualityRouter):
         idx, weights = self._nearest(Q)
         return np.asarray((weights[:, None, :] @ np.take(self._columns(), idx, axis=0))[:, 0])
 
-    def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
-        sums = self._sums(Q)
+    def _split(self, sums: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """:meth:`_sums` as Σ w·y and Σ w per model, and the columns after them."""
         models = self.Y_train_.shape[1]
-        local, total = sums[:, :models], sums[:, models : 2 * models]
+        return sums[:, :models], sums[:, models : 2 * models], sums[:, 2 * models :]
+
+    def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
+        local, total, _ = self._split(self._sums(Q))
         mean = local / np.maximum(total, 1e-12)
         return np.where(total > 0, mean, self.mean_quality_[None, :])
 
@@ -140,7 +143,6 @@ class TaskPriorKNNRouter(KNNRouter):
             labels = np.array([names.index(t) for t in tasks], dtype=np.int64)
         n_tasks = int(labels.max()) + 1
         self.task_labels_ = labels
-        self._columns64 = None  # with the task columns, made on first use
         self.task_means_ = np.stack([nan_column_means(Y[labels == t]) for t in range(n_tasks)])
 
     def _summed(self) -> FloatArray:
@@ -149,10 +151,7 @@ class TaskPriorKNNRouter(KNNRouter):
         return np.hstack([super()._summed(), tasks])
 
     def _chunk(self, Q: npt.NDArray[np.float32]) -> FloatArray:
-        sums = self._sums(Q)
-        models = self.Y_train_.shape[1]
-        local, total = sums[:, :models], sums[:, models : 2 * models]
-        votes = sums[:, 2 * models :]
+        local, total, votes = self._split(self._sums(Q))
         votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-300)
         prior = votes @ self.task_means_
         return np.asarray((local + self.alpha * prior) / (total + self.alpha))
