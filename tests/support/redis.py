@@ -8,6 +8,7 @@ Never the machine's shared Redis on 6379: every server here is started and stopp
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import signal
 import socket
@@ -38,12 +39,31 @@ def command(port: int, *args: str, timeout: float = 1.0) -> bytes:
         return reply
 
 
+# Cluster nodes listen on a port and on its bus port (port + 10000). A node restarted on its
+# port finds both taken if an outgoing connection was given one meanwhile, which happens in
+# the kernel's ephemeral range (32768-60999 by default): so both are chosen below it.
+_CLUSTER_PORTS = (20000, 22767)
+
+
 def _free_port(cluster: bool) -> int:
-    """A free port; for a cluster node one ≤ 55535 (its bus port is port + 10000)."""
+    """A free port; for a cluster node one whose bus port (port + 10000) is free too, both
+    below the ephemeral range."""
+    if not cluster:
+        return free_port()
+    rng = random.Random()
     while True:
-        port = free_port()
-        if not cluster or port <= 55535:
+        port = rng.randint(*_CLUSTER_PORTS)
+        if _bindable(port) and _bindable(port + 10000):
             return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class RedisServer:
