@@ -154,3 +154,29 @@ def test_engine_queues_fifo_and_stops_when_idle() -> None:
         assert not engine.busy
 
     asyncio.run(scenario())
+
+
+def test_steps_keep_the_models_length_when_the_loop_wakes_the_engine_late() -> None:
+    """vLLM's engine core is its own process: the API server's work does not lengthen its
+    steps. Here other work holds the loop for 4 ms across the moment each 10 ms step ends
+    (from 9 to 13 ms after the previous token): when the engine slept each step's whole
+    duration after waking, 20 tokens took ~260 ms instead of ~200."""
+
+    async def busy_when_the_step_ends() -> None:
+        await asyncio.sleep(0.009)
+        until = time.perf_counter() + 0.004
+        while time.perf_counter() < until:  # e.g. handlers streaming the last step's tokens
+            pass
+
+    async def scenario() -> float:
+        engine = Engine(PerfModel(decode_base_s=0.010), SimulatorMetrics())
+        seq = engine.submit(10, 20, "length")
+        started, others = time.perf_counter(), []
+        while await seq.tokens.get() is not None:
+            others.append(asyncio.create_task(busy_when_the_step_ends()))
+        took = time.perf_counter() - started
+        await asyncio.gather(*others)
+        return took
+
+    took = asyncio.run(scenario())
+    assert 0.195 <= took < 0.235, f"20 steps of 10 ms took {took * 1e3:.0f} ms"

@@ -152,17 +152,28 @@ class Engine:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _loop(self) -> None:
+        """Steps back to back on the model's clock: a step ends its modelled duration after
+        the previous one ended, not after the loop got round to it. In vLLM the engine core
+        is a process of its own, so the API server's work (streaming the tokens) does not
+        lengthen its steps; here that work shares this loop, and sleeping a step's whole
+        duration after a late wake-up (other callbacks holding the loop, or the process
+        waiting for a busy CPU) made every such step longer than the model. A loop more
+        than a step behind starts the next step from now rather than catching up."""
         try:
+            step_end = time.perf_counter()
             while self._running or self._waiting:
                 prefill_tokens = self._admit()
                 perf = self._perf
                 swaps = self.adapters.take_stall() if self.adapters is not None else 0.0
-                await asyncio.sleep(
+                duration = (
                     swaps
                     + perf.prefill_s_per_token * prefill_tokens
                     + perf.decode_base_s
                     + perf.decode_s_per_seq * len(self._running)
                 )
+                now = time.perf_counter()
+                step_end = (now if now - step_end > duration else step_end) + duration
+                await asyncio.sleep(step_end - now)  # <= 0 (zero-latency model): one yield
                 self._deliver(time.perf_counter())
         finally:
             self._task = None
