@@ -70,6 +70,7 @@ bench-more: $(BENCH_STAMP)  ## clients, soak, GC, limits, routing, replicas, pla
 	$(BIN)/python bench/routed_bench.py --redis
 	$(BIN)/python bench/routing_speed.py
 	$(BIN)/python bench/routing_instructions.py
+	$(BIN)/python bench/knn_product_bench.py
 	$(BIN)/python bench/replica_bench_load.py
 	$(BIN)/python bench/scrape_bench.py
 	$(BIN)/python bench/plan_bench.py all --repeats 3

@@ -10,6 +10,10 @@ RouterDC test questions (``routing_speed.distinct_prompts``), first to
 request (``time.process_time``, this process only: the gateway's work and the clients', not
 the simulators'). uvicorn's HTTP work is left out; it is the same for both variants.
 
+``--parts`` also times the parts of each routed decision batch (wall time around the
+embedding, the tokeniser, the kNN prediction and its product, the bandit, the policy) and
+prints them per routed request: where a decision's time goes at a given ``--concurrency``.
+
 ``--source DIR`` imports ``switchyard`` from another checkout (``git worktree add DIR REV``),
 so two commits can be compared round by round:
 
@@ -29,6 +33,8 @@ import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +49,45 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=2, help="rounds of A then S")
     p.add_argument("--concurrency", type=int, default=32, help="in-process clients")
     p.add_argument("--source", type=Path, default=None, help="checkout to import switchyard from")
+    p.add_argument("--parts", action="store_true", help="time the parts of routed decisions")
     return p.parse_args()
+
+
+def time_parts() -> defaultdict[str, float]:
+    """Wrap the parts of a routed decision batch so that each adds its wall time to the
+    counter returned (the wrappers cost ~0.3 µs a call)."""
+    from switchyard.gateway import routing
+    from switchyard.routers.embedding import static, wordpiece
+    from switchyard.routers.models import cosines, knn
+
+    spent: defaultdict[str, float] = defaultdict(float)
+    parts = [
+        (routing.RouterService, "_run_batch", "the whole batch"),
+        (static.StaticEmbedder, "embed", "embedding (tokeniser included)"),
+        (wordpiece.FastWordPiece, "ids", "tokeniser"),
+        (knn.TaskPriorKNNRouter, "_predict", "kNN prediction"),
+        (knn.KNNRouter, "_nearest", "kNN: the k nearest"),
+        (cosines.Cosines, "__call__", "kNN: the product"),
+        (routing.RouterService, "_adjust", "bandit"),
+        (routing, "choose", "policy"),
+    ]
+    for owner, name, label in parts:
+        spent[label] = 0.0  # printed in this order
+        setattr(owner, name, _timed(getattr(owner, name), label, spent))
+    return spent
+
+
+def _timed(
+    fn: Callable[..., Any], label: str, spent: defaultdict[str, float]
+) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[label] += time.perf_counter() - started
+
+    return timed
 
 
 async def post_all(app: Any, bodies: list[bytes], concurrency: int) -> tuple[float, float]:
@@ -77,14 +121,18 @@ async def measure(args: argparse.Namespace, ports: dict[str, int]) -> None:
         messages = ([{"role": "user", "content": t}] for t in texts)
         return [orjson.dumps({"model": model, "max_tokens": 1, "messages": m}) for m in messages]
 
+    spent = time_parts() if args.parts else defaultdict[str, float](float)
     async with app.router.lifespan_context(app):
         for _ in range(args.reps):
             for variant, model in (("A", DIRECT), ("S", "auto")):
                 await post_all(app, bodies(model, prompts[:200]), args.concurrency)  # warm-up
+                spent.update(dict.fromkeys(spent, 0.0))
                 wall, cpu = await post_all(app, bodies(model, prompts[200:]), args.concurrency)
                 n = args.requests
                 print(f"{variant}: {n / wall:.0f} req/s, {cpu / n * 1e6:.1f} µs CPU per request",
                       flush=True)  # fmt: skip
+                for label, seconds in spent.items() if variant == "S" else ():
+                    print(f"   {label:32s} {seconds / n * 1e6:7.1f} µs per request")
 
 
 def main() -> None:

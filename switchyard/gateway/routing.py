@@ -145,6 +145,7 @@ class RouterService:
 
         found = fingerprint(router.artifact)
         pipe = RoutingPipeline.load(router.artifact, self._embedder)
+        pipe.warm()
         lam = pipe.cost_weight if router.cost_weight is None else router.cost_weight
         online = "with a bandit" if router.bandit.enabled else "offline only"
         where = "the event loop" if self.inline else "the router thread"

@@ -115,6 +115,12 @@ class RoutingPipeline:
         """Quality and cost from already computed embeddings ``X`` of ``prompts``."""
         return Prediction(quality=self.router.predict_quality(X), cost=self.cost.predict(prompts))
 
+    def warm(self) -> None:
+        """Make now what the quality router makes on first use (the kNN routers' ONNX Runtime
+        session takes ~40 ms), so that no request waits for it: one prediction for a batch
+        of two prompts."""
+        self.router.predict_quality(np.zeros((2, self.router.n_features_in_)))
+
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, path: Path, metadata: Mapping[str, Any] | None = None) -> None:

@@ -275,3 +275,13 @@ def test_manifest_is_plain_json(pipe: RoutingPipeline, tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "router.json").read_text())
     assert manifest["format"] == 1
     assert manifest["cost_weight"] == 0.0
+
+
+def test_warm_makes_the_knn_session_before_any_request(
+    pipe: RoutingPipeline, onnx_embedder: OnnxEmbedder, tmp_path: Path
+) -> None:
+    pipe.save(tmp_path / "router")
+    loaded = RoutingPipeline.load(tmp_path / "router", onnx_embedder)
+    assert getattr(loaded.router, "_cosines", None) is None  # made on first use ...
+    loaded.warm()
+    assert loaded.router._cosines._session is not None  # type: ignore[attr-defined]  # ... or now
