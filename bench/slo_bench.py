@@ -189,11 +189,17 @@ def plain_prompts(n: int, rng: random.Random) -> list[tuple[int, ...]]:
 
 
 def session_prompts(
-    n: int, rng: random.Random, systems: int = 8, doc_tokens: int = 400, docs: int = 0
+    n: int,
+    rng: random.Random,
+    systems: int = 8,
+    doc_tokens: int = 400,
+    docs: int = 0,
+    turns_per_session: int = 5,
 ) -> list[tuple[int, ...]]:
     """§20's chat sessions: one of ``systems`` shared system prompts (0: one per session), a
     document (its own, or with ``docs`` one of a shared corpus, the k-th most read with
-    weight 1/k: retrieval over one knowledge base), a question, up to 5 turns."""
+    weight 1/k: retrieval over one knowledge base), a question, up to ``turns_per_session``
+    turns."""
     fresh = itertools.count(1_000_000)
     shared = [tuple(next(fresh) for _ in range(300)) for _ in range(systems)]
     corpus = [tuple(next(fresh) for _ in range(doc_tokens)) for _ in range(docs)]
@@ -214,7 +220,7 @@ def session_prompts(
             session.extend(next(fresh) for _ in range(74))
         turns[id(session)] += 1
         out.append(tuple(session))
-        if turns[id(session)] >= 5:
+        if turns[id(session)] >= turns_per_session:
             open_.remove(session)
     return out
 
@@ -239,7 +245,11 @@ def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) 
     make = plain_prompts
     if workload == "prefix":
         make = functools.partial(
-            session_prompts, systems=a.systems, doc_tokens=a.doc_tokens, docs=a.docs
+            session_prompts,
+            systems=a.systems,
+            doc_tokens=a.doc_tokens,
+            docs=a.docs,
+            turns_per_session=a.turns,
         )
     probe = make(2000, random.Random(seed + 7))
     rate = PHASES[phase] * capacity_rps(statistics.fmean(len(p) for p in probe))
@@ -376,6 +386,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         help="prefix workload: documents of a shared corpus (0: one per session)",
+    )
+    p.add_argument(
+        "--turns",
+        type=int,
+        default=5,
+        help="prefix workload: turns before a session closes (as replica_bench_prefix.py)",
     )
     p.add_argument(
         "--kv-scale",

@@ -53,3 +53,11 @@ def test_sessions_retrieving_from_a_shared_corpus_share_its_most_read_documents(
     assert 1 < len(set(docs)) < len(opened)  # documents recur across sessions
     top = max(set(docs), key=docs.count)
     assert docs.count(top) > len(opened) / 10  # the most read one is read often
+
+
+def test_a_session_closes_after_its_turns(slo_bench: Any) -> None:
+    prompts = slo_bench.session_prompts(
+        300, random.Random(5), systems=0, doc_tokens=10, turns_per_session=2
+    )
+    first = 300 + 10 + 20
+    assert {len(p) for p in prompts} == {first, first + 74}  # opened, then one more turn
