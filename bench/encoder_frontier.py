@@ -11,13 +11,18 @@ Encoders:
                  validation fifth of the RouterDC train split (``--finetune``, needs torch)
   minilm-int8    all-MiniLM-L6-v2 on ONNX Runtime, int8 (``--minilm``: embeds ~40k prompts,
                  ~25 min on 2 cores the first time, cached after)
+  minilm+dc      MiniLM itself fine-tuned with the same two losses: its upper 2 of 6 layers
+                 on cached outputs of the lower 4, first 128 tokens, RouterDC protocol only,
+                 chosen on the same validation fifth (``--minilm-finetune``, needs torch and
+                 the train extra; ~15 min, ``minilm_finetune.py``); it costs what minilm-int8
+                 costs to run
 
 Protocols as ``switchyard eval`` runs them: RouterDC (ID / OOD averages), RouteLLM (APGR on
 MMLU and GSM8K, 5 subject-disjoint folds), RouterBench (AIQ). Cost: median µs to embed one
 ~64-token prompt, one thread, after warm-up (``--cost-calls`` calls).
 Writes ``bench/results/encoder_frontier.json`` and ``.png``; prints a Markdown table.
 
-    .venv/bin/python bench/encoder_frontier.py [--minilm] [--finetune]
+    .venv/bin/python bench/encoder_frontier.py [--minilm] [--finetune] [--minilm-finetune]
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--minilm", action="store_true", help="add int8 MiniLM (slow first time)")
     p.add_argument("--finetune", action="store_true", help="add static-256+dc (torch)")
+    p.add_argument("--minilm-finetune", action="store_true", help="add minilm+dc (torch, ~15 min)")
     p.add_argument("--cost-calls", type=int, default=2000, help="embed calls timed per encoder")
     p.add_argument("--cache-dir", type=Path, default=None, help="embedder cache (default ~)")
     p.add_argument("--out", type=Path, default=RESULTS / "encoder_frontier.json")
@@ -125,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         rows["static-256+dc"] = finetuned_routerdc(load_embedder("static", cache=cache), cache)
         rows["static-256+dc"]["us_per_prompt"] = rows["static-256"]["us_per_prompt"]  # same lookup
+    if args.minilm_finetune:
+        rows["minilm+dc"] = minilm_dc(rows.get("minilm-int8", {}))
     result = {
         "bench": "encoder_frontier",
         "command": " ".join(["python", *sys.argv]),
@@ -138,6 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(rows))
     print(f"\nwrote {args.out} and {plot(rows, args.out.with_suffix('.png'))}")
     return 0
+
+
+def minilm_dc(minilm: dict[str, float]) -> dict[str, float]:
+    """The fine-tuned MiniLM's RouterDC row (``minilm_finetune.py`` with its defaults)."""
+    from minilm_finetune import finetuned_minilm
+    from minilm_finetune import parse_args as finetune_args
+
+    found = finetuned_minilm(finetune_args([]))
+    row = {k: found["fine-tuned"][k] for k in ("ID avg", "OOD avg")}
+    row |= {"chosen_epochs": found["chosen_epochs"], "chosen_t": found["chosen_t"]}
+    row |= {f"valid {k}": v for k, v in found["valid"].items()}
+    if "us_per_prompt" in minilm:  # the same transformer: the same cost once exported
+        row["us_per_prompt"] = minilm["us_per_prompt"]
+    return row
 
 
 COLUMNS = ("us_per_prompt", "ID avg", "OOD avg", "mmlu APGR", "gsm8k APGR", "AIQ")

@@ -26,8 +26,8 @@ rdc=routing/routerdc
 # knn-prior's hyperparameters re-checked on validation folds of the train splits (issue 15).
 "${PYTHON:-.venv/bin/python}" bench/knn_prior_tuning.py --no-progress
 
-# The prompt encoders' quality-cost frontier (issue 15): static tables, MiniLM, the fine-tune.
-"${PYTHON:-.venv/bin/python}" bench/encoder_frontier.py --minilm --finetune
+# The prompt encoders' quality-cost frontier (issue 15): static tables, MiniLM, both fine-tunes.
+"${PYTHON:-.venv/bin/python}" bench/encoder_frontier.py --minilm --finetune --minilm-finetune
 
 # Label-free routers (issue 18): Smoothie's estimate instead of labels -> bench/results/labelfree.
 "${PYTHON:-.venv/bin/python}" bench/labelfree_eval.py --seed 0
