@@ -116,15 +116,11 @@ class Encoder:
 
     @staticmethod
     def _layer(layer: Any, h: Any, mask: Any) -> Any:
-        extended = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch_min(h)
+        import torch
+
+        extended = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
         out = layer(h, attention_mask=extended)
         return out[0] if isinstance(out, tuple) else out
-
-
-def torch_min(h: Any) -> float:
-    import torch
-
-    return float(torch.finfo(h.dtype).min)
 
 
 def train(enc: Encoder, states: dict[str, Any], data: Any, epochs: int, t: float) -> None:
@@ -188,14 +184,14 @@ def choose(enc: Encoder, states: dict[str, Any], train_rows: Any, a: argparse.Na
     tag = f"minilm-f{a.frozen}-t{a.max_tokens}-v"
     scores = {"frozen": validation_score(embed_all(enc, states, tag), fit, valid, cache)}
     print(f"  validation frozen: {scores['frozen']:.4f}", file=sys.stderr, flush=True)
-    grid = [(int(e), float(t)) for e in a.epochs.split(",") for t in a.temperatures.split(",")]
-    for epochs, t in grid:
+    grid = {f"e{e}-t{t}": (int(e), float(t))
+            for e in a.epochs.split(",") for t in a.temperatures.split(",")}  # fmt: skip
+    for key, (epochs, t) in grid.items():
         train(enc, states, fit, epochs, t)
-        key = f"e{epochs}-t{t:g}"
         scores[key] = validation_score(embed_all(enc, states, tag + key), fit, valid, cache)
         print(f"  validation {key}: {scores[key]:.4f}", file=sys.stderr, flush=True)
-    best = max((k for k in scores if k != "frozen"), key=scores.__getitem__)
-    return int(best[1:].split("-t")[0]), float(best.split("-t")[1]), scores
+    epochs, t = grid[max(grid, key=scores.__getitem__)]
+    return epochs, t, scores
 
 
 def evaluate(enc: Encoder, states: dict[str, Any], data: Any, train_rows: Any, epochs: int,

@@ -188,14 +188,9 @@ def plain_prompts(n: int, rng: random.Random) -> list[tuple[int, ...]]:
     return [tuple(range(12))] * n
 
 
-def session_prompts(
-    n: int,
-    rng: random.Random,
-    systems: int = 8,
-    doc_tokens: int = 400,
-    docs: int = 0,
-    turns_per_session: int = 5,
-) -> list[tuple[int, ...]]:
+def session_prompts(n: int, rng: random.Random, systems: int = 8, doc_tokens: int = 400,
+                    docs: int = 0, turns_per_session: int = 5,
+                    ) -> list[tuple[int, ...]]:  # fmt: skip
     """§20's chat sessions: one of ``systems`` shared system prompts (0: one per session), a
     document (its own, or with ``docs`` one of a shared corpus, the k-th most read with
     weight 1/k: retrieval over one knowledge base), a question, up to ``turns_per_session``
@@ -244,13 +239,8 @@ def run(name: str, phase: str, workload: str, seed: int, a: argparse.Namespace) 
     rng = random.Random(seed)
     make = plain_prompts
     if workload == "prefix":
-        make = functools.partial(
-            session_prompts,
-            systems=a.systems,
-            doc_tokens=a.doc_tokens,
-            docs=a.docs,
-            turns_per_session=a.turns,
-        )
+        make = functools.partial(session_prompts, systems=a.systems, doc_tokens=a.doc_tokens,
+                                 docs=a.docs, turns_per_session=a.turns)  # fmt: skip
     probe = make(2000, random.Random(seed + 7))
     rate = PHASES[phase] * capacity_rps(statistics.fmean(len(p) for p in probe))
     times = arrivals(rate, a.duration, phase == "burst", rng)
@@ -387,12 +377,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="prefix workload: documents of a shared corpus (0: one per session)",
     )
-    p.add_argument(
-        "--turns",
-        type=int,
-        default=5,
-        help="prefix workload: turns before a session closes (as replica_bench_prefix.py)",
-    )
+    p.add_argument("--turns", type=int, default=5, help="prefix workload: turns per session")
     p.add_argument(
         "--kv-scale",
         type=float,
